@@ -1,0 +1,80 @@
+// Model = transforms (preprocessing first) + base distribution + parameters,
+// with the passes the C API exposes. Host pointers in, host pointers out:
+// data cross to the device once per call (per chunk of rows).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "flows/transform.h"
+#include "model/base_distribution.h"
+#include "model/param_arena.h"
+#include "model/spec.h"
+#include "optim/optimizer.h"
+
+namespace flow {
+
+class Model {
+public:
+    // Throws Error(Status::spec) for a bad spec.
+    static std::unique_ptr<Model> create(Backend &backend, const std::string &spec_json,
+                                         uint64_t seed);
+    // Throws Error(Status::format) for anything malformed in the bytes.
+    static std::unique_ptr<Model> load(Backend &backend, const uint8_t *bytes, size_t len);
+    std::vector<uint8_t> save() const;
+    std::unique_ptr<Model> clone(Backend &backend) const;
+
+    size_t dim() const { return spec_.dim; }
+    size_t context_dim() const { return spec_.context_dim; }
+    size_t param_count() const { return params_.count(); }
+    const std::string &spec_json() const { return spec_json_; }
+    DeviceKind device() const { return backend_.kind(); }
+    uint64_t step_count() const { return steps_; }
+
+    void get_params(float *out) const;
+    void set_params(const float *values);
+
+    void log_prob(const float *x, const float *context, size_t n, float *out);
+    void sample(size_t n, const float *context, float temperature, uint64_t seed, float *out_x,
+                float *out_log_prob);
+    void forward(const float *x, const float *context, size_t n, float *out_z,
+                 float *out_logdet);
+    void inverse(const float *z, const float *context, size_t n, float *out_x,
+                 float *out_logdet);
+
+    void set_optimizer(const std::string &json);
+    // Returns the mean NLL. Throws Status::numeric, changing nothing, when
+    // the loss or a gradient is not finite.
+    double train_step(const float *x, const float *context, size_t n);
+    double loss_grad(const float *x, const float *context, size_t n, float *param_grad,
+                     float *x_grad);
+
+private:
+    Model(Backend &backend, ModelSpec spec, uint64_t seed);
+
+    void check_inputs(const float *x, const float *context, size_t n, bool data) const;
+    void upload_rows(const float *x, const float *context, size_t begin, size_t rows);
+    const Tensor &forward_pass(const Pass &pass);
+    const Tensor &inverse_pass(const Tensor &z);
+    double loss_and_gradients(const float *x, const float *context, size_t n, uint64_t stream);
+
+    Backend &backend_;
+    ModelSpec spec_;
+    std::string spec_json_;
+    uint64_t seed_;     // initial weights; key of the dequantization noise
+    uint64_t steps_ = 0; // successful train steps
+    ParamArena params_{true}, buffers_{false};
+    std::vector<std::unique_ptr<Transform>> transforms_;
+    std::unique_ptr<BaseDistribution> base_;
+    std::unique_ptr<Optimizer> optimizer_; // made on first use
+
+    // Workspaces, reused from call to call.
+    Tensor input_, context_;
+    std::vector<Tensor> acts_; // outputs of the transforms
+    Tensor logdet_, log_prob_, grad_a_, grad_b_, dlog_;
+    const Tensor *data_grad_ = nullptr; // grad_a_ or grad_b_, after a backward pass
+};
+
+} // namespace flow

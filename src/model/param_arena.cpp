@@ -1,0 +1,45 @@
+#include "model/param_arena.h"
+
+#include "backend/backend.h"
+#include "backend/philox.h"
+
+namespace flow {
+
+size_t ParamArena::declare(std::string name, std::vector<size_t> shape, Init init,
+                           float bound) {
+    size_t size = shape_size(shape);
+    infos_.push_back({std::move(name), std::move(shape), total_, init, bound});
+    total_ += size;
+    return infos_.size() - 1;
+}
+
+void ParamArena::allocate(Backend &backend, uint64_t seed) {
+    // One element at least, so an empty arena is still a valid tensor.
+    std::vector<float> host(total_ ? total_ : 1, 0.0f);
+    for (size_t p = 0; p < infos_.size(); ++p) {
+        const ParamInfo &info = infos_[p];
+        float *dst = host.data() + info.offset;
+        size_t size = shape_size(info.shape);
+        for (size_t k = 0; k < size; ++k) {
+            switch (info.init) {
+            case Init::zeros: dst[k] = 0.0f; break;
+            case Init::ones: dst[k] = 1.0f; break;
+            case Init::uniform: {
+                float u = philox_uniform(philox4x32_10(seed, p, k).v[0]);
+                dst[k] = info.bound * (2.0f * u - 1.0f);
+                break;
+            }
+            }
+        }
+    }
+    values_ = Tensor(backend, {host.size()});
+    backend.upload(values_, host.data());
+    values_ = values_.view(0, {total_});
+    if (with_grads_) {
+        grads_ = Tensor(backend, {host.size()});
+        backend.fill(grads_, 0.0f);
+        grads_ = grads_.view(0, {total_});
+    }
+}
+
+} // namespace flow

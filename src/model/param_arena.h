@@ -1,0 +1,52 @@
+// All parameters of a model in one contiguous allocation (and their gradients
+// in a second one of the same layout), so that optimizer steps, device copies
+// and saving are one loop. Blocks declare their parameters while the model is
+// built; allocate() then lays them out and initializes them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/tensor.h"
+
+namespace flow {
+
+enum class Init { zeros, ones, uniform };
+
+struct ParamInfo {
+    std::string name;
+    std::vector<size_t> shape;
+    size_t offset; // in elements, inside the arena
+    Init init;
+    float bound; // uniform(-bound, bound)
+};
+
+class ParamArena {
+public:
+    explicit ParamArena(bool with_grads) : with_grads_(with_grads) {}
+
+    // Returns the id used to fetch the tensor after allocate().
+    size_t declare(std::string name, std::vector<size_t> shape, Init init,
+                   float bound = 0.0f);
+    // Lays out and initializes every declared tensor; uniform draws come from
+    // Philox(seed, stream = parameter index) so they do not depend on the
+    // backend.
+    void allocate(Backend &backend, uint64_t seed);
+
+    size_t count() const { return total_; }
+    const std::vector<ParamInfo> &infos() const { return infos_; }
+    Tensor value(size_t id) const { return values_.view(infos_[id].offset, infos_[id].shape); }
+    Tensor grad(size_t id) const { return grads_.view(infos_[id].offset, infos_[id].shape); }
+    Tensor &values() { return values_; }
+    Tensor &grads() { return grads_; }
+    const Tensor &values() const { return values_; }
+
+private:
+    bool with_grads_;
+    std::vector<ParamInfo> infos_;
+    size_t total_ = 0;
+    Tensor values_, grads_;
+};
+
+} // namespace flow

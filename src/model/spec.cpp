@@ -1,0 +1,406 @@
+#include "model/spec.h"
+
+#include <cmath>
+#include <limits>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/philox.h"
+#include "core/error.h"
+
+namespace flow {
+
+using nlohmann::json;
+
+namespace {
+
+// Sizes past these are refused as impossible specs rather than attempted
+// (a hostile file must not make us allocate terabytes).
+constexpr size_t max_dim = size_t(1) << 20;
+constexpr size_t max_width = size_t(1) << 16;
+constexpr size_t max_depth = 64;
+constexpr size_t max_transforms = 10000;
+constexpr size_t max_dim_times_transforms = size_t(1) << 26;
+
+[[noreturn]] void spec_error(const std::string &where, const std::string &what) {
+    fail(Status::spec, "spec: " + where + ": " + what);
+}
+
+// Reads the fields of one JSON object, remembering which were used so that
+// finish() can refuse the ones nobody asked for.
+class Fields {
+public:
+    Fields(const json &object, std::string where) : object_(object), where_(std::move(where)) {
+        if (!object_.is_object()) spec_error(where_, "expected a JSON object");
+    }
+
+    bool has(const char *name) const { return object_.contains(name); }
+
+    size_t size(const char *name, size_t fallback, size_t lo, size_t hi) {
+        const json *v = find(name);
+        if (!v) return fallback;
+        if (!v->is_number_integer() || v->get<int64_t>() < (int64_t)lo ||
+            v->get<uint64_t>() > hi)
+            error(name, "must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
+        return v->get<size_t>();
+    }
+
+    double number(const char *name, double fallback, double lo, double hi, bool open_lo = false) {
+        const json *v = find(name);
+        if (!v) return fallback;
+        if (!v->is_number()) error(name, "must be a number");
+        double x = v->get<double>();
+        if (!std::isfinite(x) || x < lo || x > hi || (open_lo && x == lo))
+            error(name, "must be in " + std::string(open_lo ? "(" : "[") + std::to_string(lo) +
+                            ", " + std::to_string(hi) + "]");
+        return x;
+    }
+
+    bool boolean(const char *name, bool fallback) {
+        const json *v = find(name);
+        if (!v) return fallback;
+        if (!v->is_boolean()) error(name, "must be true or false");
+        return v->get<bool>();
+    }
+
+    std::string string(const char *name, const std::string &fallback,
+                       const std::vector<std::string> &allowed) {
+        const json *v = find(name);
+        if (!v) return fallback;
+        if (!v->is_string()) error(name, "must be a string");
+        std::string s = v->get<std::string>();
+        for (const std::string &a : allowed)
+            if (s == a) return s;
+        std::string list;
+        for (const std::string &a : allowed) list += (list.empty() ? "" : ", ") + a;
+        error(name, "unknown value \"" + s + "\" (known: " + list + ")");
+    }
+
+    std::vector<size_t> sizes(const char *name, std::vector<size_t> fallback, size_t hi) {
+        const json *v = find(name);
+        if (!v) return fallback;
+        if (!v->is_array() || v->empty() || v->size() > max_depth)
+            error(name, "must be a non-empty list of at most " + std::to_string(max_depth) +
+                            " integers");
+        std::vector<size_t> out;
+        for (const json &e : *v) {
+            if (!e.is_number_integer() || e.get<int64_t>() < 1 || e.get<uint64_t>() > hi)
+                error(name, "entries must be integers in 1.." + std::to_string(hi));
+            out.push_back(e.get<size_t>());
+        }
+        return out;
+    }
+
+    const json *find(const char *name) {
+        used_.insert(name);
+        auto it = object_.find(name);
+        return it == object_.end() ? nullptr : &*it;
+    }
+
+    [[noreturn]] void error(const std::string &field, const std::string &what) const {
+        spec_error(where_, "field \"" + field + "\" " + what);
+    }
+
+    void finish() const {
+        for (auto it = object_.begin(); it != object_.end(); ++it)
+            if (!used_.count(it.key())) spec_error(where_, "unknown field \"" + it.key() + "\"");
+    }
+
+    const std::string &where() const { return where_; }
+
+private:
+    const json &object_;
+    std::string where_;
+    std::set<std::string> used_;
+};
+
+const std::vector<std::string> activation_names = {"relu", "leaky_relu", "elu", "tanh",
+                                                   "softplus"};
+
+Activation activation_from_name(const std::string &name) {
+    for (size_t k = 0; k < activation_names.size(); ++k)
+        if (activation_names[k] == name) return (Activation)k;
+    fail(Status::internal, "unknown activation " + name);
+}
+
+// Fisher-Yates with Philox draws, so a seed gives the same order everywhere.
+std::vector<int> random_permutation(size_t n, uint64_t seed, uint64_t stream) {
+    std::vector<int> p(n);
+    for (size_t j = 0; j < n; ++j) p[j] = (int)j;
+    for (size_t j = n; j > 1; --j) {
+        size_t k = (size_t)(philox_uniform(philox4x32_10(seed, stream, j).v[0]) * (float)j);
+        std::swap(p[j - 1], p[k < j ? k : j - 1]);
+    }
+    return p;
+}
+
+// Streams for the random parts of transform number `index`.
+uint64_t mask_stream(size_t index) { return 0x6d61736b00000000ull + index; }
+uint64_t perm_stream(size_t index) { return 0x7065726d00000000ull + index; }
+
+std::vector<float> structured_mask(const std::string &kind, size_t dim, int parity) {
+    std::vector<float> m(dim);
+    for (size_t j = 0; j < dim; ++j) {
+        bool first = kind == "alternate" ? j % 2 == 0 : j < dim / 2;
+        m[j] = (first != (parity == 1)) ? 1.0f : 0.0f;
+    }
+    return m;
+}
+
+void parse_coupling(Fields &f, TransformSpec &t, const ModelSpec &m, size_t index, uint64_t seed) {
+    const json *mask = f.find("mask");
+    t.parity = (int)f.size("parity", 0, 0, 1);
+    if (!mask || mask->is_string()) {
+        std::string kind = mask ? mask->get<std::string>() : "alternate";
+        if (kind == "alternate" || kind == "half") {
+            t.mask_kind = kind;
+            t.mask = structured_mask(kind, m.dim, t.parity);
+        } else if (kind == "random") {
+            // A random half of the coordinates passes through.
+            std::vector<int> p = random_permutation(m.dim, seed, mask_stream(index));
+            t.mask_kind = "explicit";
+            t.mask.assign(m.dim, 0.0f);
+            for (size_t j = 0; j < m.dim / 2; ++j) t.mask[p[j]] = 1.0f;
+            if (t.parity)
+                for (float &v : t.mask) v = 1.0f - v;
+            t.parity = 0;
+        } else {
+            f.error("mask", "unknown value \"" + kind + "\" (known: alternate, half, random, "
+                            "or a list of 0/1 per dimension)");
+        }
+    } else {
+        if (!mask->is_array() || mask->size() != m.dim)
+            f.error("mask", "must have one 0/1 entry per dimension (" + std::to_string(m.dim) + ")");
+        for (const json &e : *mask) {
+            if (!e.is_number_integer() || (e.get<int64_t>() != 0 && e.get<int64_t>() != 1))
+                f.error("mask", "entries must be 0 or 1");
+            t.mask.push_back(e.get<int64_t>() == 1 ? 1.0f : 0.0f);
+        }
+        if (t.parity)
+            for (float &v : t.mask) v = 1.0f - v;
+        t.mask_kind = "explicit";
+        t.parity = 0;
+    }
+    t.hidden = f.sizes("hidden", {64, 64}, max_width);
+    t.activation = activation_from_name(f.string("activation", "relu", activation_names));
+}
+
+void parse_permutation(Fields &f, TransformSpec &t, const ModelSpec &m, size_t index,
+                       uint64_t seed) {
+    const json *perm = f.find("perm");
+    if (!perm) {
+        t.perm = random_permutation(m.dim, seed, perm_stream(index));
+        return;
+    }
+    if (!perm->is_array() || perm->size() != m.dim)
+        f.error("perm", "must list each of 0.." + std::to_string(m.dim - 1) + " once");
+    std::vector<bool> seen(m.dim, false);
+    for (const json &e : *perm) {
+        if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<uint64_t>() >= m.dim ||
+            seen[e.get<size_t>()])
+            f.error("perm", "must list each of 0.." + std::to_string(m.dim - 1) + " once");
+        seen[e.get<size_t>()] = true;
+        t.perm.push_back(e.get<int>());
+    }
+}
+
+const std::vector<std::string> transform_types = {
+    "affine_coupling", "additive_coupling", "diagonal_scale", "batch_norm",
+    "reverse",         "permutation",       "dequantize",     "logit"};
+
+TransformSpec parse_transform(const json &j, const ModelSpec &m, size_t index, uint64_t seed) {
+    Fields f(j, "transforms[" + std::to_string(index) + "]");
+    TransformSpec t;
+    if (!f.has("type")) spec_error(f.where(), "missing field \"type\"");
+    t.type = f.string("type", "", transform_types);
+    if (t.type == "affine_coupling" || t.type == "additive_coupling") {
+        parse_coupling(f, t, m, index, seed);
+    } else if (t.type == "batch_norm") {
+        t.momentum = f.number("momentum", 0.1, 0.0, 1.0, true);
+        t.eps = f.number("eps", 1e-5, 0.0, 1.0, true);
+    } else if (t.type == "reverse") {
+        for (size_t j = 0; j < m.dim; ++j) t.perm.push_back((int)(m.dim - 1 - j));
+    } else if (t.type == "permutation") {
+        parse_permutation(f, t, m, index, seed);
+    } else if (t.type == "dequantize") {
+        if (index != 0) spec_error(f.where(), "dequantize must be the first transform");
+        t.levels = (double)f.size("levels", 256, 2, 65536);
+    } else if (t.type == "logit") {
+        t.alpha = f.number("alpha", 0.05, 0.0, 0.499);
+    }
+    f.finish();
+    return t;
+}
+
+// {"type": ...} objects that name the base distribution.
+std::string parse_base(Fields &f, const std::string &fallback) {
+    const json *b = f.find("base");
+    if (!b) return fallback;
+    Fields base(*b, "base");
+    if (!base.has("type")) spec_error("base", "missing field \"type\"");
+    std::string type = base.string("type", "", {"normal", "logistic"});
+    base.finish();
+    return type;
+}
+
+void parse_dims(Fields &f, ModelSpec &m) {
+    if (!f.has("dim")) spec_error(f.where(), "missing field \"dim\"");
+    m.dim = f.size("dim", 0, 1, max_dim);
+    m.context_dim = f.size("context_dim", 0, 0, max_dim);
+}
+
+ModelSpec expand_preset(Fields &f, uint64_t seed) {
+    std::string preset = f.string("preset", "", {"realnvp", "nice"});
+    ModelSpec m;
+    parse_dims(f, m);
+    if (m.dim < 2) f.error("dim", "must be at least 2 for a coupling preset");
+    bool nice = preset == "nice";
+    size_t layers = f.size("layers", nice ? 4 : 8, 1, 1000);
+    if (2 * layers * m.dim > max_dim_times_transforms) f.error("layers", "make the model too large");
+    std::vector<size_t> hidden = f.sizes("hidden", {64, 64}, max_width);
+    std::string activation = f.string("activation", "relu", activation_names);
+    bool batch_norm = f.boolean("batch_norm", false);
+    m.base = parse_base(f, nice ? "logistic" : "normal");
+
+    json transforms = json::array();
+    if (f.has("dequantize"))
+        transforms.push_back({{"type", "dequantize"},
+                              {"levels", f.size("dequantize", 256, 2, 65536)}});
+    if (f.has("logit"))
+        transforms.push_back({{"type", "logit"}, {"alpha", f.number("logit", 0.05, 0.0, 0.499)}});
+    for (size_t l = 0; l < layers; ++l) {
+        transforms.push_back({{"type", nice ? "additive_coupling" : "affine_coupling"},
+                              {"mask", "alternate"},
+                              {"parity", l % 2},
+                              {"hidden", hidden},
+                              {"activation", activation}});
+        if (batch_norm && l + 1 < layers) transforms.push_back({{"type", "batch_norm"}});
+    }
+    if (nice) transforms.push_back({{"type", "diagonal_scale"}});
+    f.finish();
+    for (size_t k = 0; k < transforms.size(); ++k)
+        m.transforms.push_back(parse_transform(transforms[k], m, k, seed));
+    return m;
+}
+
+json parse_json(const std::string &text, Status status, const char *what) {
+    // Refuse deep nesting before building values: destroying a deeply nested
+    // json recurses.
+    bool too_deep = false;
+    json j = json::parse(
+        text,
+        [&too_deep](int depth, json::parse_event_t, json &) {
+            too_deep |= depth > 64;
+            return !too_deep;
+        },
+        false);
+    if (j.is_discarded()) fail(status, std::string(what) + ": not valid JSON");
+    if (too_deep) fail(status, std::string(what) + ": JSON nested more than 64 levels deep");
+    return j;
+}
+
+} // namespace
+
+ModelSpec parse_model_spec(const std::string &text, uint64_t seed) {
+    json j = parse_json(text, Status::spec, "spec");
+    Fields f(j, "model");
+    if (f.has("preset")) return expand_preset(f, seed);
+
+    ModelSpec m;
+    parse_dims(f, m);
+    m.base = parse_base(f, "normal");
+    const json *transforms = f.find("transforms");
+    if (!transforms || !transforms->is_array())
+        spec_error("model", "field \"transforms\" must be a list (or give a \"preset\")");
+    if (transforms->size() > max_transforms)
+        spec_error("model", "more than " + std::to_string(max_transforms) + " transforms");
+    if (transforms->size() * m.dim > max_dim_times_transforms)
+        spec_error("model", "too large: dim times the number of transforms exceeds " +
+                                std::to_string(max_dim_times_transforms));
+    f.finish();
+    for (size_t k = 0; k < transforms->size(); ++k)
+        m.transforms.push_back(parse_transform((*transforms)[k], m, k, seed));
+    return m;
+}
+
+std::string model_spec_json(const ModelSpec &m) {
+    json transforms = json::array();
+    for (const TransformSpec &t : m.transforms) {
+        json j = {{"type", t.type}};
+        if (t.type == "affine_coupling" || t.type == "additive_coupling") {
+            if (t.mask_kind == "explicit") {
+                json mask = json::array();
+                for (float v : t.mask) mask.push_back(v == 1.0f ? 1 : 0);
+                j["mask"] = mask;
+            } else {
+                j["mask"] = t.mask_kind;
+                j["parity"] = t.parity;
+            }
+            j["hidden"] = t.hidden;
+            j["activation"] = activation_names[(size_t)t.activation];
+        } else if (t.type == "batch_norm") {
+            j["momentum"] = t.momentum;
+            j["eps"] = t.eps;
+        } else if (t.type == "permutation") {
+            j["perm"] = t.perm;
+        } else if (t.type == "dequantize") {
+            j["levels"] = (int)t.levels;
+        } else if (t.type == "logit") {
+            j["alpha"] = t.alpha;
+        }
+        transforms.push_back(j);
+    }
+    json out = {{"dim", m.dim},
+                {"context_dim", m.context_dim},
+                {"base", {{"type", m.base}}},
+                {"transforms", transforms}};
+    return out.dump();
+}
+
+OptimizerConfig parse_optimizer_config(const std::string &text) {
+    json j = parse_json(text, Status::spec, "optimizer");
+    Fields f(j, "optimizer");
+    OptimizerConfig c;
+    if (!f.has("type")) spec_error("optimizer", "missing field \"type\"");
+    c.type = f.string("type", "adam", {"adam", "adamw", "sgd"});
+    c.lr = f.number("lr", c.type == "sgd" ? 1e-2 : 1e-3, 0.0, 1e6, true);
+    c.weight_decay = f.number("weight_decay", 0.0, 0.0, 1e6);
+    c.clip_grad_norm = f.number("clip_grad_norm", 0.0, 0.0, 1e30);
+    if (c.type == "sgd") {
+        c.momentum = f.number("momentum", 0.0, 0.0, 1.0);
+        c.nesterov = f.boolean("nesterov", false);
+        if (c.nesterov && c.momentum == 0.0f) f.error("nesterov", "needs a momentum > 0");
+    } else {
+        if (const json *betas = f.find("betas")) {
+            if (!betas->is_array() || betas->size() != 2 || !(*betas)[0].is_number() ||
+                !(*betas)[1].is_number())
+                f.error("betas", "must be a list of two numbers");
+            double b1 = (*betas)[0].get<double>(), b2 = (*betas)[1].get<double>();
+            if (!(b1 >= 0.0 && b1 < 1.0 && b2 >= 0.0 && b2 < 1.0))
+                f.error("betas", "must each be in [0, 1)");
+            c.beta1 = b1;
+            c.beta2 = b2;
+        }
+        c.eps = f.number("eps", 1e-8, 0.0, 1.0, true);
+    }
+    f.finish();
+    return c;
+}
+
+std::string optimizer_config_json(const OptimizerConfig &c) {
+    json j = {{"type", c.type},
+              {"lr", c.lr},
+              {"weight_decay", c.weight_decay},
+              {"clip_grad_norm", c.clip_grad_norm}};
+    if (c.type == "sgd") {
+        j["momentum"] = c.momentum;
+        j["nesterov"] = c.nesterov;
+    } else {
+        j["betas"] = {c.beta1, c.beta2};
+        j["eps"] = c.eps;
+    }
+    return j.dump();
+}
+
+} // namespace flow

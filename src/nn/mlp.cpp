@@ -1,0 +1,45 @@
+#include "nn/mlp.h"
+
+namespace flow {
+
+Mlp::Mlp(ParamArena &params, const std::string &name, size_t in,
+         const std::vector<size_t> &hidden, size_t out, Activation activation,
+         bool zero_last)
+    : activation_(activation), pre_(hidden.size()), act_(hidden.size()) {
+    size_t width = in;
+    for (size_t l = 0; l < hidden.size(); ++l) {
+        layers_.emplace_back(params, name + "." + std::to_string(l), width, hidden[l], false);
+        width = hidden[l];
+    }
+    layers_.emplace_back(params, name + "." + std::to_string(hidden.size()), width, out,
+                         zero_last);
+}
+
+const Tensor &Mlp::forward(const ParamArena &params, const Tensor &x) {
+    Backend &be = x.backend();
+    input_ = x;
+    const Tensor *h = &x;
+    for (size_t l = 0; l + 1 < layers_.size(); ++l) {
+        layers_[l].forward(params, *h, pre_[l]);
+        act_[l].ensure(be, pre_[l].shape());
+        be.activation_forward(activation_, pre_[l], act_[l]);
+        h = &act_[l];
+    }
+    layers_.back().forward(params, *h, out_);
+    return out_;
+}
+
+void Mlp::backward(const ParamArena &params, const Tensor &dy, Tensor *dx) {
+    Backend &be = dy.backend();
+    const Tensor *grad = &dy;
+    for (size_t l = layers_.size() - 1; l > 0; --l) {
+        Tensor &next = grad == &grad_a_ ? grad_b_ : grad_a_;
+        layers_[l].backward(params, act_[l - 1], *grad, &next);
+        // Through the activation, in place: d pre = d act * act'(pre).
+        be.activation_backward(activation_, pre_[l - 1], act_[l - 1], next, next);
+        grad = &next;
+    }
+    layers_[0].backward(params, input_, *grad, dx);
+}
+
+} // namespace flow

@@ -1,0 +1,37 @@
+// Multi-layer perceptron: Linear -> activation -> ... -> Linear. Used as the
+// conditioner of coupling layers. forward() keeps every layer's input and
+// pre-activation in the block's own workspace for backward().
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "nn/linear.h"
+
+namespace flow {
+
+class Mlp {
+public:
+    // The last layer starts at zero when zero_last.
+    Mlp(ParamArena &params, const std::string &name, size_t in,
+        const std::vector<size_t> &hidden, size_t out, Activation activation,
+        bool zero_last);
+
+    // Returns the output [n, out]; valid until the next forward().
+    const Tensor &forward(const ParamArena &params, const Tensor &x);
+    // From the output gradient dy: accumulates parameter gradients and, when
+    // dx is non-null, writes the input gradient. Needs the last forward().
+    void backward(const ParamArena &params, const Tensor &dy, Tensor *dx);
+    // The output of the last forward().
+    const Tensor &output() const { return out_; }
+
+private:
+    std::vector<Linear> layers_;
+    Activation activation_;
+    Tensor input_;                 // the x of the last forward (a handle)
+    std::vector<Tensor> pre_, act_; // per hidden layer: before and after activation
+    Tensor out_;
+    Tensor grad_a_, grad_b_;        // ping-pong buffers for backward
+};
+
+} // namespace flow
