@@ -56,6 +56,23 @@ private:
     int fd_;
 };
 
+// The mode a plain open(path, O_CREAT, 0666) would give: the old file's mode
+// when replacing one, else 0666 less the umask. umask() itself cannot be read
+// without setting it (not thread-safe), so Linux's /proc answers.
+mode_t new_file_mode(const std::string &path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0) return st.st_mode & 07777;
+    mode_t mask = 022;
+    if (FILE *f = std::fopen("/proc/self/status", "r")) {
+        char line[256];
+        unsigned value;
+        while (std::fgets(line, sizeof line, f))
+            if (std::sscanf(line, "Umask: %o", &value) == 1) mask = (mode_t)value;
+        std::fclose(f);
+    }
+    return 0666 & ~mask;
+}
+
 } // namespace
 
 void write_file_atomic(const std::string &path, const void *data, size_t len) {
@@ -63,7 +80,8 @@ void write_file_atomic(const std::string &path, const void *data, size_t len) {
     const int fd = mkstemp(&tmp[0]);
     if (fd < 0)
         io_error("write", path, errno);
-    int err = write_all(fd, static_cast<const char *>(data), len);
+    int err = fchmod(fd, new_file_mode(path)) == 0 ? 0 : errno;
+    if (err == 0) err = write_all(fd, static_cast<const char *>(data), len);
     // Without the fsync a crash after the rename could leave an empty file.
     if (err == 0 && fsync(fd) != 0)
         err = errno;

@@ -11,7 +11,7 @@ namespace flow {
 // Writes to a temporary file beside `path`, syncs it and renames it over
 // `path`, so a crash leaves either the old file or the new one, never a
 // partial one. On failure removes the temporary file and throws Status::io.
-// The new file gets mkstemp's permissions (0600).
+// The new file keeps the old one's permissions, or gets 0666 less the umask.
 void write_file_atomic(const std::string &path, const void *data, size_t len);
 
 // Reads a whole file. Throws Status::io if it cannot be opened or read and
