@@ -193,6 +193,7 @@ FLOW_API flow_status flow_inverse(flow_model *m, const float *z,
  *    "eps": 1e-8, "weight_decay": 0, "clip_grad_norm": 0}
  *   {"type": "sgd", "lr": 1e-2, "momentum": 0, "weight_decay": 0,
  *    "nesterov": false, "clip_grad_norm": 0}
+ * Omitted fields take the values shown ("type" defaults to "adam").
  * "adam" adds weight_decay * w to the gradient (L2); "adamw" decays the
  * weights directly. clip_grad_norm > 0 rescales the whole gradient to at most
  * that Euclidean norm. Errors: FLOW_ERR_SPEC. */

@@ -64,10 +64,10 @@ std::string decode_error(const uint8_t *bytes, size_t len) {
 }
 
 std::vector<uint8_t> with_length(uint64_t header_len, const std::string &rest) {
-    std::vector<uint8_t> out(8);
+    std::vector<uint8_t> out(8 + rest.size());
     for (int i = 0; i < 8; i++)
         out[i] = uint8_t(header_len >> (8 * i));
-    out.insert(out.end(), rest.begin(), rest.end());
+    std::copy(rest.begin(), rest.end(), out.begin() + 8);
     return out;
 }
 

@@ -24,6 +24,14 @@ Tensor::Tensor(Backend &backend, std::vector<size_t> shape, DType dtype)
 
 size_t Tensor::size() const { return shape_size(shape_); }
 
+size_t Tensor::cols() const {
+    if (shape_.size() <= 1) return size();
+    // The product of the trailing dims, so an empty batch [0, D] still has D.
+    size_t cols = 1;
+    for (size_t i = 1; i < shape_.size(); ++i) cols *= shape_[i];
+    return cols;
+}
+
 float *Tensor::f32() const {
     if (dtype_ != DType::f32) fail(Status::internal, "tensor is not float32");
     return static_cast<float *>(storage_->data()) + offset_;

@@ -49,7 +49,7 @@ public:
     // Matrix view used by the ops: rows = shape[0], cols = the rest. A 1-D
     // tensor of length k is one row of k columns.
     size_t rows() const { return shape_.size() <= 1 ? 1 : shape_[0]; }
-    size_t cols() const { return rows() == 0 ? 0 : size() / rows(); }
+    size_t cols() const;
 
     float *f32() const;
     int32_t *i32() const;

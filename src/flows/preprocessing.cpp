@@ -66,12 +66,17 @@ public:
                   const Tensor &dlogdet, Tensor &dx) override {
         dz.backend().logit_backward(x_, alpha_, dz, dlogdet, dx);
     }
+    // The open interval where y = alpha + (1 - 2 alpha) x lies in (0, 1): it
+    // holds [0, 1] when alpha > 0, and every sample the model draws.
     void check_data(const float *x, size_t count) const override {
-        for (size_t k = 0; k < count; ++k)
-            if (!(x[k] >= 0.0f && x[k] <= 1.0f))
+        for (size_t k = 0; k < count; ++k) {
+            double y = alpha_ + (1.0 - 2.0 * alpha_) * (double)x[k];
+            if (!(y > 0.0 && y < 1.0))
                 fail(Status::invalid_argument,
                      "data value " + std::to_string(x[k]) + " at index " + std::to_string(k) +
-                         " is outside [0, 1] (the model starts with a logit transform)");
+                         " is outside the domain of the logit transform (alpha " +
+                         std::to_string(alpha_) + ")");
+        }
     }
 
 private:

@@ -362,7 +362,6 @@ OptimizerConfig parse_optimizer_config(const std::string &text) {
     json j = parse_json(text, Status::spec, "optimizer");
     Fields f(j, "optimizer");
     OptimizerConfig c;
-    if (!f.has("type")) spec_error("optimizer", "missing field \"type\"");
     c.type = f.string("type", "adam", {"adam", "adamw", "sgd"});
     c.lr = f.number("lr", c.type == "sgd" ? 1e-2 : 1e-3, 0.0, 1e6, true);
     c.weight_decay = f.number("weight_decay", 0.0, 0.0, 1e6);

@@ -1,0 +1,853 @@
+// CpuBackend: every op but gemm, as plain loops. Loops over rows (or over
+// elements) run on OpenMP threads once there is enough work; reductions sum in
+// double in a fixed order, so results never depend on the thread count.
+#include "backend/cpu/cpu_backend.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "backend/philox.h"
+
+// OpenBLAS keeps its own thread count; weak so a build on another BLAS links.
+extern "C" void openblas_set_num_threads(int n) __attribute__((weak));
+
+namespace flow {
+
+namespace {
+
+// Below this much work a loop stays on one thread: fork/join would cost more.
+constexpr size_t kParallelWork = size_t(1) << 15;
+// Fixed reduction blocks: partial sums do not depend on how threads split work.
+constexpr size_t kReduceRows = 256;
+constexpr size_t kReduceChunk = 4096;
+constexpr size_t kAlignment = 64; // a cache line, and enough for AVX-512 loads
+constexpr float kLeakySlope = 0.01f; // PyTorch's default negative_slope
+// logit keeps y this far inside (0, 1): x = 0 or 1 with alpha = 0 stays finite.
+constexpr double kLogitEps = 1e-12;
+constexpr double kLogTwoPi = 1.8378770664093454835606594728112; // log(2 pi)
+
+// body(i) for i in [0, n), `cost` being the work of one i.
+template <class Body> void parallel_for(size_t n, size_t cost, Body &&body) {
+#pragma omp parallel for schedule(static) if (n * cost > kParallelWork)
+    for (size_t i = 0; i < n; ++i) body(i);
+}
+
+// out[j * K + k] = sum over rows i of what term(i, j, acc) adds to acc[k]. The
+// term may also write outputs for (i, j): every pair is visited exactly once.
+template <size_t K, class Term>
+std::vector<double> reduce_columns(size_t rows, size_t cols, Term &&term) {
+    const size_t blocks = (rows + kReduceRows - 1) / kReduceRows;
+    const size_t width = cols * K;
+    std::vector<double> partial(blocks * width, 0.0);
+    parallel_for(blocks, kReduceRows * cols, [&](size_t b) {
+        double *acc = &partial[b * width];
+        const size_t end = std::min(rows, (b + 1) * kReduceRows);
+        for (size_t i = b * kReduceRows; i < end; ++i)
+            for (size_t j = 0; j < cols; ++j) term(i, j, acc + j * K);
+    });
+    std::vector<double> out(width, 0.0);
+    for (size_t b = 0; b < blocks; ++b)
+        for (size_t t = 0; t < width; ++t) out[t] += partial[b * width + t];
+    return out;
+}
+
+// sum over k in [0, n) of term(k), in fixed chunks summed in order.
+template <class Term> double reduce_all(size_t n, Term &&term) {
+    const size_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
+    std::vector<double> partial(chunks, 0.0);
+    parallel_for(chunks, kReduceChunk, [&](size_t c) {
+        double acc = 0.0;
+        const size_t end = std::min(n, (c + 1) * kReduceChunk);
+        for (size_t k = c * kReduceChunk; k < end; ++k) acc += term(k);
+        partial[c] = acc;
+    });
+    double total = 0.0;
+    for (double p : partial) total += p;
+    return total;
+}
+
+// --- shape checks -----------------------------------------------------------
+
+void check_same_shape(const Tensor &a, const Tensor &b, const char *op) {
+    cpu_check(a.rows() == b.rows() && a.cols() == b.cols(), op,
+              "shape mismatch");
+}
+
+void check_row_vector(const Tensor &v, const Tensor &matrix, const char *op) {
+    cpu_check(v.size() == matrix.cols(), op, "row vector length != columns");
+}
+
+void check_per_row(const Tensor &p, const Tensor &matrix, const char *op) {
+    cpu_check(p.size() == matrix.rows(), op, "per-row tensor length != rows");
+}
+
+void *raw_data(const Tensor &t, const char *op) {
+    cpu_check(t.defined(), op, "undefined tensor");
+    return t.dtype() == DType::i32 ? static_cast<void *>(t.i32())
+                                   : static_cast<void *>(t.f32());
+}
+
+// --- scalar math ------------------------------------------------------------
+
+// log(1 + e^x) without overflow for large x or cancellation for very negative x.
+double softplus(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); }
+
+double sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
+    const double e = std::exp(x);
+    return e / (1.0 + e);
+}
+
+// log Logistic(z; 0, 1) = -z - 2 log(1 + e^-z), symmetric in z.
+double logistic_log_density(double z) {
+    const double a = std::fabs(z);
+    return -a - 2.0 * std::log1p(std::exp(-a));
+}
+
+// Affine coupling's log-scale s = (1 - m) * scale * tanh(raw) at one element.
+struct CouplingScale {
+    float free;    // 1 - m
+    float tanh_raw;
+    float s;
+};
+
+CouplingScale coupling_scale(float mask, float scale, float raw) {
+    const float free = 1.0f - mask, th = std::tanh(raw);
+    return {free, th, free * scale * th};
+}
+
+// Logit preprocessing at one element: y clamped into (0, 1) and its logs.
+struct LogitPoint {
+    double y, log_y, log_1my;
+};
+
+LogitPoint logit_point(float x, float alpha) {
+    const double y = std::clamp(alpha + (1.0 - 2.0 * alpha) * x, kLogitEps, 1.0 - kLogitEps);
+    return {y, std::log(y), std::log1p(-y)};
+}
+
+} // namespace
+
+// --- memory -----------------------------------------------------------------
+
+void *CpuBackend::allocate(size_t bytes) {
+    // aligned_alloc wants a multiple of the alignment; 0 bytes still gets a
+    // real pointer so empty tensors need no special case.
+    const size_t rounded = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
+    void *ptr = rounded < bytes ? nullptr : std::aligned_alloc(kAlignment, rounded);
+    if (!ptr)
+        fail(Status::out_of_memory,
+             "cannot allocate " + std::to_string(bytes) + " bytes of host memory");
+    return ptr;
+}
+
+void CpuBackend::release(void *ptr) noexcept { std::free(ptr); }
+
+namespace {
+
+// Both dtypes are 4 bytes. memcpy is skipped for nothing because a null host
+// pointer with an empty batch is fine for us but undefined for memcpy.
+void copy_elements(void *dst, const void *src, size_t count) {
+    if (count) std::memcpy(dst, src, count * sizeof(float));
+}
+
+} // namespace
+
+void CpuBackend::upload(Tensor &dst, const void *host) {
+    copy_elements(raw_data(dst, "upload"), host, dst.size());
+}
+
+void CpuBackend::download(const Tensor &src, void *host) {
+    copy_elements(host, raw_data(src, "download"), src.size());
+}
+
+void CpuBackend::copy(const Tensor &src, Tensor &dst) {
+    cpu_check(src.size() == dst.size() && src.dtype() == dst.dtype(), "copy",
+              "size or dtype mismatch");
+    copy_elements(raw_data(dst, "copy"), raw_data(src, "copy"), src.size());
+}
+
+void CpuBackend::fill(Tensor &t, float value) {
+    std::fill_n(cpu_f32(t, "fill"), t.size(), value);
+}
+
+// --- dense algebra (gemm is in cpu_gemm.cpp) --------------------------------
+
+void CpuBackend::add_row_vector(Tensor &y, const Tensor &v) {
+    const char *op = "add_row_vector";
+    check_row_vector(v, y, op);
+    float *py = cpu_f32(y, op);
+    const float *pv = cpu_f32(v, op);
+    const size_t cols = v.size();
+    parallel_for(y.rows(), cols, [&](size_t i) {
+        for (size_t j = 0; j < cols; ++j) py[i * cols + j] += pv[j];
+    });
+}
+
+void CpuBackend::sum_rows(const Tensor &x, Tensor &out, bool accumulate) {
+    const char *op = "sum_rows";
+    check_row_vector(out, x, op);
+    const float *px = cpu_f32(x, op);
+    float *po = cpu_f32(out, op);
+    const size_t cols = out.size();
+    const std::vector<double> sums = reduce_columns<1>(
+        x.rows(), cols, [&](size_t i, size_t j, double *acc) { *acc += px[i * cols + j]; });
+    for (size_t j = 0; j < cols; ++j) po[j] = float((accumulate ? po[j] : 0.0) + sums[j]);
+}
+
+void CpuBackend::mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,
+                                bool accumulate) {
+    const char *op = "mul_row_vector";
+    check_same_shape(x, y, op);
+    check_row_vector(v, x, op);
+    const float *px = cpu_f32(x, op), *pv = cpu_f32(v, op);
+    float *py = cpu_f32(y, op);
+    const size_t cols = v.size();
+    parallel_for(x.rows(), cols, [&](size_t i) {
+        for (size_t j = 0; j < cols; ++j) {
+            const size_t k = i * cols + j;
+            py[k] = (accumulate ? py[k] : 0.0f) + px[k] * pv[j];
+        }
+    });
+}
+
+void CpuBackend::axpy(float alpha, const Tensor &x, Tensor &y) {
+    cpu_check(x.size() == y.size(), "axpy", "size mismatch");
+    const float *px = cpu_f32(x, "axpy");
+    float *py = cpu_f32(y, "axpy");
+    parallel_for(x.size(), 1, [&](size_t k) { py[k] += alpha * px[k]; });
+}
+
+void CpuBackend::scale(Tensor &x, float alpha) {
+    float *px = cpu_f32(x, "scale");
+    parallel_for(x.size(), 1, [&](size_t k) { px[k] *= alpha; });
+}
+
+void CpuBackend::concat_cols(const Tensor &a, const Tensor &b, Tensor &out) {
+    const char *op = "concat_cols";
+    const size_t ca = a.cols(), cb = b.cols(), co = ca + cb;
+    cpu_check(a.rows() == b.rows() && out.rows() == a.rows() && out.cols() == co,
+              op, "shape mismatch");
+    const float *pa = cpu_f32(a, op), *pb = cpu_f32(b, op);
+    float *po = cpu_f32(out, op);
+    parallel_for(a.rows(), co, [&](size_t i) {
+        std::memcpy(po + i * co, pa + i * ca, ca * sizeof(float));
+        std::memcpy(po + i * co + ca, pb + i * cb, cb * sizeof(float));
+    });
+}
+
+void CpuBackend::slice_cols(const Tensor &x, size_t begin, Tensor &out) {
+    const char *op = "slice_cols";
+    const size_t cx = x.cols(), co = out.cols();
+    cpu_check(x.rows() == out.rows() && begin <= cx && co <= cx - begin, op,
+              "slice out of range");
+    const float *px = cpu_f32(x, op);
+    float *po = cpu_f32(out, op);
+    parallel_for(x.rows(), co, [&](size_t i) {
+        std::memcpy(po + i * co, px + i * cx + begin, co * sizeof(float));
+    });
+}
+
+void CpuBackend::gather_cols(const Tensor &x, const Tensor &index, Tensor &y) {
+    const char *op = "gather_cols";
+    const size_t cx = x.cols(), cy = y.cols();
+    cpu_check(x.rows() == y.rows(), op, "row count mismatch");
+    check_row_vector(index, y, op);
+    cpu_check(index.defined() && index.dtype() == DType::i32, op, "index is not int32");
+    const int32_t *idx = index.i32();
+    for (size_t j = 0; j < cy; ++j)
+        cpu_check(idx[j] >= 0 && size_t(idx[j]) < cx, op, "index out of range");
+    const float *px = cpu_f32(x, op);
+    float *py = cpu_f32(y, op);
+    parallel_for(x.rows(), cy, [&](size_t i) {
+        for (size_t j = 0; j < cy; ++j) py[i * cy + j] = px[i * cx + idx[j]];
+    });
+}
+
+void CpuBackend::add_scalar(Tensor &y, float c) {
+    float *py = cpu_f32(y, "add_scalar");
+    parallel_for(y.size(), 1, [&](size_t k) { py[k] += c; });
+}
+
+void CpuBackend::add_vector_sum(Tensor &per_row, const Tensor &v, float sign) {
+    const float *pv = cpu_f32(v, "add_vector_sum");
+    float *pr = cpu_f32(per_row, "add_vector_sum");
+    const double total = reduce_all(v.size(), [&](size_t k) { return double(pv[k]); });
+    for (size_t i = 0; i < per_row.size(); ++i) pr[i] = float(pr[i] + sign * total);
+}
+
+// --- activations ------------------------------------------------------------
+
+void CpuBackend::activation_forward(Activation act, const Tensor &x, Tensor &y) {
+    const char *op = "activation_forward";
+    cpu_check(x.size() == y.size(), op, "size mismatch");
+    const float *px = cpu_f32(x, op);
+    float *py = cpu_f32(y, op);
+    auto apply = [&](auto f) { parallel_for(x.size(), 4, [&](size_t k) { py[k] = f(px[k]); }); };
+    switch (act) {
+    case Activation::relu: apply([](float v) { return v > 0.0f ? v : 0.0f; }); break;
+    case Activation::leaky_relu: apply([](float v) { return v > 0.0f ? v : kLeakySlope * v; }); break;
+    case Activation::elu: apply([](float v) { return v > 0.0f ? v : std::expm1(v); }); break;
+    case Activation::tanh: apply([](float v) { return std::tanh(v); }); break;
+    case Activation::softplus: apply([](float v) { return float(softplus(v)); }); break;
+    }
+}
+
+void CpuBackend::activation_backward(Activation act, const Tensor &x, const Tensor &y,
+                                     const Tensor &dy, Tensor &dx) {
+    const char *op = "activation_backward";
+    cpu_check(x.size() == y.size() && x.size() == dy.size() && x.size() == dx.size(), op,
+              "size mismatch");
+    const float *px = cpu_f32(x, op), *py = cpu_f32(y, op), *pdy = cpu_f32(dy, op);
+    float *pdx = cpu_f32(dx, op); // may alias pdy: each k reads dy[k] before writing dx[k]
+    auto apply = [&](auto derivative) {
+        parallel_for(x.size(), 4, [&](size_t k) { pdx[k] = pdy[k] * derivative(px[k], py[k]); });
+    };
+    switch (act) {
+    case Activation::relu: apply([](float v, float) { return v > 0.0f ? 1.0f : 0.0f; }); break;
+    case Activation::leaky_relu: apply([](float v, float) { return v > 0.0f ? 1.0f : kLeakySlope; }); break;
+    case Activation::elu: apply([](float v, float out) { return v > 0.0f ? 1.0f : out + 1.0f; }); break;
+    case Activation::tanh: apply([](float, float out) { return 1.0f - out * out; }); break;
+    case Activation::softplus: apply([](float v, float) { return float(sigmoid(v)); }); break;
+    }
+}
+
+// --- reductions -------------------------------------------------------------
+
+double CpuBackend::sum(const Tensor &x) {
+    const float *px = cpu_f32(x, "sum");
+    return reduce_all(x.size(), [&](size_t k) { return double(px[k]); });
+}
+
+double CpuBackend::sum_squares(const Tensor &x) {
+    const float *px = cpu_f32(x, "sum_squares");
+    return reduce_all(x.size(), [&](size_t k) { return double(px[k]) * px[k]; });
+}
+
+bool CpuBackend::all_finite(const Tensor &x) {
+    const float *px = cpu_f32(x, "all_finite");
+    return reduce_all(x.size(), [&](size_t k) { return std::isfinite(px[k]) ? 0.0 : 1.0; }) == 0.0;
+}
+
+// --- coupling layers --------------------------------------------------------
+
+namespace {
+
+// The inputs every coupling op shares, checked against the [n, D] matrix `in`.
+struct CouplingArgs {
+    const float *in, *mask, *h, *scale, *per_row;
+    size_t rows, cols;
+};
+
+CouplingArgs coupling_args(const Tensor &in, const Tensor &mask, const Tensor &h,
+                           const Tensor &scale, const Tensor &per_row, const char *op) {
+    check_row_vector(mask, in, op);
+    check_row_vector(scale, in, op);
+    check_per_row(per_row, in, op);
+    const size_t cols = in.cols();
+    cpu_check(h.rows() == in.rows() && h.cols() == 2 * cols, op, "h must be [n, 2D]");
+    return {cpu_f32(in, op), cpu_f32(mask, op),    cpu_f32(h, op), cpu_f32(scale, op),
+            cpu_f32(per_row, op), in.rows(), cols};
+}
+
+} // namespace
+
+void CpuBackend::affine_coupling_forward(const Tensor &x, const Tensor &mask, const Tensor &h,
+                                         const Tensor &scale, Tensor &z, Tensor &logdet) {
+    const char *op = "affine_coupling_forward";
+    check_same_shape(x, z, op);
+    const CouplingArgs a = coupling_args(x, mask, h, scale, logdet, op);
+    float *pz = cpu_f32(z, op), *pld = cpu_f32(logdet, op);
+    const size_t D = a.cols;
+    parallel_for(a.rows, 8 * D, [&](size_t i) {
+        const float *xi = a.in + i * D, *raw = a.h + i * 2 * D, *shift = raw + D;
+        float *zi = pz + i * D;
+        double ld = 0.0;
+        for (size_t j = 0; j < D; ++j) {
+            const CouplingScale c = coupling_scale(a.mask[j], a.scale[j], raw[j]);
+            zi[j] = a.mask[j] * xi[j] + c.free * (xi[j] * std::exp(c.s) + shift[j]);
+            ld += c.s;
+        }
+        pld[i] = float(pld[i] + ld);
+    });
+}
+
+void CpuBackend::affine_coupling_inverse(const Tensor &z, const Tensor &mask, const Tensor &h,
+                                         const Tensor &scale, Tensor &x, Tensor &logdet) {
+    const char *op = "affine_coupling_inverse";
+    check_same_shape(z, x, op);
+    const CouplingArgs a = coupling_args(z, mask, h, scale, logdet, op);
+    float *px = cpu_f32(x, op), *pld = cpu_f32(logdet, op);
+    const size_t D = a.cols;
+    parallel_for(a.rows, 8 * D, [&](size_t i) {
+        const float *zi = a.in + i * D, *raw = a.h + i * 2 * D, *shift = raw + D;
+        float *xi = px + i * D;
+        double ld = 0.0;
+        for (size_t j = 0; j < D; ++j) {
+            const CouplingScale c = coupling_scale(a.mask[j], a.scale[j], raw[j]);
+            xi[j] = a.mask[j] * zi[j] + c.free * (zi[j] - shift[j]) * std::exp(-c.s);
+            ld += c.s;
+        }
+        pld[i] = float(pld[i] - ld);
+    });
+}
+
+void CpuBackend::affine_coupling_backward(const Tensor &x, const Tensor &mask, const Tensor &h,
+                                          const Tensor &scale, const Tensor &dz,
+                                          const Tensor &dlogdet, Tensor &dx, Tensor &dh,
+                                          Tensor &dscale) {
+    const char *op = "affine_coupling_backward";
+    check_same_shape(x, dz, op);
+    check_same_shape(x, dx, op);
+    check_same_shape(h, dh, op);
+    check_row_vector(dscale, x, op);
+    const CouplingArgs a = coupling_args(x, mask, h, scale, dlogdet, op);
+    const float *pdz = cpu_f32(dz, op);
+    float *pdx = cpu_f32(dx, op), *pdh = cpu_f32(dh, op), *pdscale = cpu_f32(dscale, op);
+    const size_t D = a.cols;
+    const std::vector<double> grad_scale =
+        reduce_columns<1>(a.rows, D, [&](size_t i, size_t j, double *acc) {
+            const size_t k = i * D + j;
+            const float raw = a.h[i * 2 * D + j];
+            const CouplingScale c = coupling_scale(a.mask[j], a.scale[j], raw);
+            const float e = std::exp(c.s);
+            pdx[k] = pdz[k] * (a.mask[j] + c.free * e);
+            // dL/ds: through z = x e^s + t and through logdet += s.
+            const float ds = pdz[k] * c.free * a.in[k] * e + a.per_row[i];
+            pdh[i * 2 * D + j] = ds * c.free * a.scale[j] * (1.0f - c.tanh_raw * c.tanh_raw);
+            pdh[i * 2 * D + D + j] = pdz[k] * c.free;
+            *acc += double(ds) * c.free * c.tanh_raw;
+        });
+    for (size_t j = 0; j < D; ++j) pdscale[j] = float(pdscale[j] + grad_scale[j]);
+}
+
+void CpuBackend::additive_coupling(const Tensor &x, const Tensor &mask, const Tensor &t,
+                                   float sign, Tensor &z) {
+    const char *op = "additive_coupling";
+    check_same_shape(x, t, op);
+    check_same_shape(x, z, op);
+    check_row_vector(mask, x, op);
+    const float *px = cpu_f32(x, op), *pm = cpu_f32(mask, op), *pt = cpu_f32(t, op);
+    float *pz = cpu_f32(z, op);
+    const size_t D = mask.size();
+    parallel_for(x.rows(), D, [&](size_t i) {
+        for (size_t j = 0; j < D; ++j) {
+            const size_t k = i * D + j;
+            pz[k] = px[k] + sign * (1.0f - pm[j]) * pt[k];
+        }
+    });
+}
+
+// --- diagonal scaling -------------------------------------------------------
+
+void CpuBackend::scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor &y) {
+    const char *op = "scale_exp";
+    check_same_shape(x, y, op);
+    check_row_vector(s, x, op);
+    const float *px = cpu_f32(x, op), *ps = cpu_f32(s, op);
+    float *py = cpu_f32(y, op);
+    const size_t D = s.size();
+    std::vector<float> factor(D);
+    for (size_t j = 0; j < D; ++j) factor[j] = std::exp(sign * ps[j]);
+    parallel_for(x.rows(), D, [&](size_t i) {
+        for (size_t j = 0; j < D; ++j) py[i * D + j] = px[i * D + j] * factor[j];
+    });
+}
+
+void CpuBackend::scale_exp_backward(const Tensor &x, const Tensor &s, const Tensor &dz,
+                                    const Tensor &dlogdet, Tensor &dx, Tensor &ds) {
+    const char *op = "scale_exp_backward";
+    check_same_shape(x, dz, op);
+    check_same_shape(x, dx, op);
+    check_row_vector(s, x, op);
+    check_row_vector(ds, x, op);
+    check_per_row(dlogdet, x, op);
+    const float *px = cpu_f32(x, op), *ps = cpu_f32(s, op), *pdz = cpu_f32(dz, op);
+    const float *pdl = cpu_f32(dlogdet, op);
+    float *pdx = cpu_f32(dx, op), *pds = cpu_f32(ds, op);
+    const size_t D = s.size();
+    std::vector<float> factor(D);
+    for (size_t j = 0; j < D; ++j) factor[j] = std::exp(ps[j]);
+    const std::vector<double> grad = reduce_columns<1>(x.rows(), D, [&](size_t i, size_t j, double *acc) {
+        const size_t k = i * D + j;
+        pdx[k] = pdz[k] * factor[j];
+        *acc += double(pdz[k]) * (px[k] * factor[j]);
+    });
+    const double dlogdet_total = reduce_all(x.rows(), [&](size_t i) { return double(pdl[i]); });
+    for (size_t j = 0; j < D; ++j) pds[j] = float(pds[j] + grad[j] + dlogdet_total);
+}
+
+// --- batch normalization ----------------------------------------------------
+
+void CpuBackend::batch_norm_stats(const Tensor &x, Tensor &mean, Tensor &var) {
+    const char *op = "batch_norm_stats";
+    check_row_vector(mean, x, op);
+    check_row_vector(var, x, op);
+    const size_t n = x.rows(), D = mean.size();
+    cpu_check(n > 0, op, "empty batch");
+    const float *px = cpu_f32(x, op);
+    float *pmean = cpu_f32(mean, op), *pvar = cpu_f32(var, op);
+    // Two passes: the one-pass E[x^2] - E[x]^2 cancels badly for large means.
+    std::vector<double> mu = reduce_columns<1>(
+        n, D, [&](size_t i, size_t j, double *acc) { *acc += px[i * D + j]; });
+    for (double &m : mu) m /= double(n);
+    const std::vector<double> sq = reduce_columns<1>(n, D, [&](size_t i, size_t j, double *acc) {
+        const double d = px[i * D + j] - mu[j];
+        *acc += d * d;
+    });
+    for (size_t j = 0; j < D; ++j) {
+        pmean[j] = float(mu[j]);
+        pvar[j] = float(sq[j] / double(n));
+    }
+}
+
+namespace {
+
+struct BatchNormArgs {
+    const float *in, *mean, *var, *log_gamma, *beta;
+    float *out, *logdet;
+    size_t rows, cols;
+};
+
+BatchNormArgs batch_norm_args(const Tensor &in, const Tensor &mean, const Tensor &var,
+                              const Tensor &log_gamma, const Tensor &beta, Tensor &out,
+                              Tensor &logdet, const char *op) {
+    check_same_shape(in, out, op);
+    for (const Tensor *v : {&mean, &var, &log_gamma, &beta}) check_row_vector(*v, in, op);
+    check_per_row(logdet, in, op);
+    return {cpu_f32(in, op),        cpu_f32(mean, op), cpu_f32(var, op),
+            cpu_f32(log_gamma, op), cpu_f32(beta, op), cpu_f32(out, op),
+            cpu_f32(logdet, op),    in.rows(),         in.cols()};
+}
+
+// The per-row logdet of batch norm: sum_j log_gamma[j] - 0.5 log(var[j] + eps).
+double batch_norm_logdet(const BatchNormArgs &a, float eps) {
+    double ld = 0.0;
+    for (size_t j = 0; j < a.cols; ++j)
+        ld += a.log_gamma[j] - 0.5 * std::log(double(a.var[j]) + eps);
+    return ld;
+}
+
+} // namespace
+
+void CpuBackend::batch_norm_forward(const Tensor &x, const Tensor &mean, const Tensor &var,
+                                    const Tensor &log_gamma, const Tensor &beta, float eps,
+                                    Tensor &z, Tensor &logdet) {
+    const BatchNormArgs a =
+        batch_norm_args(x, mean, var, log_gamma, beta, z, logdet, "batch_norm_forward");
+    const size_t D = a.cols;
+    std::vector<float> gain(D);
+    for (size_t j = 0; j < D; ++j)
+        gain[j] = float(std::exp(double(a.log_gamma[j])) / std::sqrt(double(a.var[j]) + eps));
+    const double ld = batch_norm_logdet(a, eps);
+    parallel_for(a.rows, D, [&](size_t i) {
+        for (size_t j = 0; j < D; ++j)
+            a.out[i * D + j] = (a.in[i * D + j] - a.mean[j]) * gain[j] + a.beta[j];
+        a.logdet[i] = float(a.logdet[i] + ld);
+    });
+}
+
+void CpuBackend::batch_norm_inverse(const Tensor &z, const Tensor &mean, const Tensor &var,
+                                    const Tensor &log_gamma, const Tensor &beta, float eps,
+                                    Tensor &x, Tensor &logdet) {
+    const BatchNormArgs a =
+        batch_norm_args(z, mean, var, log_gamma, beta, x, logdet, "batch_norm_inverse");
+    const size_t D = a.cols;
+    std::vector<float> inv_gain(D);
+    for (size_t j = 0; j < D; ++j)
+        inv_gain[j] = float(std::exp(-double(a.log_gamma[j])) * std::sqrt(double(a.var[j]) + eps));
+    const double ld = batch_norm_logdet(a, eps);
+    parallel_for(a.rows, D, [&](size_t i) {
+        for (size_t j = 0; j < D; ++j)
+            a.out[i * D + j] = (a.in[i * D + j] - a.beta[j]) * inv_gain[j] + a.mean[j];
+        a.logdet[i] = float(a.logdet[i] - ld);
+    });
+}
+
+void CpuBackend::batch_norm_backward(const Tensor &x, const Tensor &mean, const Tensor &var,
+                                     const Tensor &log_gamma, float eps, bool batch_stats,
+                                     const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
+                                     Tensor &dlog_gamma, Tensor &dbeta) {
+    const char *op = "batch_norm_backward";
+    check_same_shape(x, dz, op);
+    check_same_shape(x, dx, op);
+    check_per_row(dlogdet, x, op);
+    for (const Tensor *v : {&mean, &var, &log_gamma}) check_row_vector(*v, x, op);
+    check_row_vector(dlog_gamma, x, op);
+    check_row_vector(dbeta, x, op);
+    const size_t n = x.rows(), D = x.cols();
+    const float *px = cpu_f32(x, op), *pmean = cpu_f32(mean, op), *pvar = cpu_f32(var, op);
+    const float *plg = cpu_f32(log_gamma, op), *pdz = cpu_f32(dz, op), *pdl = cpu_f32(dlogdet, op);
+    float *pdx = cpu_f32(dx, op), *pdlg = cpu_f32(dlog_gamma, op), *pdbeta = cpu_f32(dbeta, op);
+
+    std::vector<float> inv_std(D), gamma(D);
+    for (size_t j = 0; j < D; ++j) {
+        inv_std[j] = float(1.0 / std::sqrt(double(pvar[j]) + eps));
+        gamma[j] = std::exp(plg[j]);
+    }
+    auto xhat = [&](size_t i, size_t j) { return (px[i * D + j] - pmean[j]) * inv_std[j]; };
+    // Per column: sum_i dz and sum_i dz * xhat.
+    const std::vector<double> sums = reduce_columns<2>(n, D, [&](size_t i, size_t j, double *acc) {
+        acc[0] += pdz[i * D + j];
+        acc[1] += double(pdz[i * D + j]) * xhat(i, j);
+    });
+    const double dlogdet_total = reduce_all(n, [&](size_t i) { return double(pdl[i]); });
+
+    // dx = a dz + b + c xhat per column. With batch statistics, b and c are
+    // the gradient through the mean and variance: the usual batch-norm terms
+    // plus the logdet's -0.5 log(var + eps), which pulls on var as well.
+    std::vector<float> a(D), b(D), c(D);
+    for (size_t j = 0; j < D; ++j) {
+        pdbeta[j] = float(pdbeta[j] + sums[2 * j]);
+        pdlg[j] = float(pdlg[j] + gamma[j] * sums[2 * j + 1] + dlogdet_total);
+        a[j] = inv_std[j] * gamma[j];
+        b[j] = batch_stats ? float(-inv_std[j] * gamma[j] * sums[2 * j] / double(n)) : 0.0f;
+        c[j] = batch_stats
+                   ? float(-inv_std[j] * (gamma[j] * sums[2 * j + 1] + dlogdet_total) / double(n))
+                   : 0.0f;
+    }
+    parallel_for(n, 2 * D, [&](size_t i) {
+        for (size_t j = 0; j < D; ++j)
+            pdx[i * D + j] = a[j] * pdz[i * D + j] + b[j] + c[j] * xhat(i, j);
+    });
+}
+
+void CpuBackend::batch_norm_update_running(const Tensor &mean, const Tensor &var,
+                                           float momentum, size_t n, Tensor &running_mean,
+                                           Tensor &running_var) {
+    const char *op = "batch_norm_update_running";
+    const size_t D = mean.size();
+    cpu_check(var.size() == D && running_mean.size() == D && running_var.size() == D, op,
+              "size mismatch");
+    const float *pm = cpu_f32(mean, op), *pv = cpu_f32(var, op);
+    float *prm = cpu_f32(running_mean, op), *prv = cpu_f32(running_var, op);
+    const double unbias = n > 1 ? double(n) / double(n - 1) : 1.0;
+    for (size_t j = 0; j < D; ++j) {
+        prm[j] = (1.0f - momentum) * prm[j] + momentum * pm[j];
+        prv[j] = (1.0f - momentum) * prv[j] + momentum * float(pv[j] * unbias);
+    }
+}
+
+// --- preprocessing ----------------------------------------------------------
+
+void CpuBackend::dequantize_forward(const Tensor &x, float levels, uint64_t seed,
+                                    uint64_t stream, Tensor &y) {
+    const char *op = "dequantize_forward";
+    cpu_check(x.size() == y.size(), op, "size mismatch");
+    const float *px = cpu_f32(x, op);
+    float *py = cpu_f32(y, op);
+    parallel_for(x.size(), 32, [&](size_t k) {
+        const float u = philox_uniform(philox4x32_10(seed, stream, k).v[0]);
+        py[k] = (px[k] + u) / levels;
+    });
+}
+
+void CpuBackend::dequantize_inverse(const Tensor &y, float levels, Tensor &x) {
+    const char *op = "dequantize_inverse";
+    cpu_check(x.size() == y.size(), op, "size mismatch");
+    const float *py = cpu_f32(y, op);
+    float *px = cpu_f32(x, op);
+    parallel_for(y.size(), 1, [&](size_t k) {
+        px[k] = std::clamp(std::floor(py[k] * levels), 0.0f, levels - 1.0f);
+    });
+}
+
+void CpuBackend::logit_forward(const Tensor &x, float alpha, Tensor &z, Tensor &logdet) {
+    const char *op = "logit_forward";
+    check_same_shape(x, z, op);
+    check_per_row(logdet, x, op);
+    const float *px = cpu_f32(x, op);
+    float *pz = cpu_f32(z, op), *pld = cpu_f32(logdet, op);
+    const size_t D = x.cols();
+    const double log_range = std::log1p(-2.0 * alpha);
+    parallel_for(x.rows(), 16 * D, [&](size_t i) {
+        double ld = 0.0;
+        for (size_t j = 0; j < D; ++j) {
+            const LogitPoint p = logit_point(px[i * D + j], alpha);
+            pz[i * D + j] = float(p.log_y - p.log_1my);
+            ld += log_range - p.log_y - p.log_1my;
+        }
+        pld[i] = float(pld[i] + ld);
+    });
+}
+
+void CpuBackend::logit_inverse(const Tensor &z, float alpha, Tensor &x, Tensor &logdet) {
+    const char *op = "logit_inverse";
+    check_same_shape(z, x, op);
+    check_per_row(logdet, z, op);
+    const float *pz = cpu_f32(z, op);
+    float *px = cpu_f32(x, op), *pld = cpu_f32(logdet, op);
+    const size_t D = z.cols();
+    const double log_range = std::log1p(-2.0 * alpha);
+    parallel_for(z.rows(), 16 * D, [&](size_t i) {
+        double ld = 0.0;
+        for (size_t j = 0; j < D; ++j) {
+            const double v = pz[i * D + j];
+            px[i * D + j] = float((sigmoid(v) - alpha) / (1.0 - 2.0 * alpha));
+            // log|dx/dz| = log(sigmoid(v) (1 - sigmoid(v))) - log_range, and the
+            // first term is the logistic log-density, stable for any v.
+            ld += logistic_log_density(v) - log_range;
+        }
+        pld[i] = float(pld[i] + ld);
+    });
+}
+
+void CpuBackend::logit_backward(const Tensor &x, float alpha, const Tensor &dz,
+                                const Tensor &dlogdet, Tensor &dx) {
+    const char *op = "logit_backward";
+    check_same_shape(x, dz, op);
+    check_same_shape(x, dx, op);
+    check_per_row(dlogdet, x, op);
+    const float *px = cpu_f32(x, op), *pdz = cpu_f32(dz, op), *pdl = cpu_f32(dlogdet, op);
+    float *pdx = cpu_f32(dx, op);
+    const size_t D = x.cols();
+    const double range = 1.0 - 2.0 * alpha;
+    parallel_for(x.rows(), 8 * D, [&](size_t i) {
+        for (size_t j = 0; j < D; ++j) {
+            const double y = logit_point(px[i * D + j], alpha).y;
+            // dz/dx = range / (y (1 - y)); dlogdet/dx = range (2y - 1) / (y (1 - y)).
+            pdx[i * D + j] = float(range / (y * (1.0 - y)) * (pdz[i * D + j] + pdl[i] * (2.0 * y - 1.0)));
+        }
+    });
+}
+
+// --- base distributions -----------------------------------------------------
+
+namespace {
+
+// out[i] = sum_j density(z[i, j]), in double per row.
+template <class LogDensity>
+void per_row_log_prob(const Tensor &z, Tensor &out, const char *op, LogDensity log_density) {
+    check_per_row(out, z, op);
+    const float *pz = cpu_f32(z, op);
+    float *po = cpu_f32(out, op);
+    const size_t D = z.cols();
+    parallel_for(z.rows(), 8 * D, [&](size_t i) {
+        double lp = 0.0;
+        for (size_t j = 0; j < D; ++j) lp += log_density(double(pz[i * D + j]));
+        po[i] = float(lp);
+    });
+}
+
+// dz[i, j] = dlogp[i] * derivative(z[i, j]).
+template <class Derivative>
+void per_row_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz,
+                               const char *op, Derivative derivative) {
+    check_same_shape(z, dz, op);
+    check_per_row(dlogp, z, op);
+    const float *pz = cpu_f32(z, op), *pdl = cpu_f32(dlogp, op);
+    float *pdz = cpu_f32(dz, op);
+    const size_t D = z.cols();
+    parallel_for(z.rows(), 4 * D, [&](size_t i) {
+        for (size_t j = 0; j < D; ++j) pdz[i * D + j] = pdl[i] * derivative(pz[i * D + j]);
+    });
+}
+
+} // namespace
+
+void CpuBackend::normal_log_prob(const Tensor &z, Tensor &out) {
+    per_row_log_prob(z, out, "normal_log_prob",
+                     [](double v) { return -0.5 * (v * v + kLogTwoPi); });
+}
+
+void CpuBackend::normal_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz) {
+    per_row_log_prob_backward(z, dlogp, dz, "normal_log_prob_backward",
+                              [](float v) { return -v; });
+}
+
+void CpuBackend::logistic_log_prob(const Tensor &z, Tensor &out) {
+    per_row_log_prob(z, out, "logistic_log_prob", logistic_log_density);
+}
+
+void CpuBackend::logistic_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz) {
+    // d/dz log Logistic(z) = 1 - 2 sigmoid(z) = -tanh(z / 2)
+    per_row_log_prob_backward(z, dlogp, dz, "logistic_log_prob_backward",
+                              [](float v) { return -std::tanh(0.5f * v); });
+}
+
+// --- random numbers ---------------------------------------------------------
+
+namespace {
+
+// t[k] = draw(philox block for counter k).
+template <class Draw> void fill_random(Tensor &t, uint64_t seed, uint64_t stream, Draw draw) {
+    float *pt = cpu_f32(t, "fill_random");
+    parallel_for(t.size(), 32, [&](size_t k) { pt[k] = draw(philox4x32_10(seed, stream, k)); });
+}
+
+} // namespace
+
+void CpuBackend::fill_normal(Tensor &t, uint64_t seed, uint64_t stream, float stddev) {
+    fill_random(t, seed, stream, [=](PhiloxBlock b) { return philox_normal(b) * stddev; });
+}
+
+void CpuBackend::fill_logistic(Tensor &t, uint64_t seed, uint64_t stream, float scale) {
+    fill_random(t, seed, stream, [=](PhiloxBlock b) {
+        const float u = philox_uniform_open(b.v[0]);
+        return scale * std::log(u / (1.0f - u));
+    });
+}
+
+void CpuBackend::fill_uniform(Tensor &t, uint64_t seed, uint64_t stream, float lo, float hi) {
+    fill_random(t, seed, stream,
+                [=](PhiloxBlock b) { return lo + (hi - lo) * philox_uniform(b.v[0]); });
+}
+
+// --- optimizers -------------------------------------------------------------
+
+void CpuBackend::adam_update(Tensor &param, const Tensor &grad, Tensor &m, Tensor &v,
+                             float lr, float beta1, float beta2, float eps, float l2,
+                             float decoupled_decay, uint64_t step) {
+    const char *op = "adam_update";
+    const size_t n = param.size();
+    cpu_check(grad.size() == n && m.size() == n && v.size() == n, op, "size mismatch");
+    cpu_check(step >= 1, op, "step counts from 1");
+    float *pp = cpu_f32(param, op), *pm = cpu_f32(m, op), *pv = cpu_f32(v, op);
+    const float *pg = cpu_f32(grad, op);
+    // Scalars in double, as PyTorch computes them in Python floats.
+    const float step_size = float(lr / (1.0 - std::pow(double(beta1), double(step))));
+    const float bias2_sqrt = float(std::sqrt(1.0 - std::pow(double(beta2), double(step))));
+    const float decay = float(1.0 - double(lr) * decoupled_decay);
+    parallel_for(n, 16, [&](size_t k) {
+        // The L2 term sees the parameter the gradient was taken at.
+        const float g = pg[k] + l2 * pp[k];
+        pm[k] = beta1 * pm[k] + (1.0f - beta1) * g;
+        pv[k] = beta2 * pv[k] + (1.0f - beta2) * g * g;
+        pp[k] = pp[k] * decay - step_size * pm[k] / (std::sqrt(pv[k]) / bias2_sqrt + eps);
+    });
+}
+
+void CpuBackend::sgd_update(Tensor &param, const Tensor &grad, Tensor &velocity, float lr,
+                            float momentum, float l2, bool nesterov, bool first_step) {
+    const char *op = "sgd_update";
+    const size_t n = param.size();
+    cpu_check(grad.size() == n && velocity.size() == n, op, "size mismatch");
+    float *pp = cpu_f32(param, op), *pbuf = cpu_f32(velocity, op);
+    const float *pg = cpu_f32(grad, op);
+    parallel_for(n, 4, [&](size_t k) {
+        const float g = pg[k] + l2 * pp[k];
+        pbuf[k] = first_step ? g : momentum * pbuf[k] + g;
+        pp[k] -= lr * (nesterov ? g + momentum * pbuf[k] : pbuf[k]);
+    });
+}
+
+// --- process-wide instance --------------------------------------------------
+
+Backend &cpu_backend() {
+    static CpuBackend backend;
+    return backend;
+}
+
+void cpu_set_num_threads(int n) {
+    if (n < 0) fail(Status::invalid_argument, "thread count must be >= 0");
+    const int threads = n == 0 ? omp_get_num_procs() : n;
+    omp_set_num_threads(threads);
+    if (openblas_set_num_threads) openblas_set_num_threads(threads);
+}
+
+} // namespace flow

@@ -1,0 +1,113 @@
+// The CPU backend: plain loops parallelized over rows with OpenMP, and GEMM
+// through Eigen (which hands it to the system BLAS). Only cpu_gemm.cpp
+// includes Eigen; every other op lives in cpu_backend.cpp.
+#pragma once
+
+#include <string>
+
+#include "backend/backend.h"
+#include "core/error.h"
+
+namespace flow {
+
+// Shape and definedness checks: a failure is a bug of the calling layer.
+inline void cpu_check(bool ok, const char *op, const char *what) {
+    if (!ok) fail(Status::internal, std::string(op) + ": " + what);
+}
+
+// The float data of t; an undefined tensor is a layer bug, not a crash.
+inline float *cpu_f32(const Tensor &t, const char *op) {
+    cpu_check(t.defined(), op, "undefined tensor");
+    return t.f32();
+}
+
+class CpuBackend final : public Backend {
+public:
+    DeviceKind kind() const override { return DeviceKind::cpu; }
+
+    void *allocate(size_t bytes) override;
+    void release(void *ptr) noexcept override;
+    void upload(Tensor &dst, const void *host) override;
+    void download(const Tensor &src, void *host) override;
+    void copy(const Tensor &src, Tensor &dst) override;
+    void fill(Tensor &t, float value) override;
+
+    void gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a, const Tensor &b,
+              float beta, Tensor &c) override;
+    void add_row_vector(Tensor &y, const Tensor &v) override;
+    void sum_rows(const Tensor &x, Tensor &out, bool accumulate) override;
+    void mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,
+                        bool accumulate) override;
+    void axpy(float alpha, const Tensor &x, Tensor &y) override;
+    void scale(Tensor &x, float alpha) override;
+    void concat_cols(const Tensor &a, const Tensor &b, Tensor &out) override;
+    void slice_cols(const Tensor &x, size_t begin, Tensor &out) override;
+    void gather_cols(const Tensor &x, const Tensor &index, Tensor &y) override;
+    void add_scalar(Tensor &y, float c) override;
+    void add_vector_sum(Tensor &per_row, const Tensor &v, float sign) override;
+
+    void activation_forward(Activation act, const Tensor &x, Tensor &y) override;
+    void activation_backward(Activation act, const Tensor &x, const Tensor &y,
+                             const Tensor &dy, Tensor &dx) override;
+
+    double sum(const Tensor &x) override;
+    double sum_squares(const Tensor &x) override;
+    bool all_finite(const Tensor &x) override;
+
+    void affine_coupling_forward(const Tensor &x, const Tensor &mask, const Tensor &h,
+                                 const Tensor &scale, Tensor &z, Tensor &logdet) override;
+    void affine_coupling_inverse(const Tensor &z, const Tensor &mask, const Tensor &h,
+                                 const Tensor &scale, Tensor &x, Tensor &logdet) override;
+    void affine_coupling_backward(const Tensor &x, const Tensor &mask, const Tensor &h,
+                                  const Tensor &scale, const Tensor &dz,
+                                  const Tensor &dlogdet, Tensor &dx, Tensor &dh,
+                                  Tensor &dscale) override;
+    void additive_coupling(const Tensor &x, const Tensor &mask, const Tensor &t,
+                           float sign, Tensor &z) override;
+
+    void scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor &y) override;
+    void scale_exp_backward(const Tensor &x, const Tensor &s, const Tensor &dz,
+                            const Tensor &dlogdet, Tensor &dx, Tensor &ds) override;
+
+    void batch_norm_stats(const Tensor &x, Tensor &mean, Tensor &var) override;
+    void batch_norm_forward(const Tensor &x, const Tensor &mean, const Tensor &var,
+                            const Tensor &log_gamma, const Tensor &beta, float eps,
+                            Tensor &z, Tensor &logdet) override;
+    void batch_norm_inverse(const Tensor &z, const Tensor &mean, const Tensor &var,
+                            const Tensor &log_gamma, const Tensor &beta, float eps,
+                            Tensor &x, Tensor &logdet) override;
+    void batch_norm_backward(const Tensor &x, const Tensor &mean, const Tensor &var,
+                             const Tensor &log_gamma, float eps, bool batch_stats,
+                             const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
+                             Tensor &dlog_gamma, Tensor &dbeta) override;
+    void batch_norm_update_running(const Tensor &mean, const Tensor &var, float momentum,
+                                   size_t n, Tensor &running_mean,
+                                   Tensor &running_var) override;
+
+    void dequantize_forward(const Tensor &x, float levels, uint64_t seed, uint64_t stream,
+                            Tensor &y) override;
+    void dequantize_inverse(const Tensor &y, float levels, Tensor &x) override;
+    void logit_forward(const Tensor &x, float alpha, Tensor &z, Tensor &logdet) override;
+    void logit_inverse(const Tensor &z, float alpha, Tensor &x, Tensor &logdet) override;
+    void logit_backward(const Tensor &x, float alpha, const Tensor &dz,
+                        const Tensor &dlogdet, Tensor &dx) override;
+
+    void normal_log_prob(const Tensor &z, Tensor &out) override;
+    void normal_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz) override;
+    void logistic_log_prob(const Tensor &z, Tensor &out) override;
+    void logistic_log_prob_backward(const Tensor &z, const Tensor &dlogp,
+                                    Tensor &dz) override;
+
+    void fill_normal(Tensor &t, uint64_t seed, uint64_t stream, float stddev) override;
+    void fill_logistic(Tensor &t, uint64_t seed, uint64_t stream, float scale) override;
+    void fill_uniform(Tensor &t, uint64_t seed, uint64_t stream, float lo,
+                      float hi) override;
+
+    void adam_update(Tensor &param, const Tensor &grad, Tensor &m, Tensor &v, float lr,
+                     float beta1, float beta2, float eps, float l2, float decoupled_decay,
+                     uint64_t step) override;
+    void sgd_update(Tensor &param, const Tensor &grad, Tensor &velocity, float lr,
+                    float momentum, float l2, bool nesterov, bool first_step) override;
+};
+
+} // namespace flow

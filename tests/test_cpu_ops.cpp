@@ -1,0 +1,867 @@
+// The CPU backend, op by op: forward ops against naive double-precision
+// references written here, every *_backward op against central finite
+// differences of its forward op, Philox against the Random123 known answers,
+// and the optimizers against values printed by PyTorch 1.13.
+//
+// Tolerances: forward ops are float computations compared with double
+// references, so they get ~1e-5 relative (more for long sums). Finite
+// differences run the float forward with steps of 1e-3..1e-2, whose rounding
+// and truncation errors are ~1e-4, so gradients are checked to 2e-3 absolute
+// plus 2e-3 relative.
+#include <criterion/criterion.h>
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/philox.h"
+#include "core/error.h"
+
+using namespace flow;
+using Vec = std::vector<float>;
+using Ref = std::vector<double>;
+using Loss = std::function<double(const Vec &)>;
+
+static const double kGradTol = 2e-3;
+
+// --- helpers ----------------------------------------------------------------
+
+static Backend &cpu() { return cpu_backend(); }
+
+static Tensor tensor(std::vector<size_t> shape, const Vec &data) {
+    Tensor t(cpu(), std::move(shape));
+    cr_assert_eq(data.size(), t.size(), "test bug: %zu values for %zu elements", data.size(),
+                 t.size());
+    cpu().upload(t, data.data());
+    return t;
+}
+
+static Tensor filled(std::vector<size_t> shape, float value) {
+    Tensor t(cpu(), std::move(shape));
+    cpu().fill(t, value);
+    return t;
+}
+
+static Vec values(const Tensor &t) {
+    Vec v(t.size());
+    cpu().download(t, v.data());
+    return v;
+}
+
+static Vec random_vec(size_t n, unsigned seed, float lo = -1.0f, float hi = 1.0f) {
+    std::mt19937 gen(seed);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    Vec v(n);
+    for (float &x : v) x = dist(gen);
+    return v;
+}
+
+static Vec binary_mask(size_t n, size_t parity) {
+    Vec m(n);
+    for (size_t j = 0; j < n; ++j) m[j] = float((j + parity) % 2);
+    return m;
+}
+
+static double dot(const Vec &a, const Vec &b) {
+    double s = 0.0;
+    for (size_t k = 0; k < a.size(); ++k) s += double(a[k]) * b[k];
+    return s;
+}
+
+// |got - want| <= abs_tol + rel_tol * |want| at every element.
+static void expect_close(const Vec &got, const Ref &want, double abs_tol, double rel_tol,
+                         const char *what) {
+    cr_assert_eq(got.size(), want.size(), "%s: %zu values, expected %zu", what, got.size(),
+                 want.size());
+    for (size_t k = 0; k < got.size(); ++k) {
+        const double err = std::fabs(got[k] - want[k]);
+        cr_assert(err <= abs_tol + rel_tol * std::fabs(want[k]),
+                  "%s[%zu]: got %.9g, expected %.9g (error %.3g)", what, k, got[k], want[k], err);
+    }
+}
+
+static void expect_close(const Vec &got, const Vec &want, double abs_tol, double rel_tol,
+                         const char *what) {
+    expect_close(got, Ref(want.begin(), want.end()), abs_tol, rel_tol, what);
+}
+
+static void expect_equal(const Vec &got, const Vec &want, const char *what) {
+    expect_close(got, want, 0.0, 0.0, what);
+}
+
+// Central differences of loss at `at`, one element at a time.
+static Ref finite_diff(const Loss &loss, Vec at, float h) {
+    Ref grad(at.size());
+    for (size_t k = 0; k < at.size(); ++k) {
+        const float x0 = at[k];
+        at[k] = x0 + h;
+        const float up = at[k];
+        const double loss_up = loss(at);
+        at[k] = x0 - h;
+        const float down = at[k];
+        const double loss_down = loss(at);
+        at[k] = x0;
+        grad[k] = (loss_up - loss_down) / (double(up) - double(down));
+    }
+    return grad;
+}
+
+static void expect_grad(const Vec &analytic, const Loss &loss, const Vec &at, float h,
+                        const char *what) {
+    expect_close(analytic, finite_diff(loss, at, h), kGradTol, kGradTol, what);
+}
+
+static bool throws_internal(const std::function<void()> &op) {
+    try {
+        op();
+    } catch (const Error &e) {
+        return e.status() == Status::internal;
+    }
+    return false;
+}
+
+// --- memory and copies ------------------------------------------------------
+
+Test(cpu_memory, allocate_is_aligned_and_never_null) {
+    cr_assert(cpu().kind() == DeviceKind::cpu);
+    for (size_t bytes : {size_t(0), size_t(1), size_t(100), size_t(1) << 20}) {
+        void *p = cpu().allocate(bytes);
+        cr_assert_not_null(p, "allocate(%zu) returned null", bytes);
+        cr_assert_eq(reinterpret_cast<uintptr_t>(p) % 64, 0u, "allocate(%zu) not 64-aligned", bytes);
+        cpu().release(p);
+    }
+    cpu().release(nullptr);
+}
+
+Test(cpu_memory, huge_allocation_throws_out_of_memory) {
+    try {
+        cpu().allocate(std::numeric_limits<size_t>::max() - 8);
+        cr_assert_fail("allocation of SIZE_MAX bytes succeeded");
+    } catch (const Error &e) {
+        cr_assert_eq(int(e.status()), int(Status::out_of_memory));
+    }
+}
+
+Test(cpu_memory, upload_download_copy_fill) {
+    const Vec data = random_vec(12, 1);
+    Tensor a = tensor({3, 4}, data), b(cpu(), {3, 4});
+    expect_equal(values(a), data, "upload/download");
+    cpu().copy(a, b);
+    expect_equal(values(b), data, "copy");
+    cpu().fill(b, 2.5f);
+    expect_equal(values(b), Vec(12, 2.5f), "fill");
+
+    std::vector<int32_t> ints = {3, -1, 7}, back(3);
+    Tensor i(cpu(), {3}, DType::i32), j(cpu(), {3}, DType::i32);
+    cpu().upload(i, ints.data());
+    cpu().copy(i, j);
+    cpu().download(j, back.data());
+    cr_assert(back == ints, "int32 copy");
+    cr_assert(throws_internal([&] { cpu().copy(a, i); }), "copy across dtypes must fail");
+}
+
+Test(cpu_memory, shape_errors_are_internal) {
+    Tensor x = filled({4, 3}, 1.0f), wrong = filled({4, 2}, 1.0f), row = filled({2}, 1.0f);
+    Tensor undefined;
+    cr_assert(throws_internal([&] { cpu().add_row_vector(x, row); }));
+    cr_assert(throws_internal([&] { cpu().axpy(1.0f, x, wrong); }));
+    cr_assert(throws_internal([&] { cpu().gemm(false, false, 1, x, x, 0, wrong); }));
+    cr_assert(throws_internal([&] { cpu().activation_forward(Activation::relu, x, wrong); }));
+    cr_assert(throws_internal([&] { cpu().normal_log_prob(x, row); }));
+    cr_assert(throws_internal([&] { cpu().scale(undefined, 2.0f); }));
+}
+
+Test(cpu_memory, empty_batch_is_valid) {
+    Tensor x(cpu(), {0, 3}), y(cpu(), {0, 3}), v = filled({3}, 1.0f), ld(cpu(), {0});
+    cpu().add_row_vector(x, v);
+    cpu().scale_exp(x, v, 1.0f, y);
+    cpu().normal_log_prob(x, ld);
+    Tensor sums = filled({3}, 5.0f);
+    cpu().sum_rows(x, sums, false);
+    expect_equal(values(sums), Vec(3, 0.0f), "sum_rows of no rows");
+    cpu().upload(x, nullptr);
+    cpu().download(x, nullptr);
+}
+
+// --- dense algebra ----------------------------------------------------------
+
+static Ref gemm_ref(bool ta, bool tb, double alpha, const Vec &a, const Vec &b, double beta,
+                    const Vec &c, size_t m, size_t k, size_t n) {
+    Ref out(m * n);
+    for (size_t i = 0; i < m; ++i)
+        for (size_t j = 0; j < n; ++j) {
+            double acc = 0.0;
+            for (size_t p = 0; p < k; ++p)
+                acc += double(ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
+            out[i * n + j] = alpha * acc + (beta == 0.0 ? 0.0 : beta * c[i * n + j]);
+        }
+    return out;
+}
+
+Test(cpu_algebra, gemm_all_transposes_and_betas) {
+    const size_t shapes[][3] = {{3, 4, 5}, {37, 53, 29}, {1, 64, 1}};
+    for (const auto &s : shapes)
+        for (int ta = 0; ta < 2; ++ta)
+            for (int tb = 0; tb < 2; ++tb)
+                for (float beta : {0.0f, 1.0f, -0.5f}) {
+                    const size_t m = s[0], k = s[1], n = s[2];
+                    const Vec a = random_vec(m * k, 10), b = random_vec(k * n, 11);
+                    // beta = 0 must not read c: poison it with NaN.
+                    const Vec c = beta == 0.0f ? Vec(m * n, NAN) : random_vec(m * n, 12);
+                    Tensor ta_t = tensor(ta ? std::vector<size_t>{k, m} : std::vector<size_t>{m, k}, a);
+                    Tensor tb_t = tensor(tb ? std::vector<size_t>{n, k} : std::vector<size_t>{k, n}, b);
+                    Tensor tc = tensor({m, n}, c);
+                    cpu().gemm(ta, tb, 1.25f, ta_t, tb_t, beta, tc);
+                    expect_close(values(tc), gemm_ref(ta, tb, 1.25, a, b, beta, c, m, k, n), 1e-5,
+                                 1e-5, "gemm");
+                }
+}
+
+Test(cpu_algebra, gemm_empty_inner_dimension_scales_c) {
+    Tensor a(cpu(), {2, 0}), b(cpu(), {0, 3}), c = filled({2, 3}, 4.0f);
+    cpu().gemm(false, false, 1.0f, a, b, 0.5f, c);
+    expect_equal(values(c), Vec(6, 2.0f), "gemm k=0");
+}
+
+Test(cpu_algebra, row_vector_ops) {
+    const size_t n = 5, d = 3;
+    const Vec x = random_vec(n * d, 20), v = random_vec(d, 21), y0 = random_vec(n * d, 22);
+    Ref added(n * d), product(n * d), product_acc(n * d), colsum(d, 0.0);
+    for (size_t i = 0; i < n; ++i)
+        for (size_t j = 0; j < d; ++j) {
+            const size_t k = i * d + j;
+            added[k] = double(x[k]) + v[j];
+            product[k] = double(x[k]) * v[j];
+            product_acc[k] = y0[k] + product[k];
+            colsum[j] += x[k];
+        }
+
+    Tensor tx = tensor({n, d}, x), tv = tensor({d}, v);
+    cpu().add_row_vector(tx, tv);
+    expect_close(values(tx), added, 1e-6, 1e-6, "add_row_vector");
+
+    tx = tensor({n, d}, x);
+    Tensor ty = tensor({n, d}, y0);
+    cpu().mul_row_vector(tx, tv, ty, false);
+    expect_close(values(ty), product, 1e-6, 1e-6, "mul_row_vector");
+    ty = tensor({n, d}, y0);
+    cpu().mul_row_vector(tx, tv, ty, true);
+    expect_close(values(ty), product_acc, 1e-6, 1e-6, "mul_row_vector accumulate");
+
+    Tensor sums = tensor({d}, v);
+    cpu().sum_rows(tx, sums, false);
+    expect_close(values(sums), colsum, 1e-6, 1e-6, "sum_rows");
+    sums = tensor({d}, v);
+    cpu().sum_rows(tx, sums, true);
+    for (size_t j = 0; j < d; ++j) colsum[j] += v[j];
+    expect_close(values(sums), colsum, 1e-6, 1e-6, "sum_rows accumulate");
+
+    Tensor per_row = tensor({n}, Vec(y0.begin(), y0.begin() + n));
+    cpu().add_vector_sum(per_row, tv, -2.0f);
+    Ref expected(n);
+    for (size_t i = 0; i < n; ++i) expected[i] = y0[i] - 2.0 * (double(v[0]) + v[1] + v[2]);
+    expect_close(values(per_row), expected, 1e-6, 1e-6, "add_vector_sum");
+}
+
+Test(cpu_algebra, elementwise_ops) {
+    const Vec x = random_vec(40, 30), y = random_vec(40, 31);
+    Ref axpy(40), scaled(40), shifted(40);
+    for (size_t k = 0; k < 40; ++k) {
+        axpy[k] = y[k] + 0.75 * x[k];
+        scaled[k] = -3.0 * x[k];
+        shifted[k] = x[k] + 0.25;
+    }
+    Tensor tx = tensor({8, 5}, x), ty = tensor({8, 5}, y);
+    cpu().axpy(0.75f, tx, ty);
+    expect_close(values(ty), axpy, 1e-6, 1e-6, "axpy");
+    cpu().scale(tx, -3.0f);
+    expect_close(values(tx), scaled, 1e-6, 1e-6, "scale");
+    tx = tensor({8, 5}, x);
+    cpu().add_scalar(tx, 0.25f);
+    expect_close(values(tx), shifted, 1e-6, 1e-6, "add_scalar");
+}
+
+Test(cpu_algebra, concat_slice_gather) {
+    const size_t n = 4;
+    const Vec a = random_vec(n * 2, 40), b = random_vec(n * 3, 41);
+    Tensor ta = tensor({n, 2}, a), tb = tensor({n, 3}, b), cat(cpu(), {n, 5});
+    cpu().concat_cols(ta, tb, cat);
+    Vec expected;
+    for (size_t i = 0; i < n; ++i) {
+        expected.insert(expected.end(), a.begin() + i * 2, a.begin() + i * 2 + 2);
+        expected.insert(expected.end(), b.begin() + i * 3, b.begin() + i * 3 + 3);
+    }
+    expect_equal(values(cat), expected, "concat_cols");
+
+    Tensor back(cpu(), {n, 3});
+    cpu().slice_cols(cat, 2, back);
+    expect_equal(values(back), b, "slice_cols");
+    cr_assert(throws_internal([&] { cpu().slice_cols(cat, 3, back); }), "slice past the end");
+
+    const std::vector<int32_t> index = {4, 0, 0, 2};
+    Tensor tidx(cpu(), {4}, DType::i32), gathered(cpu(), {n, 4});
+    cpu().upload(tidx, index.data());
+    cpu().gather_cols(cat, tidx, gathered);
+    Vec want(n * 4);
+    for (size_t i = 0; i < n; ++i)
+        for (size_t j = 0; j < 4; ++j) want[i * 4 + j] = expected[i * 5 + index[j]];
+    expect_equal(values(gathered), want, "gather_cols");
+
+    const std::vector<int32_t> bad = {0, 5, 1, 1};
+    cpu().upload(tidx, bad.data());
+    cr_assert(throws_internal([&] { cpu().gather_cols(cat, tidx, gathered); }), "index 5 of 5");
+}
+
+// --- activations ------------------------------------------------------------
+
+static double activation_ref(Activation act, double x) {
+    switch (act) {
+    case Activation::relu: return x > 0 ? x : 0.0;
+    case Activation::leaky_relu: return x > 0 ? x : 0.01 * x;
+    case Activation::elu: return x > 0 ? x : std::exp(x) - 1.0;
+    case Activation::tanh: return std::tanh(x);
+    case Activation::softplus: return x > 30 ? x : std::log(1.0 + std::exp(x));
+    }
+    return NAN;
+}
+
+static const Activation kActivations[] = {Activation::relu, Activation::leaky_relu,
+                                          Activation::elu, Activation::tanh,
+                                          Activation::softplus};
+
+Test(cpu_activation, forward_matches_reference) {
+    Vec x = random_vec(60, 50, -4.0f, 4.0f);
+    x.insert(x.end(), {-100.0f, -20.0f, 0.0f, 20.0f, 100.0f, 1e-30f});
+    for (Activation act : kActivations) {
+        Ref want(x.size());
+        for (size_t k = 0; k < x.size(); ++k) want[k] = activation_ref(act, x[k]);
+        Tensor tx = tensor({x.size()}, x), ty(cpu(), {x.size()});
+        cpu().activation_forward(act, tx, ty);
+        expect_close(values(ty), want, 1e-6, 1e-6, "activation_forward");
+    }
+}
+
+Test(cpu_activation, backward_matches_finite_differences) {
+    // Kinks at 0: keep |x| > 0.05 so the 1e-3 step never crosses one.
+    Vec x = random_vec(24, 51, 0.05f, 2.0f);
+    for (size_t k = 0; k < x.size(); k += 2) x[k] = -x[k];
+    const Vec w = random_vec(x.size(), 52);
+    for (Activation act : kActivations) {
+        const Loss loss = [&](const Vec &at) {
+            Tensor y(cpu(), {6, 4});
+            cpu().activation_forward(act, tensor({6, 4}, at), y);
+            return dot(values(y), w);
+        };
+        Tensor tx = tensor({6, 4}, x), ty(cpu(), {6, 4}), dy = tensor({6, 4}, w);
+        cpu().activation_forward(act, tx, ty);
+        cpu().activation_backward(act, tx, ty, dy, dy); // dx aliasing dy is allowed
+        expect_grad(values(dy), loss, x, 1e-3f, "activation_backward");
+    }
+}
+
+// --- reductions -------------------------------------------------------------
+
+Test(cpu_reduction, sum_sum_squares_all_finite) {
+    const Vec x = random_vec(100003, 60, -2.0f, 3.0f); // not a multiple of any block size
+    double s = 0.0, s2 = 0.0;
+    for (float v : x) {
+        s += v;
+        s2 += double(v) * v;
+    }
+    Tensor t = tensor({x.size()}, x);
+    cr_assert(std::fabs(cpu().sum(t) - s) <= 1e-9 * std::fabs(s) + 1e-9, "sum");
+    cr_assert(std::fabs(cpu().sum_squares(t) - s2) <= 1e-9 * s2, "sum_squares");
+    cr_assert(cpu().all_finite(t));
+    for (float bad : {NAN, INFINITY, -INFINITY}) {
+        Vec y = x;
+        y[77777] = bad;
+        cr_assert_not(cpu().all_finite(tensor({y.size()}, y)), "all_finite missed %g", bad);
+    }
+}
+
+Test(cpu_reduction, results_do_not_depend_on_thread_count) {
+    const size_t n = 4099, d = 37;
+    Tensor x = tensor({n, d}, random_vec(n * d, 61, -1.0f, 5.0f));
+    // Column sums, batch statistics and the full sum, all in one vector.
+    auto run = [&](int threads, double &total) {
+        cpu_set_num_threads(threads);
+        Tensor col(cpu(), {d}), mean(cpu(), {d}), var(cpu(), {d});
+        cpu().sum_rows(x, col, false);
+        cpu().batch_norm_stats(x, mean, var);
+        total = cpu().sum(x);
+        Vec out = values(col);
+        for (const Tensor *t : {&mean, &var})
+            for (float v : values(*t)) out.push_back(v);
+        return out;
+    };
+    double total_one, total_many;
+    const Vec one = run(1, total_one), many = run(4, total_many);
+    cpu_set_num_threads(0);
+    expect_equal(many, one, "4 threads vs 1");
+    cr_assert(total_one == total_many, "sum: %.17g with 1 thread, %.17g with 4", total_one,
+              total_many);
+}
+
+// --- coupling layers --------------------------------------------------------
+
+struct CouplingCase {
+    size_t n, d;
+    Vec x, mask, h, scale;
+};
+
+static CouplingCase coupling_case(size_t n, size_t d, unsigned seed) {
+    return {n, d, random_vec(n * d, seed), binary_mask(d, seed % 2),
+            random_vec(n * 2 * d, seed + 1, -2.0f, 2.0f), random_vec(d, seed + 2, 0.2f, 1.5f)};
+}
+
+// z and logdet of the affine coupling forward, in double.
+static void affine_ref(const CouplingCase &c, Ref &z, Ref &logdet) {
+    z.assign(c.n * c.d, 0.0);
+    logdet.assign(c.n, 0.0);
+    for (size_t i = 0; i < c.n; ++i)
+        for (size_t j = 0; j < c.d; ++j) {
+            const double m = c.mask[j], x = c.x[i * c.d + j];
+            const double s = (1 - m) * c.scale[j] * std::tanh(double(c.h[i * 2 * c.d + j]));
+            const double t = c.h[i * 2 * c.d + c.d + j];
+            z[i * c.d + j] = m * x + (1 - m) * (x * std::exp(s) + t);
+            logdet[i] += s;
+        }
+}
+
+Test(cpu_coupling, affine_forward_inverse_match_reference) {
+    for (size_t n : {size_t(5), size_t(3000)}) { // 3000 rows take the threaded path
+        const CouplingCase c = coupling_case(n, 6, 70);
+        Ref z_ref, ld_ref;
+        affine_ref(c, z_ref, ld_ref);
+        Tensor x = tensor({n, 6}, c.x), mask = tensor({6}, c.mask), h = tensor({n, 12}, c.h),
+               scale = tensor({6}, c.scale), z(cpu(), {n, 6}), ld = filled({n}, 1.0f);
+        cpu().affine_coupling_forward(x, mask, h, scale, z, ld);
+        expect_close(values(z), z_ref, 1e-5, 1e-5, "affine_coupling_forward z");
+        for (double &v : ld_ref) v += 1.0; // logdet accumulates
+        expect_close(values(ld), ld_ref, 1e-5, 1e-5, "affine_coupling_forward logdet");
+
+        Tensor back(cpu(), {n, 6});
+        cpu().affine_coupling_inverse(z, mask, h, scale, back, ld);
+        expect_close(values(back), c.x, 1e-5, 1e-5, "affine_coupling_inverse round trip");
+        expect_close(values(ld), Vec(n, 1.0f), 1e-5, 0, "affine_coupling_inverse logdet");
+    }
+}
+
+Test(cpu_coupling, affine_backward_matches_finite_differences) {
+    const size_t n = 4, d = 5;
+    const CouplingCase c = coupling_case(n, d, 80);
+    const Vec wz = random_vec(n * d, 81), wld = random_vec(n, 82);
+    // The loss sum(wz * z) + sum(wld * logdet) as a function of one input.
+    auto loss_of = [&](const Vec &x, const Vec &h, const Vec &scale) {
+        Tensor z(cpu(), {n, d}), ld = filled({n}, 0.0f);
+        cpu().affine_coupling_forward(tensor({n, d}, x), tensor({d}, c.mask), tensor({n, 2 * d}, h),
+                                      tensor({d}, scale), z, ld);
+        return dot(values(z), wz) + dot(values(ld), wld);
+    };
+    Tensor dx(cpu(), {n, d}), dh = filled({n, 2 * d}, NAN), dscale = filled({d}, 0.5f);
+    cpu().affine_coupling_backward(tensor({n, d}, c.x), tensor({d}, c.mask), tensor({n, 2 * d}, c.h),
+                                   tensor({d}, c.scale), tensor({n, d}, wz), tensor({n}, wld), dx,
+                                   dh, dscale);
+    expect_grad(values(dx), [&](const Vec &x) { return loss_of(x, c.h, c.scale); }, c.x, 1e-2f,
+                "affine dx");
+    expect_grad(values(dh), [&](const Vec &h) { return loss_of(c.x, h, c.scale); }, c.h, 1e-2f,
+                "affine dh");
+    Vec dscale_got = values(dscale);
+    for (float &v : dscale_got) v -= 0.5f; // dscale accumulates
+    expect_grad(dscale_got, [&](const Vec &s) { return loss_of(c.x, c.h, s); }, c.scale, 1e-2f,
+                "affine dscale");
+}
+
+Test(cpu_coupling, additive_coupling_matches_reference) {
+    const size_t n = 3, d = 4;
+    const Vec x = random_vec(n * d, 90), t = random_vec(n * d, 91), mask = binary_mask(d, 1);
+    Tensor tz(cpu(), {n, d}), back(cpu(), {n, d});
+    cpu().additive_coupling(tensor({n, d}, x), tensor({d}, mask), tensor({n, d}, t), 1.0f, tz);
+    Ref want(n * d);
+    for (size_t k = 0; k < n * d; ++k) want[k] = x[k] + (1.0 - mask[k % d]) * t[k];
+    expect_close(values(tz), want, 1e-6, 1e-6, "additive_coupling");
+    cpu().additive_coupling(tz, tensor({d}, mask), tensor({n, d}, t), -1.0f, back);
+    expect_close(values(back), x, 1e-6, 1e-6, "additive_coupling inverse");
+}
+
+Test(cpu_coupling, scale_exp_and_backward) {
+    const size_t n = 4, d = 3;
+    const Vec x = random_vec(n * d, 100), s = random_vec(d, 101);
+    for (float sign : {1.0f, -1.0f}) {
+        Tensor y(cpu(), {n, d});
+        cpu().scale_exp(tensor({n, d}, x), tensor({d}, s), sign, y);
+        Ref want(n * d);
+        for (size_t k = 0; k < n * d; ++k) want[k] = x[k] * std::exp(sign * double(s[k % d]));
+        expect_close(values(y), want, 1e-6, 1e-6, "scale_exp");
+    }
+
+    // Forward with logdet_i += sum(s), as the NICE layer defines it.
+    const Vec wz = random_vec(n * d, 102), wld = random_vec(n, 103);
+    auto loss_of = [&](const Vec &xv, const Vec &sv) {
+        Tensor y(cpu(), {n, d});
+        cpu().scale_exp(tensor({n, d}, xv), tensor({d}, sv), 1.0f, y);
+        double ld = 0.0;
+        for (float v : sv) ld += v;
+        double wld_sum = 0.0;
+        for (float v : wld) wld_sum += v;
+        return dot(values(y), wz) + ld * wld_sum;
+    };
+    Tensor dx(cpu(), {n, d}), ds = filled({d}, 0.0f);
+    cpu().scale_exp_backward(tensor({n, d}, x), tensor({d}, s), tensor({n, d}, wz),
+                             tensor({n}, wld), dx, ds);
+    expect_grad(values(dx), [&](const Vec &xv) { return loss_of(xv, s); }, x, 1e-2f, "scale_exp dx");
+    expect_grad(values(ds), [&](const Vec &sv) { return loss_of(x, sv); }, s, 1e-2f, "scale_exp ds");
+}
+
+// --- batch normalization ----------------------------------------------------
+
+struct BatchNormCase {
+    size_t n, d;
+    Vec x, log_gamma, beta;
+    float eps;
+};
+
+static BatchNormCase batch_norm_case(size_t n, size_t d, unsigned seed) {
+    Vec x = random_vec(n * d, seed, -1.0f, 1.0f);
+    for (size_t k = 0; k < x.size(); ++k) x[k] = x[k] * float(1 + k % d) + float(k % d); // varied columns
+    return {n, d, x, random_vec(d, seed + 1, -0.5f, 0.5f), random_vec(d, seed + 2), 1e-4f};
+}
+
+Test(cpu_batch_norm, stats_forward_inverse_match_reference) {
+    const BatchNormCase c = batch_norm_case(7, 3, 110);
+    Ref mean(c.d, 0.0), var(c.d, 0.0);
+    for (size_t i = 0; i < c.n; ++i)
+        for (size_t j = 0; j < c.d; ++j) mean[j] += c.x[i * c.d + j] / double(c.n);
+    for (size_t i = 0; i < c.n; ++i)
+        for (size_t j = 0; j < c.d; ++j)
+            var[j] += std::pow(c.x[i * c.d + j] - mean[j], 2) / double(c.n);
+    Tensor x = tensor({c.n, c.d}, c.x), tmean(cpu(), {c.d}), tvar(cpu(), {c.d});
+    cpu().batch_norm_stats(x, tmean, tvar);
+    expect_close(values(tmean), mean, 1e-6, 1e-6, "batch_norm_stats mean");
+    expect_close(values(tvar), var, 1e-6, 1e-6, "batch_norm_stats var");
+
+    Ref z(c.n * c.d), ld(c.n, 0.0);
+    double ld_row = 0.0;
+    for (size_t j = 0; j < c.d; ++j) ld_row += c.log_gamma[j] - 0.5 * std::log(var[j] + c.eps);
+    for (size_t i = 0; i < c.n; ++i) {
+        ld[i] = ld_row;
+        for (size_t j = 0; j < c.d; ++j)
+            z[i * c.d + j] = (c.x[i * c.d + j] - mean[j]) / std::sqrt(var[j] + c.eps) *
+                                 std::exp(double(c.log_gamma[j])) + c.beta[j];
+    }
+    Tensor lg = tensor({c.d}, c.log_gamma), beta = tensor({c.d}, c.beta);
+    Tensor tz(cpu(), {c.n, c.d}), tld = filled({c.n}, 0.0f);
+    cpu().batch_norm_forward(x, tmean, tvar, lg, beta, c.eps, tz, tld);
+    expect_close(values(tz), z, 1e-5, 1e-5, "batch_norm_forward z");
+    expect_close(values(tld), ld, 1e-5, 1e-5, "batch_norm_forward logdet");
+
+    Tensor back(cpu(), {c.n, c.d});
+    cpu().batch_norm_inverse(tz, tmean, tvar, lg, beta, c.eps, back, tld);
+    expect_close(values(back), c.x, 1e-5, 1e-5, "batch_norm_inverse round trip");
+    expect_close(values(tld), Vec(c.n, 0.0f), 1e-5, 0, "batch_norm_inverse logdet");
+}
+
+// Gradient check of batch_norm_backward; batch_stats: mean and var come from x.
+static void check_batch_norm_backward(bool batch_stats) {
+    const BatchNormCase c = batch_norm_case(6, 3, 120);
+    const Vec fixed_mean = {0.1f, 1.2f, 1.9f}, fixed_var = {0.4f, 1.1f, 2.5f};
+    const Vec wz = random_vec(c.n * c.d, 121), wld = random_vec(c.n, 122);
+    auto loss_of = [&](const Vec &xv, const Vec &lgv, const Vec &bv) {
+        Tensor x = tensor({c.n, c.d}, xv), mean = tensor({c.d}, fixed_mean),
+               var = tensor({c.d}, fixed_var);
+        if (batch_stats) cpu().batch_norm_stats(x, mean, var);
+        Tensor z(cpu(), {c.n, c.d}), ld = filled({c.n}, 0.0f);
+        cpu().batch_norm_forward(x, mean, var, tensor({c.d}, lgv), tensor({c.d}, bv), c.eps, z, ld);
+        return dot(values(z), wz) + dot(values(ld), wld);
+    };
+    Tensor x = tensor({c.n, c.d}, c.x), mean = tensor({c.d}, fixed_mean),
+           var = tensor({c.d}, fixed_var);
+    if (batch_stats) cpu().batch_norm_stats(x, mean, var);
+    Tensor dx = filled({c.n, c.d}, NAN), dlg = filled({c.d}, 0.0f), dbeta = filled({c.d}, 0.0f);
+    cpu().batch_norm_backward(x, mean, var, tensor({c.d}, c.log_gamma), c.eps, batch_stats,
+                              tensor({c.n, c.d}, wz), tensor({c.n}, wld), dx, dlg, dbeta);
+    expect_grad(values(dx), [&](const Vec &v) { return loss_of(v, c.log_gamma, c.beta); }, c.x,
+                3e-3f, "batch_norm dx");
+    expect_grad(values(dlg), [&](const Vec &v) { return loss_of(c.x, v, c.beta); }, c.log_gamma,
+                1e-2f, "batch_norm dlog_gamma");
+    expect_grad(values(dbeta), [&](const Vec &v) { return loss_of(c.x, c.log_gamma, v); }, c.beta,
+                1e-2f, "batch_norm dbeta");
+}
+
+Test(cpu_batch_norm, backward_with_batch_stats) { check_batch_norm_backward(true); }
+Test(cpu_batch_norm, backward_with_fixed_stats) { check_batch_norm_backward(false); }
+
+Test(cpu_batch_norm, update_running) {
+    const Vec mean = {1.0f, -2.0f}, var = {0.5f, 2.0f};
+    Tensor rm = tensor({2}, {0.0f, 1.0f}), rv = tensor({2}, {1.0f, 1.0f});
+    cpu().batch_norm_update_running(tensor({2}, mean), tensor({2}, var), 0.1f, 5, rm, rv);
+    expect_close(values(rm), Ref{0.1, 0.9 - 0.2}, 1e-6, 1e-6, "running mean");
+    expect_close(values(rv), Ref{0.9 + 0.1 * 0.5 * 1.25, 0.9 + 0.1 * 2.0 * 1.25}, 1e-6, 1e-6,
+                 "running var (unbiased)");
+    cpu().batch_norm_update_running(tensor({2}, mean), tensor({2}, var), 1.0f, 1, rm, rv);
+    expect_close(values(rv), var, 1e-6, 1e-6, "running var with n = 1");
+}
+
+// --- preprocessing ----------------------------------------------------------
+
+Test(cpu_preprocess, dequantize_forward_inverse) {
+    const size_t n = 50;
+    Vec x(n);
+    for (size_t k = 0; k < n; ++k) x[k] = float(k * 37 % 256);
+    Tensor tx = tensor({5, 10}, x), ty(cpu(), {5, 10}), back(cpu(), {5, 10});
+    cpu().dequantize_forward(tx, 256.0f, 42, 7, ty);
+    const Vec y = values(ty);
+    Ref want(n);
+    for (size_t k = 0; k < n; ++k) {
+        const double u = (philox4x32_10(42, 7, k).v[0] >> 8) / 16777216.0;
+        want[k] = (x[k] + u) / 256.0;
+    }
+    expect_close(y, want, 1e-7, 1e-6, "dequantize_forward");
+    cpu().dequantize_inverse(ty, 256.0f, back);
+    expect_equal(values(back), x, "dequantize_inverse");
+
+    Tensor edges = tensor({4}, {-0.5f, 0.0f, 1.0f, 7.0f}), clamped(cpu(), {4});
+    cpu().dequantize_inverse(edges, 256.0f, clamped);
+    expect_equal(values(clamped), {0.0f, 0.0f, 255.0f, 255.0f}, "dequantize_inverse clamps");
+}
+
+Test(cpu_preprocess, logit_forward_inverse) {
+    for (float alpha : {0.05f, 0.0f}) {
+        Vec x = random_vec(18, 130, 0.0f, 1.0f);
+        x[0] = 0.0f; // the ends of [0, 1] must stay finite even with alpha = 0
+        x[1] = 1.0f;
+        Ref z(x.size()), ld(3, 0.0);
+        for (size_t k = 0; k < x.size(); ++k) {
+            const double y = std::min(std::max(alpha + (1.0 - 2.0 * alpha) * x[k], 1e-12), 1 - 1e-12);
+            z[k] = std::log(y / (1 - y));
+            ld[k / 6] += std::log((1 - 2.0 * alpha) / (y * (1 - y)));
+        }
+        Tensor tx = tensor({3, 6}, x), tz(cpu(), {3, 6}), tld = filled({3}, 0.0f);
+        cpu().logit_forward(tx, alpha, tz, tld);
+        expect_close(values(tz), z, 1e-5, 1e-5, "logit_forward z");
+        expect_close(values(tld), ld, 1e-4, 1e-5, "logit_forward logdet");
+        cr_assert(cpu().all_finite(tz) && cpu().all_finite(tld), "logit at the ends");
+
+        Tensor back(cpu(), {3, 6});
+        cpu().logit_inverse(tz, alpha, back, tld);
+        expect_close(values(back), x, 1e-6, 1e-5, "logit_inverse round trip");
+        expect_close(values(tld), Vec(3, 0.0f), 1e-3, 0, "logit_inverse logdet");
+    }
+    // Large |z|: the inverse's logdet must not overflow.
+    Tensor z = tensor({1, 2}, {-200.0f, 200.0f}), x(cpu(), {1, 2}), ld = filled({1}, 0.0f);
+    cpu().logit_inverse(z, 0.0f, x, ld);
+    expect_close(values(ld), Ref{-400.0}, 1e-3, 1e-6, "logit_inverse logdet at |z| = 200");
+}
+
+Test(cpu_preprocess, logit_backward_matches_finite_differences) {
+    const float alpha = 0.05f;
+    const Vec x = random_vec(12, 140, 0.1f, 0.9f), wz = random_vec(12, 141), wld = random_vec(3, 142);
+    const Loss loss = [&](const Vec &xv) {
+        Tensor z(cpu(), {3, 4}), ld = filled({3}, 0.0f);
+        cpu().logit_forward(tensor({3, 4}, xv), alpha, z, ld);
+        return dot(values(z), wz) + dot(values(ld), wld);
+    };
+    Tensor dx(cpu(), {3, 4});
+    cpu().logit_backward(tensor({3, 4}, x), alpha, tensor({3, 4}, wz), tensor({3}, wld), dx);
+    expect_grad(values(dx), loss, x, 1e-3f, "logit_backward");
+}
+
+// --- base distributions -----------------------------------------------------
+
+// Checks a per-row log density op and its backward.
+static void check_log_prob(void (Backend::*forward)(const Tensor &, Tensor &),
+                           void (Backend::*backward)(const Tensor &, const Tensor &, Tensor &),
+                           double (*log_density)(double), const Vec &z, const char *what) {
+    const size_t n = z.size() / 4;
+    Ref want(n, 0.0);
+    for (size_t k = 0; k < z.size(); ++k) want[k / 4] += log_density(z[k]);
+    Tensor out = filled({n}, 123.0f); // overwritten, not accumulated
+    (cpu().*forward)(tensor({n, 4}, z), out);
+    expect_close(values(out), want, 1e-5, 1e-6, what);
+
+    const Vec w = random_vec(n, 150);
+    const Loss loss = [&](const Vec &zv) {
+        Tensor lp(cpu(), {n});
+        (cpu().*forward)(tensor({n, 4}, zv), lp);
+        return dot(values(lp), w);
+    };
+    Tensor dz(cpu(), {n, 4});
+    (cpu().*backward)(tensor({n, 4}, z), tensor({n}, w), dz);
+    expect_grad(values(dz), loss, z, 1e-2f, what);
+}
+
+static double normal_density_ref(double z) { return -0.5 * z * z - 0.5 * std::log(2 * M_PI); }
+static double logistic_density_ref(double z) {
+    return z > 0 ? -z - 2 * std::log1p(std::exp(-z)) : z - 2 * std::log1p(std::exp(z));
+}
+
+Test(cpu_base, normal_log_prob) {
+    check_log_prob(&Backend::normal_log_prob, &Backend::normal_log_prob_backward,
+                   normal_density_ref, random_vec(20, 160, -3.0f, 3.0f), "normal_log_prob");
+}
+
+Test(cpu_base, logistic_log_prob) {
+    Vec z = random_vec(20, 170, -6.0f, 6.0f);
+    check_log_prob(&Backend::logistic_log_prob, &Backend::logistic_log_prob_backward,
+                   logistic_density_ref, z, "logistic_log_prob");
+    z = {-500.0f, 500.0f, -90.0f, 90.0f};
+    Tensor out(cpu(), {1});
+    cpu().logistic_log_prob(tensor({1, 4}, z), out);
+    expect_close(values(out), Ref{-1180.0}, 1e-3, 1e-6, "logistic_log_prob at large |z|");
+}
+
+// --- random numbers ---------------------------------------------------------
+
+Test(cpu_random, philox_known_answers) {
+    // Random123's kat_vectors for philox4x32_10. Counter = {index lo, index
+    // hi, stream lo, stream hi}, key = {seed lo, seed hi}.
+    struct Kat {
+        uint64_t seed, stream, index;
+        uint32_t out[4];
+    } kats[] = {
+        {0, 0, 0, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
+        {~0ull, ~0ull, ~0ull, {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
+        {0x299f31d0a4093822ull, 0x0370734413198a2eull, 0x85a308d3243f6a88ull,
+         {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
+    };
+    for (const Kat &k : kats) {
+        const PhiloxBlock b = philox4x32_10(k.seed, k.stream, k.index);
+        for (int w = 0; w < 4; ++w)
+            cr_assert_eq(b.v[w], k.out[w], "word %d: got %08x, expected %08x", w, b.v[w], k.out[w]);
+    }
+}
+
+Test(cpu_random, fills_use_counter_k_for_element_k) {
+    const size_t n = 1000;
+    Tensor t(cpu(), {10, 100});
+    Ref normal(n), uniform(n), logistic(n);
+    for (size_t k = 0; k < n; ++k) {
+        const PhiloxBlock b = philox4x32_10(9, 3, k);
+        normal[k] = philox_normal(b) * 0.5f;
+        uniform[k] = -2.0 + 5.0 * ((b.v[0] >> 8) / 16777216.0);
+        const double u = ((b.v[0] >> 9) + 0.5) / 8388608.0;
+        logistic[k] = 2.0 * std::log(u / (1 - u));
+    }
+    cpu().fill_normal(t, 9, 3, 0.5f);
+    expect_close(values(t), normal, 0, 0, "fill_normal");
+    cpu().fill_uniform(t, 9, 3, -2.0f, 3.0f);
+    expect_close(values(t), uniform, 1e-6, 1e-6, "fill_uniform");
+    cpu().fill_logistic(t, 9, 3, 2.0f);
+    expect_close(values(t), logistic, 1e-5, 1e-5, "fill_logistic");
+}
+
+Test(cpu_random, open_uniform_never_reaches_0_or_1) {
+    for (uint32_t bits : {0u, 0xffffffffu, 0xfffffe00u, 0x1ffu}) {
+        const float u = philox_uniform_open(bits);
+        cr_assert(u > 0.0f && u < 1.0f, "philox_uniform_open(%08x) = %.9g", bits, u);
+    }
+    cr_assert(philox_uniform(0xffffffffu) < 1.0f);
+}
+
+// Mean and variance of t's values.
+static void moments(const Tensor &t, double &mean, double &var) {
+    const Vec v = values(t);
+    mean = var = 0.0;
+    for (float x : v) mean += x / double(v.size());
+    for (float x : v) var += (x - mean) * (x - mean) / double(v.size());
+}
+
+Test(cpu_random, distributions_have_the_right_moments) {
+    Tensor t(cpu(), {100000});
+    double mean, var;
+    cpu().fill_normal(t, 1234, 0, 1.0f);
+    moments(t, mean, var);
+    cr_assert(std::fabs(mean) < 0.02 && std::fabs(var - 1.0) < 0.03, "normal: mean %g var %g", mean, var);
+
+    cpu().fill_uniform(t, 1234, 1, 2.0f, 4.0f);
+    moments(t, mean, var);
+    cr_assert(std::fabs(mean - 3.0) < 0.01 && std::fabs(var - 1.0 / 3.0) < 0.01,
+              "uniform: mean %g var %g", mean, var);
+    const Vec u = values(t);
+    for (float x : u) cr_assert(x >= 2.0f && x < 4.0f, "uniform draw %g outside [2, 4)", x);
+
+    cpu().fill_logistic(t, 1234, 2, 1.0f);
+    moments(t, mean, var);
+    cr_assert(std::fabs(mean) < 0.03 && std::fabs(var - M_PI * M_PI / 3.0) < 0.1,
+              "logistic: mean %g var %g", mean, var);
+    cr_assert(cpu().all_finite(t));
+
+    Tensor other(cpu(), {100000});
+    cpu().fill_normal(other, 1234, 5, 1.0f);
+    cpu().fill_normal(t, 1234, 0, 1.0f);
+    cr_assert(values(other) != values(t), "streams must differ");
+}
+
+// --- optimizers -------------------------------------------------------------
+
+static const Vec kParams = {1.0f, -2.0f, 0.5f};
+static const Vec kGrads[3] = {{0.5f, 0.1f, -0.3f}, {-0.2f, 0.4f, 0.3f}, {0.1f, -0.1f, 0.05f}};
+
+// Parameters after each of three steps, printed by torch.optim in PyTorch 1.13
+// for kParams and kGrads (the tests' comments give the optimizer's arguments).
+using Trajectory = Vec[3];
+
+static void check_adam(float lr, float beta1, float beta2, float eps, float l2, float decay,
+                       const Trajectory &want, const char *what) {
+    Tensor p = tensor({3}, kParams), m = filled({3}, 0.0f), v = filled({3}, 0.0f);
+    for (uint64_t step = 1; step <= 3; ++step) {
+        cpu().adam_update(p, tensor({3}, kGrads[step - 1]), m, v, lr, beta1, beta2, eps, l2,
+                          decay, step);
+        expect_close(values(p), want[step - 1], 1e-6, 1e-6, what);
+    }
+}
+
+Test(cpu_optim, adam_matches_pytorch) {
+    // Adam(lr=0.1, betas=(0.9, 0.999), eps=1e-8)
+    check_adam(0.1f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f,
+               {{0.900000036f, -2.0999999f, 0.599999964f},
+                {0.865439475f, -2.18843746f, 0.594736814f},
+                {0.827500284f, -2.23980737f, 0.583214104f}},
+               "adam");
+    // Adam(lr=0.1, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)
+    check_adam(0.1f, 0.8f, 0.99f, 1e-6f, 0.1f, 0.0f,
+               {{0.900000155f, -1.90000093f, 0.599999607f},
+                {0.852232277f, -1.94384372f, 0.571343541f},
+                {0.798431575f, -1.90792084f, 0.534303546f}},
+               "adam + l2");
+    // AdamW(lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05)
+    check_adam(0.1f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.05f,
+               {{0.895000041f, -2.08999991f, 0.597499967f},
+                {0.855964482f, -2.16798759f, 0.589249313f},
+                {0.813745499f, -2.20851755f, 0.574780345f}},
+               "adamw");
+}
+
+static void check_sgd(float lr, float momentum, float l2, bool nesterov, const Trajectory &want,
+                      const char *what) {
+    Tensor p = tensor({3}, kParams), buf = filled({3}, NAN); // unread at the first step
+    for (int step = 0; step < 3; ++step) {
+        cpu().sgd_update(p, tensor({3}, kGrads[step]), buf, lr, momentum, l2, nesterov, step == 0);
+        expect_close(values(p), want[step], 1e-6, 1e-6, what);
+    }
+}
+
+Test(cpu_optim, sgd_matches_pytorch) {
+    // SGD(lr=0.1)
+    check_sgd(0.1f, 0.0f, 0.0f, false,
+              {{0.949999988f, -2.00999999f, 0.530000031f},
+               {0.969999969f, -2.04999995f, 0.5f},
+               {0.959999979f, -2.03999996f, 0.495000005f}},
+              "sgd");
+    // SGD(lr=0.1, momentum=0.9, weight_decay=0.01)
+    check_sgd(0.1f, 0.9f, 0.01f, false,
+              {{0.949000001f, -2.0079999f, 0.529500008f},
+               {0.922151029f, -2.0531919f, 0.525520504f},
+               {0.887064755f, -2.08181143f, 0.51641345f}},
+              "sgd momentum + l2");
+    // SGD(lr=0.1, momentum=0.9, nesterov=True)
+    check_sgd(0.1f, 0.9f, 0.0f, true,
+              {{0.904999971f, -2.01900005f, 0.556999981f},
+               {0.902499974f, -2.10310006f, 0.524299979f},
+               {0.863249958f, -2.12379003f, 0.51236999f}},
+              "sgd nesterov");
+}
