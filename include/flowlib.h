@@ -81,12 +81,16 @@ typedef enum flow_status {
     FLOW_ERR_UNSUPPORTED = -7,      /* valid request this build cannot do */
     FLOW_ERR_NUMERIC = -8,          /* a result was not finite */
     FLOW_ERR_BUFFER_TOO_SMALL = -9, /* *len tells the size needed */
-    FLOW_ERR_INTERNAL = -100
+    FLOW_ERR_INTERNAL = -100,
+    /* Widens the enum to all of int, so that any value a C caller passes is
+     * a valid flow_status in C++ too (not a status). */
+    FLOW_STATUS_MAX_ENUM_ = 0x7fffffff
 } flow_status;
 
 typedef enum flow_device {
     FLOW_DEVICE_CPU = 0,
-    FLOW_DEVICE_CUDA = 1
+    FLOW_DEVICE_CUDA = 1,
+    FLOW_DEVICE_MAX_ENUM_ = 0x7fffffff /* as above; not a device */
 } flow_device;
 
 typedef struct flow_model flow_model; /* opaque */
@@ -252,8 +256,12 @@ FLOW_API flow_status flow_model_load_buffer(flow_model **out, const void *buf,
 /* Writes n rows of a synthetic 2-D data set into out [n, 2], reproducibly
  * from seed. Names: "two_moons" (noise 0.1, as scikit-learn's make_moons),
  * "eight_gaussians" (centres at radius 4 on the directions k*pi/4, std 0.5,
- * all divided by 1.414). Errors: FLOW_ERR_INVALID_ARGUMENT for an unknown
- * name (the message lists the known ones). */
+ * all divided by 1.414), and as in FFJORD (Grathwohl et al. 2019):
+ * "checkerboard" (uniform on alternate squares of a 4x4 board over [-4, 4]^2),
+ * "pinwheel" (5 curved arms), "two_spirals" (two interleaved spirals, noise
+ * 0.1), "rings" (4 concentric circles of radii 0.75..3, noise 0.08).
+ * Errors: FLOW_ERR_INVALID_ARGUMENT for an unknown name (the message lists
+ * the known ones). */
 FLOW_API flow_status flow_toy_data(const char *name, size_t n, uint64_t seed,
                                    float *out);
 

@@ -90,6 +90,7 @@ const char *flow_status_string(flow_status s) {
     case FLOW_ERR_NUMERIC: return "FLOW_ERR_NUMERIC";
     case FLOW_ERR_BUFFER_TOO_SMALL: return "FLOW_ERR_BUFFER_TOO_SMALL";
     case FLOW_ERR_INTERNAL: return "FLOW_ERR_INTERNAL";
+    case FLOW_STATUS_MAX_ENUM_: break;
     }
     return "FLOW_ERR_UNKNOWN";
 }
