@@ -8,6 +8,8 @@ packages=(
     g++ gcc binutils cmake ninja-build pkg-config
     libeigen3-dev nlohmann-json3-dev libopenblas-openmp-dev
     libcriterion-dev
+    zlib1g-dev dataset-fashion-mnist
+    swig python3-dev python3-numpy python3-pytest default-jdk-headless mono-mcs
 )
 
 missing=()
