@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Installs the Debian packages flowlib needs to build and test. Idempotent:
+# Installs the Debian packages flowlib needs to build and test (with --demo:
+# only what the main job needs). Idempotent:
 # does nothing (and needs no network) when they are all present. Runs as
 # root, or through sudo otherwise.
 set -euo pipefail
 
+# The library, the flowlib program and the main job's data ...
 packages=(
     g++ gcc binutils cmake ninja-build pkg-config
     libeigen3-dev nlohmann-json3-dev libopenblas-openmp-dev
-    libcriterion-dev
     zlib1g-dev dataset-fashion-mnist
-    swig python3-dev python3-numpy python3-pytest default-jdk-headless mono-mcs
 )
+# ... and, unless --demo, the tests and the language bindings.
+if [[ ${1:-} != --demo ]]; then
+    packages+=(
+        libcriterion-dev
+        swig python3-dev python3-numpy python3-pytest default-jdk-headless mono-mcs
+    )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

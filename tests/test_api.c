@@ -820,7 +820,8 @@ Test(api, toy_data) {
     CHECK_FAIL(flow_toy_data(NULL, 100, 1, out), FLOW_ERR_INVALID_ARGUMENT);
     CHECK_FAIL(flow_toy_data("two_moons", 100, 1, NULL), FLOW_ERR_INVALID_ARGUMENT);
     CHECK_FAIL(flow_toy_data("two_moons", 0, 1, out), FLOW_ERR_INVALID_ARGUMENT);
-    const char *names[] = {"two_moons", "eight_gaussians"};
+    const char *names[] = {"two_moons", "eight_gaussians", "checkerboard",
+                           "pinwheel",  "two_spirals",     "rings"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         CHECK_OK(flow_toy_data(names[k], 100, 1, out));
         CHECK_OK(flow_toy_data(names[k], 100, 1, again));

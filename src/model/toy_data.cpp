@@ -42,13 +42,71 @@ void eight_gaussians(size_t n, uint64_t seed, float *out) {
     }
 }
 
+// FFJORD's checkerboard: uniform on the black squares of a 4x4 board over
+// [-4, 4]^2 (x uniform in [-4, 4); y in a square of the other parity).
+void checkerboard(size_t n, uint64_t seed, float *out) {
+    for (size_t i = 0; i < n; ++i) {
+        double x1 = 4.0 * uniform(seed, i, 0) - 2.0;
+        double x2 = uniform(seed, i, 1) - (uniform(seed, i, 2) < 0.5f ? 0.0 : 2.0);
+        x2 += std::fmod(std::floor(x1) + 4.0, 2.0);   // floor(x1) mod 2, non-negative
+        out[2 * i] = (float)(2.0 * x1);
+        out[2 * i + 1] = (float)(2.0 * x2);
+    }
+}
+
+// FFJORD's pinwheel: 5 arms; radial std 0.3, tangential std 0.1, each point
+// turned by 0.25 * exp(its radial offset) past its arm's angle, scaled by 2.
+void pinwheel(size_t n, uint64_t seed, float *out) {
+    for (size_t i = 0; i < n; ++i) {
+        double r = 1.0 + 0.3 * normal(seed, i, 0);
+        double t = 0.1 * normal(seed, i, 1);
+        int arm = (int)(uniform(seed, i, 2) * 5.0f) % 5;
+        double angle = 2.0 * pi * arm / 5.0 + 0.25 * std::exp(r);
+        double c = std::cos(angle), s = std::sin(angle);
+        out[2 * i] = (float)(2.0 * (c * r - s * t));
+        out[2 * i + 1] = (float)(2.0 * (s * r + c * t));
+    }
+}
+
+// FFJORD's two spirals: angle sqrt(u) * 3 pi, the second spiral the first
+// turned by pi, uniform jitter 0.5 and normal noise 0.1, divided by 3.
+void two_spirals(size_t n, uint64_t seed, float *out) {
+    for (size_t i = 0; i < n; ++i) {
+        double a = std::sqrt((double)uniform(seed, i, 0)) * 540.0 * (2.0 * pi) / 360.0;
+        double x = -std::cos(a) * a + 0.5 * uniform(seed, i, 1);
+        double y = std::sin(a) * a + 0.5 * uniform(seed, i, 2);
+        double sign = uniform(seed, i, 3) < 0.5f ? 1.0 : -1.0;
+        out[2 * i] = (float)(sign * x / 3.0 + 0.1 * normal(seed, i, 4));
+        out[2 * i + 1] = (float)(sign * y / 3.0 + 0.1 * normal(seed, i, 5));
+    }
+}
+
+// FFJORD's rings: four concentric circles of radii 3, 2.25, 1.5 and 0.75,
+// equally likely, angle uniform, normal noise 0.08.
+void rings(size_t n, uint64_t seed, float *out) {
+    for (size_t i = 0; i < n; ++i) {
+        int ring = (int)(uniform(seed, i, 0) * 4.0f) & 3;
+        double radius = 0.75 * (ring + 1);
+        double angle = 2.0 * pi * uniform(seed, i, 1);
+        out[2 * i] = (float)(radius * std::cos(angle) + 0.08 * normal(seed, i, 2));
+        out[2 * i + 1] = (float)(radius * std::sin(angle) + 0.08 * normal(seed, i, 3));
+    }
+}
+
 } // namespace
+
+const char *const toy_data_names =
+    "two_moons, eight_gaussians, checkerboard, pinwheel, two_spirals, rings";
 
 void toy_data(const std::string &name, size_t n, uint64_t seed, float *out) {
     if (name == "two_moons") return two_moons(n, seed, out);
     if (name == "eight_gaussians") return eight_gaussians(n, seed, out);
+    if (name == "checkerboard") return checkerboard(n, seed, out);
+    if (name == "pinwheel") return pinwheel(n, seed, out);
+    if (name == "two_spirals") return two_spirals(n, seed, out);
+    if (name == "rings") return rings(n, seed, out);
     fail(Status::invalid_argument,
-         "unknown data set \"" + name + "\" (known: two_moons, eight_gaussians)");
+         "unknown data set \"" + name + "\" (known: " + toy_data_names + ")");
 }
 
 } // namespace flow

@@ -7,6 +7,9 @@
 
 namespace flow {
 
+// The known names, comma separated.
+extern const char *const toy_data_names;
+
 // Throws Status::invalid_argument for an unknown name.
 void toy_data(const std::string &name, size_t n, uint64_t seed, float *out);
 
