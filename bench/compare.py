@@ -1,0 +1,299 @@
+#!/usr/bin/python3
+"""flowlib vs PyTorch, alternating in one run, as ratios of medians.
+
+  /usr/bin/python3 bench/compare.py [--bench build/bench/flowlib_bench]
+        [--coretype inherit|unset|NAME] [--models realnvp,nice] [--dims 8,64]
+        [--hidden 64,256] [--batch 256,4096] [--threads 1,2]
+        [--ops train_step,log_prob,sample] [--rounds 5] [--round-time 0.2]
+        [--json results.jsonl] [--no-check]
+
+First checks that both compute the same thing (flowlib_bench --check writes a
+trained model and flowlib's outputs; torch_reference.check loads the same
+weights into PyTorch and compares). Then, per configuration and op, both are
+warmed up and timed in alternating rounds (flowlib in a `flowlib_bench
+--serve` child process, PyTorch in this process), and the table gives the
+medians and ratio = flowlib throughput / PyTorch throughput. The float32 GEMM
+rate of the machine (1024^3 sgemm, same OpenBLAS) is measured the same way,
+and the last column gives a train step's dense-layer GFLOP/s (6 x weights x
+batch) as a share of the sgemm rate measured in the same alternating rounds
+(same thread count), since the load of a shared machine drifts. A summary
+of the issue's targets follows the table.
+
+--coretype sets OPENBLAS_CORETYPE for both programs ("unset" removes it, so
+OpenBLAS picks its kernels for the CPU; "inherit", the default, keeps the
+environment as it is). Both use the same libopenblas, so both get the same.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", help="the flowlib_bench program (default: search build*/bench)")
+    ap.add_argument("--coretype", default="inherit")
+    ap.add_argument("--models", default="realnvp,nice")
+    ap.add_argument("--dims", default="8,64")
+    ap.add_argument("--hidden", default="64,256")
+    ap.add_argument("--batch", default="256,4096")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--layers", type=int, default=0,
+                    help="K (default: 8 couplings for realnvp / nice)")
+    ap.add_argument("--ops", default="train_step,log_prob,sample")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--round-time", type=float, default=0.2)
+    ap.add_argument("--json", help="also write one JSON line per measurement here")
+    ap.add_argument("--no-check", action="store_true", help="skip the equality check")
+    ap.add_argument("--no-gemm", action="store_true", help="skip the sgemm rate")
+    return ap.parse_args()
+
+
+def find_bench(path):
+    if path:
+        return path
+    root = os.path.dirname(HERE)
+    for d in sorted(os.listdir(root)):
+        p = os.path.join(root, d, "bench", "flowlib_bench")
+        if d.startswith("build") and os.access(p, os.X_OK):
+            return p
+    sys.exit("compare.py: no flowlib_bench found; pass --bench")
+
+
+class FlowlibServer:
+    def __init__(self, bench):
+        self.proc = subprocess.Popen([bench, "--serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def ask(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline().strip()
+        if not reply or reply.startswith("error"):
+            sys.exit("flowlib_bench: %r -> %r" % (line, reply))
+        return reply
+
+    def setup(self, model, dim, hidden, batch, threads, layers):
+        return int(self.ask("setup %s %d %d %d %d %d"
+                            % (model, dim, hidden, batch, threads, layers)).split()[1])
+
+    def run(self, op, calls):
+        return float(self.ask("time %s %d" % (op, calls)))
+
+    def close(self):
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def calibrate(run, op, round_time):
+    """Warm up (>= 2 calls, >= 0.1 s); return calls per round of ~round_time."""
+    calls, spent = 0, 0.0
+    while calls < 2 or spent < min(0.1, 2 * round_time):
+        spent += run(op, 1)
+        calls += 1
+    return max(1, int(round_time / (spent / calls)))
+
+
+def alternate(run_a, run_b, op, rounds, round_time, extra=None):
+    """Per-call medians of a and b (and of extra, an (op, run) pair timed in
+    the same rounds), timed in alternating rounds."""
+    runners = [(run_a, op), (run_b, op)] + ([(extra[1], extra[0])] if extra else [])
+    calls = [calibrate(run, o, round_time) for run, o in runners]
+    times = [[] for _ in runners]
+    for r in range(rounds):
+        # Rotate who goes first, so no one always follows the same program.
+        for q in range(len(runners)):
+            k = (q + r) % len(runners)
+            run, o = runners[k]
+            times[k].append(run(o, calls[k]) / calls[k])
+    meds = [statistics.median(t) for t in times]
+    return meds, times
+
+
+def dense_weights(model, dim, hidden, layers):
+    out = dim if model == "nice" else 2 * dim
+    return layers * (dim * hidden + hidden * hidden + hidden * out)
+
+
+def summarize(results):
+    """The issue's targets, per model: small = hidden 64, batch 256 (train step
+    and log_prob >= 3x PyTorch); large = hidden 256, batch 4096 (>= 1.3x, and a
+    train step at >= 75% of the sgemm rate)."""
+    print("\n# targets (min ratio over dims and threads; met / total)")
+    for model in sorted({r[0] for r in results}):
+        rows = [r for r in results if r[0] == model]
+        small = [r for r in rows if r[2] == 64 and r[3] == 256 and r[7] in ("train_step", "log_prob")]
+        large = [r for r in rows if r[2] == 256 and r[3] == 4096]
+        share = [r for r in large if r[7] == "train_step" and r[6] == r[6]]
+        if small:
+            print("#   %s small: train/log_prob >= 3x: %d/%d (min %.2fx)"
+                  % (model, sum(r[5] >= 3 for r in small), len(small), min(r[5] for r in small)))
+        if large:
+            print("#   %s large: >= 1.3x: %d/%d (min %.2fx)"
+                  % (model, sum(r[5] >= 1.3 for r in large), len(large), min(r[5] for r in large)))
+        if share:
+            print("#   %s large: train step >= 75%% of sgemm: %d/%d (min %.0f%%)"
+                  % (model, sum(r[6] >= 75 for r in share), len(share), min(r[6] for r in share)))
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return "%s, %d CPUs, %s" % (cpu, os.cpu_count(), platform.platform())
+
+
+def main():
+    args = parse_args()
+    # OpenBLAS reads OPENBLAS_CORETYPE when it loads: set it before torch is
+    # imported (re-executing this script) and in the child's environment.
+    if args.coretype != "inherit":
+        want = None if args.coretype == "unset" else args.coretype
+        if os.environ.get("OPENBLAS_CORETYPE") != want:
+            env = dict(os.environ)
+            env.pop("OPENBLAS_CORETYPE", None)
+            if want:
+                env["OPENBLAS_CORETYPE"] = want
+            os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+    sys.path.insert(0, HERE)
+    import torch
+    import torch_reference as ref
+
+    bench = find_bench(args.bench)
+    ints = lambda s: [int(v) for v in s.split(",") if v]
+    models, dims, hiddens = args.models.split(","), ints(args.dims), ints(args.hidden)
+    batches, threads_list, ops = ints(args.batch), ints(args.threads), args.ops.split(",")
+    out = open(args.json, "w") if args.json else None
+
+    def emit(rec):
+        if out:
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    print("# machine: %s" % machine())
+    print("# OPENBLAS_CORETYPE=%s, torch %s, load average at start %s"
+          % (os.environ.get("OPENBLAS_CORETYPE", "(unset)"), torch.__version__, " ".join(load)))
+    print("# flowlib_bench: %s; %d alternating rounds of ~%.2f s, medians"
+          % (bench, args.rounds, args.round_time))
+
+    if not args.no_check:
+        with tempfile.TemporaryDirectory() as d:
+            subprocess.run([bench, "--check", d], check=True, stdout=subprocess.DEVNULL)
+            saved = sys.stdout
+            sys.stdout = open(os.devnull, "w")
+            try:
+                same = ref.check(d)
+            finally:
+                sys.stdout.close()
+                sys.stdout = saved
+        print("# equality check (same weights: log_prob, forward, inverse, gradients, Adam step): %s"
+              % ("passed" if same else "FAILED"))
+        if not same:
+            sys.exit("the two implementations disagree: run torch_reference.py --check")
+
+    server = FlowlibServer(bench)
+    gemm = {}
+    if not args.no_gemm:
+        n = 1024
+        a, b = torch.rand(n, n), torch.rand(n, n)
+        for t in threads_list:
+            torch.set_num_threads(t)
+
+            def torch_mm(_, calls):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    torch.mm(a, b)
+                return time.perf_counter() - start
+
+            def flowlib_mm(_, calls, t=t):
+                return float(server.ask("gemm %d %d %d" % (n, calls, t))) * calls
+
+            (tf, tt), _ = alternate(flowlib_mm, torch_mm, "sgemm", args.rounds, args.round_time)
+            gemm[t] = 2.0 * n ** 3 / tf / 1e9
+            print("# sgemm 1024^3, %d thread(s): %.1f GFLOP/s via OpenBLAS, %.1f via torch.mm"
+                  % (t, gemm[t], 2.0 * n ** 3 / tt / 1e9))
+            emit({"op": "sgemm", "n": n, "threads": t, "flowlib_gflops": gemm[t],
+                  "torch_gflops": 2.0 * n ** 3 / tt / 1e9})
+
+    results = []
+    header = ("| model | D | H | batch | thr | op | flowlib ms | torch ms | ratio | "
+              "flowlib GFLOP/s | train step / sgemm GFLOP/s |")
+    print()
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for model in models:
+        if model not in ("realnvp", "nice", "realnvp_bn"):
+            print("# %s: no PyTorch reference in torch_reference.py yet; skipped "
+                  "(flowlib alone: flowlib_bench --models %s)" % (model, model))
+            continue
+        layers = args.layers or 8
+        for dim in dims:
+            for hidden in hiddens:
+                for batch in batches:
+                    for t in threads_list:
+                        params = server.setup(model, dim, hidden, batch, t, layers)
+                        tb = ref.TorchBench(model, dim, hidden, batch, t, layers)
+                        for op in ops:
+                            # A train step is also compared with the machine's
+                            # sgemm rate measured in the same rounds (the load
+                            # of a shared machine changes from minute to minute).
+                            extra = None
+                            if op == "train_step" and not args.no_gemm:
+                                extra = ("gemm", lambda _, calls, t=t: calls * float(
+                                    server.ask("gemm 1024 %d %d" % (calls, t))))
+                            meds, times = alternate(server.run, tb.run, op, args.rounds,
+                                                    args.round_time, extra)
+                            mf, mt = meds[0], meds[1]
+                            tf, tt = times[0], times[1]
+                            flops = (6.0 if op == "train_step" else 2.0) * \
+                                dense_weights(model, dim, hidden, layers) * batch
+                            gf = flops / mf / 1e9
+                            rate = 2.0 * 1024 ** 3 / meds[2] / 1e9 if extra else gemm.get(t)
+                            share = 100.0 * gf / rate if rate else float("nan")
+                            if op == "train_step":
+                                results.append((model, dim, hidden, batch, t, mt / mf, share,
+                                                "train_step"))
+                            else:
+                                results.append((model, dim, hidden, batch, t, mt / mf, None, op))
+                            print("| %s | %d | %d | %d | %d | %s | %.3f | %.3f | %.2f | %.1f | %s |"
+                                  % (model, dim, hidden, batch, t, op, 1e3 * mf, 1e3 * mt,
+                                     mt / mf, gf, "%.0f%% of %.0f" % (share, rate)
+                                     if op == "train_step" and rate else ""),
+                                  flush=True)
+                            emit({"model": model, "dim": dim, "hidden": hidden, "batch": batch,
+                                  "threads": t, "layers": layers, "op": op,
+                                  "params": params, "flowlib_ms": 1e3 * mf, "torch_ms": 1e3 * mt,
+                                  "ratio": mt / mf, "flowlib_gflops": gf,
+                                  "gemm_share": share / 100.0, "gemm_gflops": rate,
+                                  "flowlib_samples_per_s": batch / mf,
+                                  "torch_samples_per_s": batch / mt,
+                                  "flowlib_rounds_ms": [1e3 * v for v in tf],
+                                  "torch_rounds_ms": [1e3 * v for v in tt],
+                                  "coretype": os.environ.get("OPENBLAS_CORETYPE", "")})
+                        del tb
+    server.close()
+    summarize(results)
+    with open("/proc/loadavg") as f:
+        print("\n# load average at end %s" % " ".join(f.read().split()[:3]))
+
+
+if __name__ == "__main__":
+    main()

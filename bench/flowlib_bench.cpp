@@ -1,0 +1,406 @@
+// flowlib_bench: throughput of flowlib's hot calls (train_step, log_prob,
+// sample) over a grid of model sizes, one JSON line per configuration and op.
+//
+//   flowlib_bench [--models realnvp,nice] [--dims 8,64] [--hidden 64,256]
+//                 [--batch 256,4096] [--threads 1,2] [--rounds 7]
+//                 [--round-time 0.25] [--ops train_step,log_prob,sample]
+//                 [--gemm] [--quick]
+//   flowlib_bench --serve      (line protocol for bench/compare.py)
+//   flowlib_bench --check DIR  (writes a trained model + reference outputs
+//                               for bench/torch_reference.py --check DIR)
+//
+// Each (configuration, op) is warmed up (>= 2 calls and >= 0.1 s), then timed
+// in `rounds` rounds of a fixed number of calls (chosen so a round lasts about
+// round-time seconds); the reported time is the median round. GFLOP/s counts
+// the dense layers only: 2 x weights x batch per forward pass (log_prob,
+// sample) and 6 x weights x batch per train step (forward + two backward
+// GEMMs), so it can be compared with the machine's sgemm rate (--gemm).
+// peak_rss_mb is the process's peak resident memory while the configuration
+// ran (VmHWM, reset per configuration where the kernel allows it).
+//
+// Models: "realnvp" (K affine couplings), "nice" (K additive couplings +
+// diagonal scale), "realnvp_bn" (realnvp with batch norm between couplings),
+// and any other preset by name (e.g. "maf", "iaf" where the library has
+// them); K = --layers (default 8 couplings, 5 for maf / iaf / made), hidden =
+// [H, H], ReLU. Data: standard normal rows from a
+// counter-based generator that bench/torch_reference.py reproduces.
+#include <flowlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sys/resource.h>
+
+// OpenBLAS's Fortran sgemm, only to measure the machine's GEMM rate.
+extern "C" void sgemm_(const char *ta, const char *tb, const int *m, const int *n,
+                       const int *k, const float *alpha, const float *a, const int *lda,
+                       const float *b, const int *ldb, const float *beta, float *c,
+                       const int *ldc);
+
+namespace {
+
+struct Config {
+    std::string model = "realnvp";
+    int dim = 8, hidden = 64, batch = 256, threads = 1, layers = 8;
+};
+
+double now() {
+    using clock = std::chrono::steady_clock;
+    return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+[[noreturn]] void die(const std::string &what) {
+    std::fprintf(stderr, "flowlib_bench: %s: %s\n", what.c_str(), flow_last_error());
+    std::exit(1);
+}
+
+void check(flow_status s, const char *what) {
+    if (s != FLOW_OK) die(what);
+}
+
+std::vector<std::string> split(const std::string &s, char sep = ',') {
+    std::vector<std::string> out;
+    std::stringstream in(s);
+    for (std::string item; std::getline(in, item, sep);)
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+std::vector<int> split_ints(const std::string &s) {
+    std::vector<int> out;
+    for (const std::string &item : split(s)) out.push_back(std::atoi(item.c_str()));
+    return out;
+}
+
+// --- data (bench/torch_reference.py: bench_data) ----------------------------
+
+uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+// Element k: Box-Muller on two 24-bit uniforms from splitmix64(2k), (2k+1).
+std::vector<float> bench_data(size_t rows, size_t dim) {
+    std::vector<float> x(rows * dim);
+    const double two_pi = 6.283185307179586;
+    for (size_t k = 0; k < x.size(); ++k) {
+        double u1 = (double(splitmix64(2 * k) >> 40) + 0.5) / 16777216.0;
+        double u2 = (double(splitmix64(2 * k + 1) >> 40) + 0.5) / 16777216.0;
+        x[k] = float(std::sqrt(-2.0 * std::log(u1)) * std::cos(two_pi * u2));
+    }
+    return x;
+}
+
+// --- models -----------------------------------------------------------------
+
+bool autoregressive(const std::string &model) {
+    return model == "maf" || model == "iaf" || model == "made";
+}
+
+std::string spec_json(const Config &c) {
+    // realnvp / nice (optionally with batch norm) are the presets of the same
+    // name; any other name is passed through as a preset (maf, iaf, ...).
+    std::string preset = c.model == "realnvp_bn" ? "realnvp" : c.model;
+    std::string spec = "{\"preset\": \"" + preset + "\", \"dim\": " + std::to_string(c.dim) +
+                       ", \"layers\": " + std::to_string(c.layers) + ", \"hidden\": [" +
+                       std::to_string(c.hidden) + ", " + std::to_string(c.hidden) + "]";
+    if (c.model == "realnvp_bn") spec += ", \"batch_norm\": true";
+    return spec + "}";
+}
+
+// Weights of the dense layers (the GEMM work), biases excluded. A MADE
+// conditioner (maf, iaf) is the same D -> H -> H -> 2D MLP with masked weights.
+double dense_weights(const Config &c) {
+    const double D = c.dim, H = c.hidden, out = c.model == "nice" ? D : 2 * D;
+    return c.layers * (D * H + H * H + H * out);
+}
+
+double flops_per_call(const Config &c, const std::string &op) {
+    return (op == "train_step" ? 6.0 : 2.0) * dense_weights(c) * c.batch;
+}
+
+struct Bench {
+    Config config;
+    flow_model *model = nullptr;
+    std::vector<float> x, out, lp;
+    uint64_t sample_seed = 1;
+
+    explicit Bench(const Config &c) : config(c) {
+        check(flow_set_num_threads(c.threads), "flow_set_num_threads");
+        check(flow_model_create(&model, spec_json(c).c_str(), FLOW_DEVICE_CPU, 42),
+              "flow_model_create");
+        x = bench_data(size_t(c.batch), size_t(c.dim));
+        out.resize(x.size());
+        lp.resize(size_t(c.batch));
+    }
+    ~Bench() { flow_model_free(model); }
+    Bench(const Bench &) = delete;
+    Bench &operator=(const Bench &) = delete;
+
+    void call(const std::string &op) {
+        const size_t n = size_t(config.batch);
+        if (op == "train_step")
+            check(flow_train_step(model, x.data(), nullptr, n, nullptr), "flow_train_step");
+        else if (op == "log_prob")
+            check(flow_log_prob(model, x.data(), nullptr, n, lp.data()), "flow_log_prob");
+        else if (op == "sample")
+            check(flow_sample(model, n, nullptr, 1.0f, sample_seed++, out.data(), nullptr),
+                  "flow_sample");
+        else
+            die("unknown op \"" + op + "\"");
+    }
+
+    double run(const std::string &op, long calls) {
+        const double start = now();
+        for (long k = 0; k < calls; ++k) call(op);
+        return now() - start;
+    }
+};
+
+// --- memory -----------------------------------------------------------------
+
+void reset_peak_rss() {
+    std::ofstream f("/proc/self/clear_refs");
+    if (f) f << "5";
+}
+
+double peak_rss_mb() {
+    std::ifstream f("/proc/self/status");
+    for (std::string line; std::getline(f, line);)
+        if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return double(ru.ru_maxrss) / 1024.0;
+}
+
+// --- GEMM rate --------------------------------------------------------------
+
+// Seconds per n x n x n sgemm call.
+double time_sgemm(int n, long calls) {
+    std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n);
+    const float one = 1.0f, zero = 0.0f;
+    sgemm_("N", "N", &n, &n, &n, &one, a.data(), &n, b.data(), &n, &zero, c.data(), &n);
+    const double start = now();
+    for (long k = 0; k < calls; ++k)
+        sgemm_("N", "N", &n, &n, &n, &one, a.data(), &n, b.data(), &n, &zero, c.data(), &n);
+    return (now() - start) / double(calls);
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t m = v.size() / 2;
+    return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+// --- modes ------------------------------------------------------------------
+
+struct Options {
+    std::vector<std::string> models{"realnvp", "nice"};
+    std::vector<int> dims{8, 64}, hidden{64, 256}, batch{256, 4096}, threads{1, 2};
+    std::vector<std::string> ops{"train_step", "log_prob", "sample"};
+    int rounds = 7, layers = 0; // 0: K = 8 couplings, 5 MADE layers
+    double round_time = 0.25;
+    bool gemm = false;
+};
+
+void grid(const Options &o) {
+    if (o.gemm) {
+        for (int t : o.threads) {
+            check(flow_set_num_threads(t), "flow_set_num_threads");
+            std::vector<double> times;
+            for (int r = 0; r < o.rounds; ++r) times.push_back(time_sgemm(1024, 3));
+            const double s = median(times);
+            std::printf("{\"impl\": \"openblas\", \"op\": \"sgemm\", \"n\": 1024, \"threads\": %d, "
+                        "\"ms\": %.4f, \"gflops\": %.2f}\n",
+                        t, 1e3 * s, 2.0 * 1024 * 1024 * 1024 / s / 1e9);
+            std::fflush(stdout);
+        }
+    }
+    for (const std::string &model : o.models)
+        for (int dim : o.dims)
+            for (int hidden : o.hidden)
+                for (int batch : o.batch)
+                    for (int threads : o.threads) {
+                        Config c{model, dim, hidden, batch, threads,
+                                 o.layers ? o.layers : autoregressive(model) ? 5 : 8};
+                        reset_peak_rss();
+                        Bench b(c);
+                        for (const std::string &op : o.ops) {
+                            // Warm-up, which also sizes the rounds.
+                            long calls = 0;
+                            double spent = 0.0;
+                            while (calls < 2 || spent < std::min(0.1, 2 * o.round_time)) {
+                                spent += b.run(op, 1);
+                                ++calls;
+                            }
+                            const long per_round =
+                                std::max(1L, long(o.round_time / (spent / double(calls))));
+                            std::vector<double> times;
+                            for (int r = 0; r < o.rounds; ++r)
+                                times.push_back(b.run(op, per_round) / double(per_round));
+                            const double s = median(times);
+                            const auto [lo, hi] = std::minmax_element(times.begin(), times.end());
+                            std::printf(
+                                "{\"impl\": \"flowlib\", \"model\": \"%s\", \"dim\": %d, "
+                                "\"hidden\": %d, \"layers\": %d, \"batch\": %d, \"threads\": %d, "
+                                "\"op\": \"%s\", \"ms\": %.4f, \"samples_per_s\": %.1f, "
+                                "\"gflops\": %.2f, \"params\": %zu, \"rounds\": %d, "
+                                "\"calls_per_round\": %ld, \"spread\": %.3f, "
+                                "\"peak_rss_mb\": %.1f}\n",
+                                model.c_str(), dim, hidden, c.layers, batch, threads, op.c_str(),
+                                1e3 * s, batch / s, flops_per_call(c, op) / s / 1e9,
+                                flow_model_param_count(b.model), o.rounds, per_round,
+                                (*hi - *lo) / s, peak_rss_mb());
+                            std::fflush(stdout);
+                        }
+                    }
+}
+
+// Line protocol, one reply line per command:
+//   setup MODEL DIM HIDDEN BATCH THREADS LAYERS  -> "ok PARAMS"
+//   time OP CALLS                                -> seconds for CALLS calls
+//   gemm N CALLS                                 -> seconds per sgemm call
+//   rss                                          -> peak RSS (MB) since setup
+//   quit
+int serve() {
+    std::unique_ptr<Bench> bench;
+    for (std::string line; std::getline(std::cin, line);) {
+        std::istringstream in(line);
+        std::string cmd;
+        in >> cmd;
+        if (cmd == "setup") {
+            Config c;
+            in >> c.model >> c.dim >> c.hidden >> c.batch >> c.threads >> c.layers;
+            bench.reset();
+            reset_peak_rss();
+            bench = std::make_unique<Bench>(c);
+            std::printf("ok %zu\n", flow_model_param_count(bench->model));
+        } else if (cmd == "time" && bench) {
+            std::string op;
+            long calls = 1;
+            in >> op >> calls;
+            std::printf("%.9f\n", bench->run(op, calls));
+        } else if (cmd == "gemm") {
+            int n = 1024, threads = 1;
+            long calls = 1;
+            in >> n >> calls >> threads;
+            check(flow_set_num_threads(threads), "flow_set_num_threads");
+            std::printf("%.9f\n", time_sgemm(n, calls));
+        } else if (cmd == "rss") {
+            std::printf("%.1f\n", peak_rss_mb());
+        } else if (cmd == "quit") {
+            break;
+        } else {
+            std::printf("error unknown command: %s\n", line.c_str());
+        }
+        std::fflush(stdout);
+    }
+    return 0;
+}
+
+void write_f32(const std::string &path, const std::vector<float> &v) {
+    std::ofstream f(path, std::ios::binary);
+    f.write(reinterpret_cast<const char *>(v.data()), std::streamsize(v.size() * sizeof(float)));
+    if (!f) die("cannot write " + path);
+}
+
+// For every model type: train a few steps so no weight is zero any more, save
+// the model, then write what flowlib computes from it on fresh data:
+// log_prob, forward (z, logdet), inverse of z, loss_grad (loss, parameter
+// gradients), and the parameters after one more Adam step.
+int check_outputs(const std::string &dir, int layers) {
+    const std::vector<std::string> models{"realnvp", "nice", "realnvp_bn"};
+    for (const std::string &model : models) {
+        Config c{model, 6, 32, 128, 1, layers};
+        Bench b(c);
+        std::vector<float> train = bench_data(512, size_t(c.dim));
+        for (int step = 0; step < 30; ++step)
+            check(flow_train_step(b.model, train.data() + size_t(step % 4) * 128 * size_t(c.dim),
+                                  nullptr, 128, nullptr),
+                  "train");
+        const std::string base = dir + "/" + model;
+        check(flow_model_save(b.model, (base + ".safetensors").c_str()), "save");
+        const size_t n = size_t(c.batch), D = size_t(c.dim), P = flow_model_param_count(b.model);
+        std::vector<float> x = b.x, lp(n), z(n * D), ld(n), xi(n * D), ldi(n), g(P), p(P);
+        check(flow_log_prob(b.model, x.data(), nullptr, n, lp.data()), "log_prob");
+        check(flow_forward(b.model, x.data(), nullptr, n, z.data(), ld.data()), "forward");
+        check(flow_inverse(b.model, x.data(), nullptr, n, xi.data(), ldi.data()), "inverse");
+        float loss = 0.0f;
+        check(flow_loss_grad(b.model, x.data(), nullptr, n, &loss, g.data(), nullptr),
+              "loss_grad");
+        float step_loss = 0.0f;
+        check(flow_train_step(b.model, x.data(), nullptr, n, &step_loss), "train_step");
+        check(flow_model_get_params(b.model, p.data(), P), "get_params");
+        write_f32(base + ".x.f32", x);
+        write_f32(base + ".log_prob.f32", lp);
+        write_f32(base + ".z.f32", z);
+        write_f32(base + ".logdet.f32", ld);
+        write_f32(base + ".inverse.f32", xi);
+        write_f32(base + ".inverse_logdet.f32", ldi);
+        write_f32(base + ".loss.f32", {loss, step_loss});
+        write_f32(base + ".grad.f32", g);
+        write_f32(base + ".params_after_step.f32", p);
+        std::printf("%s: wrote %s.* (%zu params)\n", model.c_str(), base.c_str(), P);
+    }
+    return 0;
+}
+
+void usage() {
+    std::fprintf(stderr,
+                 "usage: flowlib_bench [--models M,..] [--dims D,..] [--hidden H,..] "
+                 "[--batch N,..] [--threads T,..] [--layers K] [--ops OP,..] [--rounds R] "
+                 "[--round-time S] [--gemm] [--quick] | --serve | --check DIR\n");
+    std::exit(2);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) usage();
+            return argv[++i];
+        };
+        if (a == "--serve") return serve();
+        if (a == "--check") return check_outputs(value(), o.layers ? o.layers : 8);
+        if (a == "--models") o.models = split(value());
+        else if (a == "--dims") o.dims = split_ints(value());
+        else if (a == "--hidden") o.hidden = split_ints(value());
+        else if (a == "--batch") o.batch = split_ints(value());
+        else if (a == "--threads") o.threads = split_ints(value());
+        else if (a == "--ops") o.ops = split(value());
+        else if (a == "--layers") o.layers = std::atoi(value().c_str());
+        else if (a == "--rounds") o.rounds = std::max(1, std::atoi(value().c_str()));
+        else if (a == "--round-time") o.round_time = std::atof(value().c_str());
+        else if (a == "--gemm") o.gemm = true;
+        else if (a == "--quick") {
+            // A smoke run: every model and op on tiny sizes, in well under a second.
+            o.models = {"realnvp", "nice", "realnvp_bn"};
+            o.dims = {4};
+            o.hidden = {16};
+            o.batch = {32};
+            o.threads = {1};
+            o.layers = 2;
+            o.round_time = 0.01;
+            o.rounds = std::min(o.rounds, 3);
+        } else
+            usage();
+    }
+    grid(o);
+    return 0;
+}
