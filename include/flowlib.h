@@ -43,6 +43,15 @@
  *   flow_model_spec() returns the expanded, explicit form, from which the same
  *   model (same parameter set) can always be rebuilt. See README.md for every
  *   transform, preset and option.
+ *
+ * Fast and slow calls (autoregressive models)
+ *   A "maf" / "made" model (made_affine, direction "maf") computes
+ *   flow_log_prob, flow_forward, flow_train_step and flow_loss_grad in one
+ *   pass per layer; flow_sample and flow_inverse take D sequential passes per
+ *   layer (D = dim). An "iaf" model is the other way round: flow_sample and
+ *   flow_inverse take one pass, flow_log_prob, flow_forward and
+ *   flow_train_step D passes (training also D - 1 extra backward sweeps).
+ *   Every other transform is one pass both ways.
  */
 #ifndef FLOWLIB_H
 #define FLOWLIB_H

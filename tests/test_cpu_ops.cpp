@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "backend/philox.h"
 #include "core/error.h"
 
@@ -203,7 +204,8 @@ static Ref gemm_ref(bool ta, bool tb, double alpha, const Vec &a, const Vec &b, 
 }
 
 Test(cpu_algebra, gemm_all_transposes_and_betas) {
-    const size_t shapes[][3] = {{3, 4, 5}, {37, 53, 29}, {1, 64, 1}};
+    // Eigen's inline product, one-thread BLAS, and threaded BLAS sizes.
+    const size_t shapes[][3] = {{3, 4, 5}, {37, 53, 29}, {1, 64, 1}, {300, 130, 120}};
     for (const auto &s : shapes)
         for (int ta = 0; ta < 2; ++ta)
             for (int tb = 0; tb < 2; ++tb)
@@ -219,6 +221,28 @@ Test(cpu_algebra, gemm_all_transposes_and_betas) {
                     expect_close(values(tc), gemm_ref(ta, tb, 1.25, a, b, beta, c, m, k, n), 1e-5,
                                  1e-5, "gemm");
                 }
+}
+
+Test(cpu_algebra, gemm_bias_matches_reference) {
+    const size_t shapes[][3] = {{3, 4, 5}, {256, 64, 48}};
+    for (const auto &s : shapes)
+        for (int ta = 0; ta < 2; ++ta)
+            for (int tb = 0; tb < 2; ++tb) {
+                const size_t m = s[0], k = s[1], n = s[2];
+                const Vec a = random_vec(m * k, 13), b = random_vec(k * n, 14), v = random_vec(n, 15);
+                Tensor ta_t = tensor(ta ? std::vector<size_t>{k, m} : std::vector<size_t>{m, k}, a);
+                Tensor tb_t = tensor(tb ? std::vector<size_t>{n, k} : std::vector<size_t>{k, n}, b);
+                Tensor tc = filled({m, n}, NAN); // overwritten, never read
+                cpu().gemm_bias(ta, tb, ta_t, tb_t, tensor({n}, v), tc);
+                Vec rows(m * n);
+                for (size_t i = 0; i < m; ++i)
+                    for (size_t j = 0; j < n; ++j) rows[i * n + j] = v[j];
+                expect_close(values(tc), gemm_ref(ta, tb, 1.0, a, b, 1.0, rows, m, k, n), 1e-5,
+                             1e-5, "gemm_bias");
+            }
+    Tensor x = filled({4, 3}, 1.0f), w = filled({2, 3}, 1.0f), c(cpu(), {4, 2});
+    cr_assert(throws_internal([&] { cpu().gemm_bias(false, true, x, w, filled({3}, 0.0f), c); }),
+              "bias length != columns must fail");
 }
 
 Test(cpu_algebra, gemm_empty_inner_dimension_scales_c) {
@@ -449,6 +473,76 @@ Test(cpu_coupling, affine_forward_inverse_match_reference) {
         expect_close(values(back), c.x, 1e-5, 1e-5, "affine_coupling_inverse round trip");
         expect_close(values(ld), Vec(n, 1.0f), 1e-5, 0, "affine_coupling_inverse logdet");
     }
+}
+
+// Rows wider than the kernels' 1024-column scratch buffer go in pieces.
+Test(cpu_coupling, affine_wide_rows_match_reference) {
+    const size_t n = 3, d = 2500;
+    const CouplingCase c = coupling_case(n, d, 75);
+    Ref z_ref, ld_ref;
+    affine_ref(c, z_ref, ld_ref);
+    Tensor x = tensor({n, d}, c.x), mask = tensor({d}, c.mask), h = tensor({n, 2 * d}, c.h),
+           scale = tensor({d}, c.scale), z(cpu(), {n, d}), ld = filled({n}, 0.0f);
+    cpu().affine_coupling_forward(x, mask, h, scale, z, ld);
+    expect_close(values(z), z_ref, 1e-5, 1e-5, "wide affine_coupling_forward z");
+    expect_close(values(ld), ld_ref, 1e-3, 1e-5, "wide affine_coupling_forward logdet");
+    // Backward against the narrow path, column block by column block: the
+    // result of one column does not depend on the others.
+    const Vec dz = random_vec(n * d, 76), dl = random_vec(n, 77);
+    Tensor dx(cpu(), {n, d}), dh(cpu(), {n, 2 * d}), dscale = filled({d}, 0.0f);
+    cpu().affine_coupling_backward(x, mask, h, scale, tensor({n, d}, dz), tensor({n}, dl), dx, dh,
+                                   dscale);
+    const Vec gdx = values(dx), gdh = values(dh), gds = values(dscale);
+    for (size_t j = 0; j < d; j += 997) {
+        Vec x1(n), h1(2 * n), dz1(n);
+        for (size_t i = 0; i < n; ++i) {
+            x1[i] = c.x[i * d + j];
+            h1[2 * i] = c.h[i * 2 * d + j];
+            h1[2 * i + 1] = c.h[i * 2 * d + d + j];
+            dz1[i] = dz[i * d + j];
+        }
+        Tensor dx1(cpu(), {n, 1}), dh1(cpu(), {n, 2}), ds1 = filled({1}, 0.0f);
+        cpu().affine_coupling_backward(tensor({n, 1}, x1), tensor({1}, Vec{c.mask[j]}),
+                                       tensor({n, 2}, h1), tensor({1}, Vec{c.scale[j]}),
+                                       tensor({n, 1}, dz1), tensor({n}, dl), dx1, dh1, ds1);
+        const Vec a = values(dx1), b = values(dh1), e = values(ds1);
+        for (size_t i = 0; i < n; ++i) {
+            cr_assert_float_eq(gdx[i * d + j], a[i], 1e-6, "wide dx at column %zu", j);
+            cr_assert_float_eq(gdh[i * 2 * d + j], b[2 * i], 1e-6, "wide dh at column %zu", j);
+            cr_assert_float_eq(gdh[i * 2 * d + d + j], b[2 * i + 1], 1e-6, "wide dt at %zu", j);
+        }
+        cr_assert_float_eq(gds[j], e[0], 1e-6, "wide dscale at column %zu", j);
+    }
+}
+
+// The inlined exp / tanh / sqrt of the vectorized kernels against libm.
+Test(cpu_kernels, approximations_match_libm) {
+    double worst_exp = 0, worst_tanh = 0, worst_sqrt = 0, worst_log1p = 0;
+    for (int k = -200000; k <= 200000; ++k) {
+        const float x = float(k) * 4.3e-4f; // [-86, 86]
+        const double e = std::exp(double(x));
+        worst_exp = std::max(worst_exp, std::fabs(cpu_kernels::exp_approx(x) - e) / e);
+        const float t = float(k) * 1e-4f; // [-20, 20]
+        worst_tanh = std::max(worst_tanh,
+                              std::fabs(cpu_kernels::tanh_approx(t) - std::tanh(double(t))));
+        const float u = float(k + 200000) / 400000.0f * std::ldexp(1.0f, -(std::abs(k) % 30)); // [0, 1]
+        worst_log1p = std::max(worst_log1p, std::fabs(cpu_kernels::log1p_unit_approx(u) -
+                                                      std::log1p(double(u))) /
+                                                std::max(1e-30, std::log1p(double(u))));
+        const float v = std::ldexp(1.0f + float(k + 200000) / 400001.0f, k % 60);
+        worst_sqrt = std::max(worst_sqrt, std::fabs(cpu_kernels::sqrt_approx(v) -
+                                                    std::sqrt(double(v))) / std::sqrt(double(v)));
+    }
+    cr_assert(worst_exp < 4e-7, "exp: relative error %g", worst_exp);
+    cr_assert(worst_tanh < 4e-7, "tanh: absolute error %g", worst_tanh);
+    cr_assert(worst_sqrt < 4e-7, "sqrt: relative error %g", worst_sqrt);
+    cr_assert(worst_log1p < 4e-7, "log1p: relative error %g", worst_log1p);
+    cr_assert_eq(cpu_kernels::sqrt_approx(0.0f), 0.0f);
+    cr_assert(std::isnan(cpu_kernels::exp_approx(NAN)) && std::isnan(cpu_kernels::tanh_approx(NAN)));
+    cr_assert_eq(cpu_kernels::tanh_approx(100.0f), 1.0f);
+    cr_assert_eq(cpu_kernels::tanh_approx(-100.0f), -1.0f);
+    cr_assert(cpu_kernels::exp_approx(-200.0f) >= 0.0f && cpu_kernels::exp_approx(-200.0f) < 2e-38f);
+    cr_assert(std::isfinite(cpu_kernels::exp_approx(200.0f)));
 }
 
 Test(cpu_coupling, affine_backward_matches_finite_differences) {
@@ -864,4 +958,329 @@ Test(cpu_optim, sgd_matches_pytorch) {
                {0.902499974f, -2.10310006f, 0.524299979f},
                {0.863249958f, -2.12379003f, 0.51236999f}},
               "sgd nesterov");
+}
+
+// --- planar, radial, mixture of Gaussians (cpu_glow.cpp) ----------------------
+//
+// Each op against a naive double reference written here; inverses against
+// their forward op; backward ops against central finite differences of
+// L = sum(wz * z) + sum(wl * logdet) (or sum(wl * log_prob)) in the inputs
+// and in the packed parameters.
+
+namespace {
+
+// A flow op family on packed parameters P, for rows of D values.
+struct FlowOps {
+    size_t D, nparams;
+    std::function<void(const Vec &x, const Vec &P, Vec &z, Vec &logdet)> forward;
+    std::function<void(const Vec &x, const Vec &P, Ref &z, Ref &logdet)> reference;
+    std::function<void(const Vec &z, const Vec &P, Vec &x, Vec &logdet)> inverse;
+    std::function<void(const Vec &x, const Vec &P, const Vec &dz, const Vec &dl, Vec &dx,
+                       Vec &dP)>
+        backward;
+};
+
+void check_flow_ops(const FlowOps &f, const Vec &x, const Vec &P, const char *what) {
+    const size_t n = x.size() / f.D;
+    Vec z, ld;
+    Ref zr, ldr;
+    f.forward(x, P, z, ld);
+    f.reference(x, P, zr, ldr);
+    expect_close(z, zr, 1e-5, 1e-5, what);
+    expect_close(ld, ldr, 1e-5, 1e-5, what);
+
+    Vec x2, ldi;
+    f.inverse(z, P, x2, ldi);
+    expect_close(x2, x, 1e-4, 1e-4, what);
+    Vec neg(n);
+    for (size_t i = 0; i < n; ++i) neg[i] = -ld[i];
+    expect_close(ldi, neg, 1e-4, 1e-4, what);
+
+    const Vec wz = random_vec(n * f.D, 301), wl = random_vec(n, 302);
+    auto loss_at = [&](const Vec &xv, const Vec &Pv) {
+        Vec zz, ll;
+        f.forward(xv, Pv, zz, ll);
+        return dot(zz, wz) + dot(ll, wl);
+    };
+    Vec dx, dP;
+    f.backward(x, P, wz, wl, dx, dP);
+    expect_grad(dx, [&](const Vec &xv) { return loss_at(xv, P); }, x, 1e-3f, what);
+    expect_grad(dP, [&](const Vec &Pv) { return loss_at(x, Pv); }, P, 1e-3f, what);
+}
+
+double softplus_ref(double a) { return std::log1p(std::exp(a)); }
+
+// P = [w (D), u (D), b]
+FlowOps planar_ops(size_t D) {
+    FlowOps f;
+    f.D = D;
+    f.nparams = 2 * D + 1;
+    auto split = [D](const Vec &P, Tensor &w, Tensor &u, Tensor &b) {
+        w = tensor({D}, Vec(P.begin(), P.begin() + D));
+        u = tensor({D}, Vec(P.begin() + D, P.begin() + 2 * D));
+        b = tensor({1}, Vec(P.begin() + 2 * D, P.end()));
+    };
+    f.forward = [=](const Vec &x, const Vec &P, Vec &z, Vec &ld) {
+        const size_t n = x.size() / D;
+        Tensor w, u, b, zt(cpu(), {n, D}), lt = filled({n}, 0.0f);
+        split(P, w, u, b);
+        cpu().planar_forward(tensor({n, D}, x), w, u, b, zt, lt);
+        z = values(zt);
+        ld = values(lt);
+    };
+    f.reference = [=](const Vec &x, const Vec &P, Ref &z, Ref &ld) {
+        const size_t n = x.size() / D;
+        double wu = 0, ww = 0;
+        for (size_t j = 0; j < D; ++j) {
+            wu += double(P[j]) * P[D + j];
+            ww += double(P[j]) * P[j];
+        }
+        Ref uh(D);
+        double psi = 0;
+        for (size_t j = 0; j < D; ++j) {
+            uh[j] = P[D + j] + (-1.0 + softplus_ref(wu) - wu) * P[j] / ww;
+            psi += uh[j] * P[j];
+        }
+        z.assign(n * D, 0.0);
+        ld.assign(n, 0.0);
+        for (size_t i = 0; i < n; ++i) {
+            double a = P[2 * D];
+            for (size_t j = 0; j < D; ++j) a += double(P[j]) * x[i * D + j];
+            for (size_t j = 0; j < D; ++j) z[i * D + j] = x[i * D + j] + uh[j] * std::tanh(a);
+            ld[i] = std::log(std::fabs(1.0 + psi / (std::cosh(a) * std::cosh(a))));
+        }
+    };
+    f.inverse = [=](const Vec &z, const Vec &P, Vec &x, Vec &ld) {
+        const size_t n = z.size() / D;
+        Tensor w, u, b, xt(cpu(), {n, D}), lt = filled({n}, 0.0f);
+        split(P, w, u, b);
+        cpu().planar_inverse(tensor({n, D}, z), w, u, b, 1e-10, xt, lt);
+        x = values(xt);
+        ld = values(lt);
+    };
+    f.backward = [=](const Vec &x, const Vec &P, const Vec &dz, const Vec &dl, Vec &dx, Vec &dP) {
+        const size_t n = x.size() / D;
+        Tensor w, u, b, dxt(cpu(), {n, D});
+        split(P, w, u, b);
+        Tensor dw = filled({D}, 0.0f), du = filled({D}, 0.0f), db = filled({1}, 0.0f);
+        cpu().planar_backward(tensor({n, D}, x), w, u, b, tensor({n, D}, dz), tensor({n}, dl), dxt,
+                              dw, du, db);
+        dx = values(dxt);
+        dP = values(dw);
+        for (float v : values(du)) dP.push_back(v);
+        dP.push_back(values(db)[0]);
+    };
+    return f;
+}
+
+// P = [x0 (D), alpha_raw, beta_raw]
+FlowOps radial_ops(size_t D) {
+    FlowOps f;
+    f.D = D;
+    f.nparams = D + 2;
+    auto split = [D](const Vec &P, Tensor &x0, Tensor &a, Tensor &b) {
+        x0 = tensor({D}, Vec(P.begin(), P.begin() + D));
+        a = tensor({1}, {P[D]});
+        b = tensor({1}, {P[D + 1]});
+    };
+    f.forward = [=](const Vec &x, const Vec &P, Vec &z, Vec &ld) {
+        const size_t n = x.size() / D;
+        Tensor x0, a, b, zt(cpu(), {n, D}), lt = filled({n}, 0.0f);
+        split(P, x0, a, b);
+        cpu().radial_forward(tensor({n, D}, x), x0, a, b, zt, lt);
+        z = values(zt);
+        ld = values(lt);
+    };
+    f.reference = [=](const Vec &x, const Vec &P, Ref &z, Ref &ld) {
+        const size_t n = x.size() / D;
+        const double alpha = softplus_ref(P[D]), beta = -alpha + softplus_ref(P[D + 1]);
+        z.assign(n * D, 0.0);
+        ld.assign(n, 0.0);
+        for (size_t i = 0; i < n; ++i) {
+            double r2 = 0;
+            for (size_t j = 0; j < D; ++j) r2 += std::pow(x[i * D + j] - double(P[j]), 2);
+            const double r = std::sqrt(r2), h = 1.0 / (alpha + r), hp = -h * h;
+            for (size_t j = 0; j < D; ++j) z[i * D + j] = x[i * D + j] + beta * h * (x[i * D + j] - P[j]);
+            // the paper's form: (D-1) log(1 + beta h) + log(1 + beta h + beta h' r)
+            ld[i] = double(D - 1) * std::log(1 + beta * h) + std::log(1 + beta * h + beta * hp * r);
+        }
+    };
+    f.inverse = [=](const Vec &z, const Vec &P, Vec &x, Vec &ld) {
+        const size_t n = z.size() / D;
+        Tensor x0, a, b, xt(cpu(), {n, D}), lt = filled({n}, 0.0f);
+        split(P, x0, a, b);
+        cpu().radial_inverse(tensor({n, D}, z), x0, a, b, xt, lt);
+        x = values(xt);
+        ld = values(lt);
+    };
+    f.backward = [=](const Vec &x, const Vec &P, const Vec &dz, const Vec &dl, Vec &dx, Vec &dP) {
+        const size_t n = x.size() / D;
+        Tensor x0, a, b, dxt(cpu(), {n, D});
+        split(P, x0, a, b);
+        Tensor dx0 = filled({D}, 0.0f), da = filled({1}, 0.0f), db = filled({1}, 0.0f);
+        cpu().radial_backward(tensor({n, D}, x), x0, a, b, tensor({n, D}, dz), tensor({n}, dl), dxt,
+                              dx0, da, db);
+        dx = values(dxt);
+        dP = values(dx0);
+        dP.push_back(values(da)[0]);
+        dP.push_back(values(db)[0]);
+    };
+    return f;
+}
+
+} // namespace
+
+Test(cpu_classic, planar_forward_inverse_backward) {
+    for (size_t D : {1, 2, 5}) {
+        Vec P = random_vec(2 * D + 1, 310 + (unsigned)D);
+        check_flow_ops(planar_ops(D), random_vec(7 * D, 320, -2.0f, 2.0f), P, "planar");
+        // w.u very negative: w.u_hat close to -1 (the constraint is active)
+        for (size_t j = 0; j < D; ++j) P[D + j] = -2.0f * P[j];
+        check_flow_ops(planar_ops(D), random_vec(7 * D, 321, -2.0f, 2.0f), P, "planar (constrained)");
+    }
+}
+
+Test(cpu_classic, radial_forward_inverse_backward) {
+    for (size_t D : {1, 2, 4}) {
+        Vec P = random_vec(D + 2, 330 + (unsigned)D);
+        check_flow_ops(radial_ops(D), random_vec(7 * D, 340, -2.0f, 2.0f), P, "radial");
+        P[D + 1] = -4.0f; // beta near its bound -alpha: contracting
+        check_flow_ops(radial_ops(D), random_vec(7 * D, 341, -2.0f, 2.0f), P, "radial (beta ~ -alpha)");
+    }
+}
+
+Test(cpu_base, mog_log_prob_and_backward) {
+    const size_t n = 9, D = 3, K = 4;
+    const Vec z = random_vec(n * D, 350, -2.0f, 2.0f), logits = random_vec(K, 351),
+              means = random_vec(K * D, 352), log_scales = random_vec(K * D, 353, -0.5f, 0.5f);
+    auto run = [&](const Vec &zv, const Vec &lg, const Vec &mu, const Vec &ls) {
+        Tensor out = filled({n}, 123.0f);
+        cpu().mog_log_prob(tensor({n, D}, zv), tensor({K}, lg), tensor({K, D}, mu),
+                           tensor({K, D}, ls), out);
+        return values(out);
+    };
+    // reference: sum_k pi_k prod_j N(z_j; mu, sigma), summed directly
+    Ref want(n);
+    double norm = 0;
+    for (float l : logits) norm += std::exp(double(l));
+    for (size_t i = 0; i < n; ++i) {
+        double p = 0;
+        for (size_t k = 0; k < K; ++k) {
+            double c = std::exp(double(logits[k])) / norm;
+            for (size_t j = 0; j < D; ++j) {
+                const double s = std::exp(double(log_scales[k * D + j]));
+                const double d = (z[i * D + j] - means[k * D + j]) / s;
+                c *= std::exp(-0.5 * d * d) / (s * std::sqrt(2 * M_PI));
+            }
+            p += c;
+        }
+        want[i] = std::log(p);
+    }
+    expect_close(run(z, logits, means, log_scales), want, 1e-5, 1e-5, "mog_log_prob");
+
+    const Vec w = random_vec(n, 354);
+    Tensor dz(cpu(), {n, D});
+    Tensor dl = filled({K}, 0.0f), dm = filled({K, D}, 0.0f), ds = filled({K, D}, 0.0f);
+    cpu().mog_log_prob_backward(tensor({n, D}, z), tensor({K}, logits), tensor({K, D}, means),
+                                tensor({K, D}, log_scales), tensor({n}, w), dz, dl, dm, ds);
+    expect_grad(values(dz), [&](const Vec &v) { return dot(run(v, logits, means, log_scales), w); }, z,
+                1e-3f, "mog dz");
+    expect_grad(values(dl), [&](const Vec &v) { return dot(run(z, v, means, log_scales), w); }, logits,
+                1e-3f, "mog dlogits");
+    expect_grad(values(dm), [&](const Vec &v) { return dot(run(z, logits, v, log_scales), w); }, means,
+                1e-3f, "mog dmeans");
+    expect_grad(values(ds), [&](const Vec &v) { return dot(run(z, logits, means, v), w); }, log_scales,
+                1e-3f, "mog dlog_scales");
+}
+
+Test(cpu_base, mog_sample_moments) {
+    // one component: z = mean + T * sigma * N(0, 1), with fill_normal's draws
+    const size_t n = 64, D = 2;
+    Tensor z(cpu(), {n, D}), e(cpu(), {n, D});
+    cpu().mog_sample(z, tensor({1}, {0.3f}), tensor({1, D}, {1.0f, -2.0f}),
+                     tensor({1, D}, {std::log(0.5f), 0.0f}), 7, 11, 0.5f);
+    cpu().fill_normal(e, 7, 11, 1.0f);
+    const Vec zv = values(z), ev = values(e);
+    Ref want(n * D);
+    for (size_t k = 0; k < n * D; ++k)
+        want[k] = (k % 2 ? -2.0 : 1.0) + 0.5 * (k % 2 ? 1.0 : 0.5) * ev[k];
+    expect_close(zv, want, 1e-5, 1e-5, "mog_sample");
+}
+
+// --- autoregressive flows (MADE / MAF / IAF) --------------------------------
+
+Test(cpu_autoregressive, mul_elementwise_and_accumulate) {
+    const Vec a = random_vec(12, 61), b = random_vec(12, 62);
+    Tensor y = filled({3, 4}, 0.0f);
+    cpu().mul_elementwise(tensor({3, 4}, a), tensor({3, 4}, b), y, false);
+    Ref want(12);
+    for (size_t k = 0; k < 12; ++k) want[k] = double(a[k]) * b[k];
+    expect_close(values(y), want, 1e-7, 1e-6, "mul_elementwise");
+    cpu().mul_elementwise(tensor({3, 4}, a), tensor({3, 4}, b), y, true);
+    for (double &w : want) w *= 2.0;
+    expect_close(values(y), want, 1e-7, 1e-6, "mul_elementwise accumulate");
+    // y may alias a
+    Tensor ya = tensor({3, 4}, a);
+    cpu().mul_elementwise(ya, tensor({3, 4}, b), ya, false);
+    for (double &w : want) w *= 0.5;
+    expect_close(values(ya), want, 1e-7, 1e-6, "mul_elementwise in place");
+}
+
+Test(cpu_autoregressive, made_affine_forward_inverse_match_reference) {
+    const size_t n = 5, D = 3;
+    const Vec x = random_vec(n * D, 71, -2.0f, 2.0f), h = random_vec(n * 2 * D, 72, -1.5f, 1.5f);
+    Tensor z(cpu(), {n, D}), xb(cpu(), {n, D}), ld = filled({n}, 0.5f), ldi = filled({n}, 0.0f);
+    cpu().made_affine_forward(tensor({n, D}, x), tensor({n, 2 * D}, h), z, ld);
+    Ref zr(n * D), lr(n);
+    for (size_t i = 0; i < n; ++i) {
+        lr[i] = 0.5;
+        for (size_t j = 0; j < D; ++j) {
+            const double mu = h[i * 2 * D + j], al = h[i * 2 * D + D + j];
+            zr[i * D + j] = (x[i * D + j] - mu) * std::exp(-al);
+            lr[i] -= al;
+        }
+    }
+    expect_close(values(z), zr, 1e-6, 1e-5, "made_affine_forward z");
+    expect_close(values(ld), lr, 1e-6, 1e-5, "made_affine_forward logdet");
+    cpu().made_affine_inverse(z, tensor({n, 2 * D}, h), xb, &ldi);
+    expect_close(values(xb), Ref(x.begin(), x.end()), 1e-5, 1e-5, "made_affine_inverse x");
+    for (size_t i = 0; i < n; ++i) lr[i] = 0.5 - lr[i];
+    expect_close(values(ldi), lr, 1e-6, 1e-5, "made_affine_inverse logdet");
+    // column: only that column is written, the log-det still sums every alpha
+    Tensor xc = filled({n, D}, 7.0f);
+    cpu().made_affine_inverse(z, tensor({n, 2 * D}, h), xc, nullptr, 1);
+    const Vec got = values(xc);
+    for (size_t i = 0; i < n; ++i)
+        for (size_t j = 0; j < D; ++j)
+            cr_assert(j == 1 ? std::fabs(got[i * D + j] - x[i * D + j]) < 1e-5 : got[i * D + j] == 7.0f,
+                      "made_affine_inverse column: [%zu, %zu] = %g", i, j, got[i * D + j]);
+    cr_assert(throws_internal([&] { cpu().made_affine_inverse(z, tensor({n, 2 * D}, h), xc, nullptr, 3); }));
+    cr_assert(throws_internal([&] { cpu().made_affine_forward(z, tensor({n, D}, Vec(n * D)), xc, ld); }));
+}
+
+Test(cpu_autoregressive, made_affine_backward_matches_finite_differences) {
+    const size_t n = 4, D = 3;
+    const Vec x = random_vec(n * D, 81, -2.0f, 2.0f), h = random_vec(n * 2 * D, 82, -1.0f, 1.0f);
+    const Vec wz = random_vec(n * D, 83), wl = random_vec(n, 84);
+    // loss = sum wz * z + sum wl * logdet
+    auto loss = [&](const Vec &xv, const Vec &hv) {
+        Tensor z(cpu(), {n, D}), ld = filled({n}, 0.0f);
+        cpu().made_affine_forward(tensor({n, D}, xv), tensor({n, 2 * D}, hv), z, ld);
+        return dot(values(z), wz) + dot(values(ld), wl);
+    };
+    Tensor dx(cpu(), {n, D}), dh(cpu(), {n, 2 * D});
+    const Tensor dl = tensor({n}, wl);
+    cpu().made_affine_backward(tensor({n, D}, x), tensor({n, 2 * D}, h), tensor({n, D}, wz), &dl, dx,
+                               dh);
+    expect_grad(values(dx), [&](const Vec &v) { return loss(v, h); }, x, 1e-3f, "made_affine dx");
+    expect_grad(values(dh), [&](const Vec &v) { return loss(x, v); }, h, 1e-3f, "made_affine dh");
+    // dlogdet nullable = 0
+    cpu().made_affine_backward(tensor({n, D}, x), tensor({n, 2 * D}, h), tensor({n, D}, wz), nullptr,
+                               dx, dh);
+    auto loss0 = [&](const Vec &hv) {
+        Tensor z(cpu(), {n, D}), ld = filled({n}, 0.0f);
+        cpu().made_affine_forward(tensor({n, D}, x), tensor({n, 2 * D}, hv), z, ld);
+        return dot(values(z), wz);
+    };
+    expect_grad(values(dh), loss0, h, 1e-3f, "made_affine dh without dlogdet");
 }

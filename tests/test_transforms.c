@@ -127,9 +127,77 @@ static struct tspec SPECS[] = {
     {"nice_logistic_d3",
      "{\"preset\":\"nice\",\"dim\":3,\"layers\":3,\"hidden\":[8],\"activation\":\"elu\",\"base\":{\"type\":\"logistic\"}}",
      DATA_REAL, 0, 0, 0},
+    /* autoregressive: MADE Gaussian layers (MAF direction, IAF direction), presets.
+     * alpha (the log-scale) is unbounded as in the MAF paper, so with relu
+     * nets and perturbed weights the tails can be so heavy that the 2-D grid
+     * misses mass or samples overflow: the 2-D rows with several layers use tanh. */
+    {"made_affine_maf_natural_d2",
+     EXPLICIT(2, "normal", "{\"type\":\"made_affine\",\"direction\":\"maf\",\"order\":\"natural\",\"hidden\":[16,16],\"activation\":\"relu\"}"),
+     DATA_REAL, 0, 0, 0},
+    {"made_affine_maf_random_tanh_d5",
+     EXPLICIT(5, "normal", "{\"type\":\"made_affine\",\"order\":\"random\",\"hidden\":[16],\"activation\":\"tanh\"}"),
+     DATA_REAL, 0, 0, 0},
+    {"made_affine_iaf_explicit_elu_d4",
+     EXPLICIT(4, "normal", "{\"type\":\"made_affine\",\"direction\":\"iaf\",\"order\":[2,0,3,1],\"mask_seed\":7,\"hidden\":[12,12],\"activation\":\"elu\"}"),
+     DATA_REAL, 0, 0, 0},
+    {"made_affine_iaf_natural_d2",
+     EXPLICIT(2, "normal", "{\"type\":\"made_affine\",\"direction\":\"iaf\",\"hidden\":[16],\"activation\":\"tanh\"}"),
+     DATA_REAL, 0, 0, 0},
+    {"maf_bn_d2", "{\"preset\":\"maf\",\"dim\":2,\"layers\":3,\"hidden\":[16,16],\"activation\":\"tanh\",\"batch_norm\":true}",
+     DATA_REAL, 0, 1, 40},
+    {"maf_bn_relu_d3", "{\"preset\":\"maf\",\"dim\":3,\"layers\":2,\"hidden\":[8],\"batch_norm\":true}",
+     DATA_REAL, 0, 1, 0},
+    {"maf_random_d3", "{\"preset\":\"maf\",\"dim\":3,\"layers\":2,\"hidden\":[8],\"order\":\"random\",\"activation\":\"tanh\"}",
+     DATA_REAL, 0, 0, 0},
+    {"iaf_d3", "{\"preset\":\"iaf\",\"dim\":3,\"layers\":2,\"hidden\":[8],\"activation\":\"tanh\"}",
+     DATA_REAL, 0, 0, 0},
+    {"made_d4", "{\"preset\":\"made\",\"dim\":4,\"hidden\":[16,16]}", DATA_REAL, 0, 0, 0},
     {"realnvp_dequant_logit_d2",
      "{\"preset\":\"realnvp\",\"dim\":2,\"layers\":2,\"hidden\":[8],\"activation\":\"tanh\",\"dequantize\":256,\"logit\":0.05}",
      DATA_INT, 256, 0, 0},
+    /* Glow steps for vectors: actnorm (data-dependent init on the first
+     * training batch, hence warm), invertible linear (LU and plain) */
+    {"actnorm_d3", EXPLICIT(3, "normal", "{\"type\":\"actnorm\"}"), DATA_REAL, 0, 1, 0},
+    {"actnorm_coupling_d2",
+     EXPLICIT(2, "normal",
+              "{\"type\":\"actnorm\"}," AC("\"mask\":\"alternate\",\"parity\":0,\"hidden\":[16],\"activation\":\"tanh\"")),
+     DATA_REAL, 0, 1, 0},
+    {"invlinear_lu_d2", EXPLICIT(2, "normal", "{\"type\":\"invertible_linear\",\"lu\":true,\"perm\":[1,0]}"),
+     DATA_REAL, 0, 0, 0},
+    {"invlinear_lu_random_perm_d5",
+     EXPLICIT(5, "normal",
+              "{\"type\":\"invertible_linear\"}," AC("\"mask\":\"half\",\"parity\":0,\"hidden\":[8],\"activation\":\"elu\"")),
+     DATA_REAL, 0, 0, 0},
+    {"invlinear_plain_d2", /* the perturbed W has a small singular value: wide density */
+     EXPLICIT(2, "normal", "{\"type\":\"invertible_linear\",\"lu\":false}"), DATA_REAL, 0, 0, 40},
+    {"invlinear_plain_d4",
+     EXPLICIT(4, "normal",
+              "{\"type\":\"invertible_linear\",\"lu\":false}," AC("\"mask\":\"half\",\"parity\":1,\"hidden\":[8],\"activation\":\"tanh\"")),
+     DATA_REAL, 0, 0, 0},
+    {"glow_d2", "{\"preset\":\"glow\",\"dim\":2,\"layers\":3,\"hidden\":[16],\"activation\":\"tanh\"}", DATA_REAL, 0, 1, 0},
+    {"glow_plain_d4", "{\"preset\":\"glow\",\"dim\":4,\"layers\":2,\"hidden\":[8],\"lu\":false}",
+     DATA_REAL, 0, 1, 0},
+    /* planar and radial flows (inverse solved numerically / as a root) */
+    {"planar_d2", EXPLICIT(2, "normal", "{\"type\":\"planar\"},{\"type\":\"planar\"},{\"type\":\"planar\"}"),
+     DATA_REAL, 0, 0, 0},
+    {"planar_d4", EXPLICIT(4, "normal", "{\"type\":\"planar\"},{\"type\":\"planar\"}"), DATA_REAL, 0, 0, 0},
+    {"radial_d2", EXPLICIT(2, "normal", "{\"type\":\"radial\"},{\"type\":\"radial\"},{\"type\":\"radial\"}"),
+     DATA_REAL, 0, 0, 0},
+    {"radial_d3", EXPLICIT(3, "normal", "{\"type\":\"radial\"},{\"type\":\"radial\"}"), DATA_REAL, 0, 0, 0},
+    {"planar_preset_d2", "{\"preset\":\"planar\",\"dim\":2,\"layers\":4}", DATA_REAL, 0, 0, 0},
+    {"radial_preset_d2", "{\"preset\":\"radial\",\"dim\":2,\"layers\":4}", DATA_REAL, 0, 0, 0},
+    /* mixture-of-Gaussians base */
+    {"mog_only_d2", "{\"dim\":2,\"base\":{\"type\":\"mog\",\"components\":3},\"transforms\":[{\"type\":\"reverse\"}]}", DATA_REAL, 0, 0, 0},
+    {"mog_affine_d3",
+     "{\"dim\":3,\"base\":{\"type\":\"mog\",\"components\":4},\"transforms\":["
+     AC("\"mask\":\"alternate\",\"parity\":0,\"hidden\":[8],\"activation\":\"tanh\"") "]}",
+     DATA_REAL, 0, 0, 0},
+    {"mog_realnvp_d2",
+     "{\"preset\":\"realnvp\",\"dim\":2,\"layers\":2,\"hidden\":[8],\"base\":{\"type\":\"mog\",\"components\":2}}",
+     DATA_REAL, 0, 0, 0},
+    {"mog_glow_d2",
+     "{\"preset\":\"glow\",\"dim\":2,\"layers\":2,\"hidden\":[8],\"base\":{\"type\":\"mog\",\"components\":3}}",
+     DATA_REAL, 0, 1, 0},
 };
 
 #define NSPECS (sizeof SPECS / sizeof SPECS[0])
@@ -589,7 +657,10 @@ ParameterizedTest(int *idx, transforms, sampling) {
         double ratio = ec / ea;
         TU_REPORT("[sampling]   %-30s T=0.5 vs T=1: latent E|z|^2 ratio %.3f (expect 0.25), data variance ratio %.3f",
                   t->name, ratio, vc / va);
-        cr_assert(ratio > 0.24 && ratio < 0.26, "%s: temperature 0.5 gives latent spread ratio %g", t->name, ratio);
+        /* a mixture-of-Gaussians base: T scales the components' spreads,
+         * not their means, so E|z|^2 does not shrink by T^2 */
+        if (!strstr(t->spec, "\"mog\""))
+            cr_assert(ratio > 0.24 && ratio < 0.26, "%s: temperature 0.5 gives latent spread ratio %g", t->name, ratio);
         cr_assert_lt(vc, va, "%s: temperature 0.5 does not shrink the samples", t->name);
         free(za); free(zc);
     }

@@ -40,6 +40,11 @@ public:
     // c = alpha * op(a) * op(b) + beta * c, op = transpose when trans_*.
     virtual void gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
                       const Tensor &b, float beta, Tensor &c) = 0;
+    // c = op(a) * op(b) + v, v a row vector of c's columns: a linear layer's
+    // x W^T + b as one fused op (the CPU backend writes v into c and lets the
+    // GEMM accumulate onto it, one pass over c fewer than gemm + add_row_vector).
+    virtual void gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
+                           const Tensor &v, Tensor &c) = 0;
     // y[i, j] += v[j]
     virtual void add_row_vector(Tensor &y, const Tensor &v) = 0;
     // out[j] = sum_i x[i, j] (accumulate: out[j] += ...)
@@ -96,6 +101,33 @@ public:
     // Additive coupling: z = x + sign * (1 - m) * t.
     virtual void additive_coupling(const Tensor &x, const Tensor &mask,
                                    const Tensor &t, float sign, Tensor &z) = 0;
+
+    // --- autoregressive flows (MADE / MAF / IAF) ----------------------------
+    // Implemented for the CPU in cpu/cpu_autoregressive.cpp.
+    // y = a * b element by element (same sizes; accumulate: y += a * b). Used
+    // to apply MADE's fixed 0/1 connectivity masks to weights and gradients.
+    // y may alias a or b.
+    virtual void mul_elementwise(const Tensor &a, const Tensor &b, Tensor &y,
+                                 bool accumulate) = 0;
+    // One Gaussian autoregressive layer given the MADE output h [n, 2D]:
+    // mu = h[:, :D], alpha = h[:, D:] (log-scale), D = x.cols().
+    //   forward:  z = (x - mu) * exp(-alpha),  logdet[i] -= sum_j alpha[i, j]
+    //   inverse:  x = z * exp(alpha) + mu,     logdet[i] += sum_j alpha[i, j]
+    //             (logdet nullable: the D-pass inverse adds it once). With
+    //             column >= 0 only x[:, column] is written (the other
+    //             columns keep their values; logdet still sums every alpha):
+    //             pass k of the D-pass inverse fixes one dimension and never
+    //             writes values that are not yet exact.
+    virtual void made_affine_forward(const Tensor &x, const Tensor &h, Tensor &z,
+                                     Tensor &logdet) = 0;
+    virtual void made_affine_inverse(const Tensor &z, const Tensor &h, Tensor &x,
+                                     Tensor *logdet, long column = -1) = 0;
+    // Backward of made_affine_forward at x with loss gradients dz and dlogdet
+    // (per row; nullable = 0): dx = dz * exp(-alpha) (the direct path only;
+    // the path through h is the caller's), dh (overwritten) = [dmu, dalpha]
+    // with dmu = -dz * exp(-alpha), dalpha = -dz * z - dlogdet[i].
+    virtual void made_affine_backward(const Tensor &x, const Tensor &h, const Tensor &dz,
+                                      const Tensor *dlogdet, Tensor &dx, Tensor &dh) = 0;
 
     // --- elementwise diagonal scaling (NICE) ------------------------------
     // y = x * exp(sign * s), s a row vector.
@@ -182,6 +214,64 @@ public:
     virtual void sgd_update(Tensor &param, const Tensor &grad, Tensor &velocity,
                             float lr, float momentum, float l2, bool nesterov,
                             bool first_step) = 0;
+
+    // --- classic flows and mixture base (planar, radial, mixture of
+    // Gaussians). Implemented for the CPU in cpu/cpu_glow.cpp. Scalars of
+    // one row (w.x, radii, responsibilities) are computed in double.
+    //
+    // Planar flow (Rezende & Mohamed 2015, appendix A.1), in the normalizing
+    // direction: w, u row vectors [D], b [1];
+    //   u_hat = u + (m(w.u) - w.u) w / |w|^2, m(a) = -1 + softplus(a)
+    //   (so w.u_hat > -1: invertible), psi = w.u_hat,
+    //   forward:  z = x + u_hat tanh(w.x + b),
+    //             logdet[i] += log(1 + (1 - tanh^2(w.x + b)) psi).
+    // (|w| = 0 uses u_hat = u.)
+    virtual void planar_forward(const Tensor &x, const Tensor &w, const Tensor &u,
+                                const Tensor &b, Tensor &z, Tensor &logdet) = 0;
+    // Inverse: a = w.x + b solves a + psi tanh(a) = w.z + b (increasing in
+    // a), by Newton steps safeguarded by bisection on the bracket
+    // [w.z + b - |psi|, w.z + b + |psi|] until the step is below
+    // tol * (1 + |a|) (at most 200 iterations); x = z - u_hat tanh(a),
+    // logdet[i] -= the forward log-det at x.
+    virtual void planar_inverse(const Tensor &z, const Tensor &w, const Tensor &u,
+                                const Tensor &b, double tol, Tensor &x, Tensor &logdet) = 0;
+    // Backward of planar_forward: dx overwritten; dw, du, db accumulate
+    // (through u_hat as well).
+    virtual void planar_backward(const Tensor &x, const Tensor &w, const Tensor &u,
+                                 const Tensor &b, const Tensor &dz, const Tensor &dlogdet,
+                                 Tensor &dx, Tensor &dw, Tensor &du, Tensor &db) = 0;
+    // Radial flow (appendix A.2), normalizing direction: center x0 [D], raw
+    // scalars a, b [1]: alpha = softplus(a) > 0, beta = -alpha + softplus(b)
+    // > -alpha (invertible); r = |x - x0|, h = 1 / (alpha + r),
+    //   forward:  z = x + beta h (x - x0),
+    //             logdet[i] += (D - 1) log(1 + beta h) + log(1 + alpha beta h^2).
+    virtual void radial_forward(const Tensor &x, const Tensor &x0, const Tensor &a,
+                                const Tensor &b, Tensor &z, Tensor &logdet) = 0;
+    // Inverse: |z - x0| = r (1 + beta / (alpha + r)) is increasing in r; r is
+    // the positive root of r^2 + (alpha + beta - |z - x0|) r - alpha |z - x0|
+    // (closed form, the cancellation-free variant), x = x0 + (z - x0) r / |z - x0|;
+    // logdet[i] -= the forward log-det at x.
+    virtual void radial_inverse(const Tensor &z, const Tensor &x0, const Tensor &a,
+                                const Tensor &b, Tensor &x, Tensor &logdet) = 0;
+    virtual void radial_backward(const Tensor &x, const Tensor &x0, const Tensor &a,
+                                 const Tensor &b, const Tensor &dz, const Tensor &dlogdet,
+                                 Tensor &dx, Tensor &dx0, Tensor &da, Tensor &db) = 0;
+    // Mixture of K diagonal Gaussians: logits [K], means [K, D], log_scales
+    // [K, D]; out[i] = log sum_k softmax(logits)_k N(z_i; mean_k, exp(2 log_scale_k)).
+    virtual void mog_log_prob(const Tensor &z, const Tensor &logits, const Tensor &means,
+                              const Tensor &log_scales, Tensor &out) = 0;
+    // dz (overwritten) = dlogp[i] * grad_z; dlogits, dmeans, dlog_scales accumulate.
+    virtual void mog_log_prob_backward(const Tensor &z, const Tensor &logits,
+                                       const Tensor &means, const Tensor &log_scales,
+                                       const Tensor &dlogp, Tensor &dz, Tensor &dlogits,
+                                       Tensor &dmeans, Tensor &dlog_scales) = 0;
+    // Row i: component k drawn from softmax(logits) with the uniform of
+    // Philox counter 2^62 + i, then z[i, j] = mean[k, j] + temperature *
+    // exp(log_scale[k, j]) * N(0, 1) with the normal of counter i * D + j
+    // (stream `stream`, key seed).
+    virtual void mog_sample(Tensor &z, const Tensor &logits, const Tensor &means,
+                            const Tensor &log_scales, uint64_t seed, uint64_t stream,
+                            float temperature) = 0;
 };
 
 // The process-wide CPU backend (CPU models share it; it holds no model state).

@@ -38,6 +38,10 @@ public:
                           const Tensor &dz, const Tensor &dlogdet, Tensor &dx) = 0;
     // Called once a train step has succeeded (running statistics).
     virtual void commit_train_step(ParamArena &) {}
+    // Called after commit_train_step() with the parameters (already moved by
+    // the optimizer), for state that lives in them: actnorm's data-dependent
+    // initialization.
+    virtual void commit_train_step_params(ParamArena &) {}
     // Host-side check of raw data when this transform comes first; throws
     // Status::invalid_argument for values outside its domain.
     virtual void check_data(const float *, size_t) const {}

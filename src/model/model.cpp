@@ -1,5 +1,7 @@
 #include "model/model.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -13,6 +15,22 @@ namespace {
 // Rows per chunk for the passes that do not train, so workspaces stay bounded
 // whatever n the caller passes.
 constexpr size_t chunk_rows = 4096;
+// On one CPU thread, evaluation passes go through the transforms in blocks of
+// this many rows, so a block's intermediates (a few [rows, hidden] matrices
+// per conditioner) stay in the L2 cache instead of streaming through memory:
+// ~1.2x faster log_prob and sampling for 4096-row batches. With more threads
+// whole chunks keep every thread busy. Results do not change: these passes
+// treat rows independently, and random numbers are still drawn per
+// chunk_rows chunk.
+constexpr size_t cpu_block_rows = 512;
+
+// Dequantization draws its noise per pass (counter = element of the pass), so
+// forward passes of such models keep whole chunks.
+bool draws_noise(const ModelSpec &spec) {
+    for (const TransformSpec &t : spec.transforms)
+        if (t.type == "dequantize") return true;
+    return false;
+}
 
 // Dequantization noise streams: training step k uses stream k (k >= 1); the
 // fixed noise of evaluation passes lives far above.
@@ -32,7 +50,7 @@ Model::Model(Backend &be, ModelSpec spec, uint64_t seed)
     : backend_(be), spec_(std::move(spec)), spec_json_(model_spec_json(spec_)), seed_(seed) {
     for (size_t k = 0; k < spec_.transforms.size(); ++k)
         transforms_.push_back(make_transform(be, params_, buffers_, spec_, k));
-    base_ = make_base_distribution(spec_.base);
+    base_ = make_base_distribution(spec_, params_);
     // Two more than the transforms: evaluation passes ping-pong in acts_[1..2].
     acts_.resize(std::max<size_t>(transforms_.size() + 1, 3));
 }
@@ -110,14 +128,24 @@ const Tensor &Model::inverse_pass(const Tensor &z) {
     return *in;
 }
 
+// Rows per evaluation pass: cache-sized blocks on the CPU where that changes
+// no result, whole chunks otherwise.
+static size_t eval_rows(const Backend &be, const ModelSpec &spec, bool forward) {
+    if (be.kind() != DeviceKind::cpu || omp_get_max_threads() > 1 ||
+        (forward && draws_noise(spec)))
+        return chunk_rows;
+    return cpu_block_rows;
+}
+
 void Model::log_prob(const float *x, const float *context, size_t n, float *out) {
     check_inputs(x, context, n, true);
-    for (size_t begin = 0; begin < n; begin += chunk_rows) {
-        size_t rows = std::min(chunk_rows, n - begin);
+    const size_t step = eval_rows(backend_, spec_, true);
+    for (size_t begin = 0; begin < n; begin += step) {
+        size_t rows = std::min(step, n - begin);
         upload_rows(x, context, begin, rows);
         const Tensor &z = forward_pass({false, seed_, eval_noise_stream + begin});
         log_prob_.ensure(backend_, {rows});
-        base_->log_prob(z, log_prob_);
+        base_->log_prob(params_, z, log_prob_);
         backend_.axpy(1.0f, logdet_, log_prob_);
         backend_.download(log_prob_, out + begin);
     }
@@ -126,8 +154,9 @@ void Model::log_prob(const float *x, const float *context, size_t n, float *out)
 void Model::forward(const float *x, const float *context, size_t n, float *out_z,
                     float *out_logdet) {
     check_inputs(x, context, n, true);
-    for (size_t begin = 0; begin < n; begin += chunk_rows) {
-        size_t rows = std::min(chunk_rows, n - begin);
+    const size_t step = eval_rows(backend_, spec_, true);
+    for (size_t begin = 0; begin < n; begin += step) {
+        size_t rows = std::min(step, n - begin);
         upload_rows(x, context, begin, rows);
         backend_.download(forward_pass({false, seed_, eval_noise_stream + begin}),
                           out_z + begin * spec_.dim);
@@ -138,8 +167,9 @@ void Model::forward(const float *x, const float *context, size_t n, float *out_z
 void Model::inverse(const float *z, const float *context, size_t n, float *out_x,
                     float *out_logdet) {
     check_inputs(z, context, n, false);
-    for (size_t begin = 0; begin < n; begin += chunk_rows) {
-        size_t rows = std::min(chunk_rows, n - begin);
+    const size_t step = eval_rows(backend_, spec_, false);
+    for (size_t begin = 0; begin < n; begin += step) {
+        size_t rows = std::min(step, n - begin);
         upload_rows(z, context, begin, rows);
         backend_.download(inverse_pass(input_), out_x + begin * spec_.dim);
         if (out_logdet) backend_.download(logdet_, out_logdet + begin);
@@ -155,16 +185,26 @@ void Model::sample(size_t n, const float *context, float temperature, uint64_t s
         size_t rows = std::min(chunk_rows, n - begin);
         upload_rows(nullptr, context, begin, rows);
         input_.ensure(backend_, {rows, spec_.dim});
-        base_->sample(input_, seed, begin, temperature);
-        const Tensor &x = inverse_pass(input_);
-        backend_.download(x, out_x + begin * spec_.dim);
-        if (out_log_prob) {
-            // log p(x) = log pi(z) - log|det dx/dz|
-            log_prob_.ensure(backend_, {rows});
-            base_->log_prob(input_, log_prob_);
-            backend_.axpy(-1.0f, logdet_, log_prob_);
-            backend_.download(log_prob_, out_log_prob + begin);
+        base_->sample(params_, input_, seed, begin, temperature);
+        // The chunk's noise is drawn; the transforms then run block by block
+        // (context_ points at the block's rows meanwhile).
+        const Tensor chunk_context = context_;
+        const size_t step = eval_rows(backend_, spec_, false);
+        for (size_t b = 0; b < rows; b += step) {
+            const size_t r = std::min(step, rows - b);
+            const Tensor z = r == rows ? input_ : input_.row_block(b, r);
+            if (spec_.context_dim) context_ = r == rows ? chunk_context : chunk_context.row_block(b, r);
+            const Tensor &x = inverse_pass(z);
+            backend_.download(x, out_x + (begin + b) * spec_.dim);
+            if (out_log_prob) {
+                // log p(x) = log pi(z) - log|det dx/dz|
+                log_prob_.ensure(backend_, {r});
+                base_->log_prob(params_, z, log_prob_);
+                backend_.axpy(-1.0f, logdet_, log_prob_);
+                backend_.download(log_prob_, out_log_prob + begin + b);
+            }
         }
+        context_ = chunk_context;
     }
 }
 
@@ -178,7 +218,7 @@ double Model::loss_and_gradients(const float *x, const float *context, size_t n,
     const Tensor &z = forward_pass({true, seed_, stream});
 
     log_prob_.ensure(backend_, {n});
-    base_->log_prob(z, log_prob_);
+    base_->log_prob(params_, z, log_prob_);
     backend_.axpy(1.0f, logdet_, log_prob_);
     double loss = -backend_.sum(log_prob_) / (double)n;
     if (!std::isfinite(loss))
@@ -189,7 +229,7 @@ double Model::loss_and_gradients(const float *x, const float *context, size_t n,
     backend_.fill(dlog_, -1.0f / (float)n);
     backend_.fill(params_.grads(), 0.0f);
     grad_a_.ensure(backend_, {n, spec_.dim});
-    base_->log_prob_backward(z, dlog_, grad_a_);
+    base_->log_prob_backward(params_, z, dlog_, grad_a_);
     Tensor *dz = &grad_a_, *dx = &grad_b_;
     for (size_t k = transforms_.size(); k-- > 0;) {
         dx->ensure(backend_, {n, spec_.dim});
@@ -206,7 +246,10 @@ double Model::train_step(const float *x, const float *context, size_t n) {
     if (!optimizer_) optimizer_ = std::make_unique<Optimizer>(backend_, param_count(), OptimizerConfig());
     double loss = loss_and_gradients(x, context, n, steps_ + 1);
     optimizer_->step(params_);
-    for (auto &t : transforms_) t->commit_train_step(buffers_);
+    for (auto &t : transforms_) {
+        t->commit_train_step(buffers_);
+        t->commit_train_step_params(params_);
+    }
     ++steps_;
     return loss;
 }

@@ -8,9 +8,15 @@ namespace flow {
 size_t ParamArena::declare(std::string name, std::vector<size_t> shape, Init init,
                            float bound) {
     size_t size = shape_size(shape);
-    infos_.push_back({std::move(name), std::move(shape), total_, init, bound});
+    infos_.push_back({std::move(name), std::move(shape), total_, init, bound, nullptr});
     total_ += size;
     return infos_.size() - 1;
+}
+
+size_t ParamArena::declare_custom(std::string name, std::vector<size_t> shape, InitFill fill) {
+    size_t id = declare(std::move(name), std::move(shape), Init::custom);
+    infos_[id].fill = std::move(fill);
+    return id;
 }
 
 void ParamArena::allocate(Backend &backend, uint64_t seed) {
@@ -20,10 +26,15 @@ void ParamArena::allocate(Backend &backend, uint64_t seed) {
         const ParamInfo &info = infos_[p];
         float *dst = host.data() + info.offset;
         size_t size = shape_size(info.shape);
+        if (info.init == Init::custom) {
+            info.fill(seed, dst);
+            continue;
+        }
         for (size_t k = 0; k < size; ++k) {
             switch (info.init) {
             case Init::zeros: dst[k] = 0.0f; break;
             case Init::ones: dst[k] = 1.0f; break;
+            case Init::custom: break;
             case Init::uniform: {
                 float u = philox_uniform(philox4x32_10(seed, p, k).v[0]);
                 dst[k] = info.bound * (2.0f * u - 1.0f);

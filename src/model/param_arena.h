@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -12,7 +13,12 @@
 
 namespace flow {
 
-enum class Init { zeros, ones, uniform };
+enum class Init { zeros, ones, uniform, custom };
+
+// Init::custom: fills the tensor's elements (host, row-major) from the seed
+// allocate() is given, for initializations that are not element-wise (e.g.
+// a random rotation).
+using InitFill = std::function<void(uint64_t seed, float *dst)>;
 
 struct ParamInfo {
     std::string name;
@@ -20,6 +26,7 @@ struct ParamInfo {
     size_t offset; // in elements, inside the arena
     Init init;
     float bound; // uniform(-bound, bound)
+    InitFill fill; // Init::custom
 };
 
 class ParamArena {
@@ -29,6 +36,8 @@ public:
     // Returns the id used to fetch the tensor after allocate().
     size_t declare(std::string name, std::vector<size_t> shape, Init init,
                    float bound = 0.0f);
+    // A tensor initialized by fill(seed, host data) at allocate().
+    size_t declare_custom(std::string name, std::vector<size_t> shape, InitFill fill);
     // Lays out and initializes every declared tensor; uniform draws come from
     // Philox(seed, stream = parameter index) so they do not depend on the
     // backend.

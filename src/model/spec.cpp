@@ -207,7 +207,50 @@ void parse_permutation(Fields &f, TransformSpec &t, const ModelSpec &m, size_t i
 
 const std::vector<std::string> transform_types = {
     "affine_coupling", "additive_coupling", "diagonal_scale", "batch_norm",
-    "reverse",         "permutation",       "dequantize",     "logit"};
+    "reverse",         "permutation",       "dequantize",     "logit",
+    "made_affine",
+    "actnorm",         "invertible_linear", "planar",         "radial"};
+
+// made_affine: one Gaussian autoregressive layer (MAF or IAF) on a MADE.
+uint64_t made_stream(size_t index) { return 0x6d61646500000000ull + index; }
+
+void parse_made_affine(Fields &f, TransformSpec &t, const ModelSpec &m, size_t index,
+                       uint64_t seed) {
+    t.direction = f.string("direction", "maf", {"maf", "iaf"});
+    t.hidden = f.sizes("hidden", {64, 64}, max_width);
+    t.activation = activation_from_name(f.string("activation", "relu", activation_names));
+    const json *order = f.find("order");
+    if (!order || order->is_string()) {
+        std::string kind = order ? order->get<std::string>() : "natural";
+        if (kind == "natural" || kind == "reverse") {
+            for (size_t j = 0; j < m.dim; ++j)
+                t.order.push_back((int)(kind == "natural" ? j : m.dim - 1 - j));
+        } else if (kind == "random") {
+            t.order = random_permutation(m.dim, seed, perm_stream(index));
+        } else {
+            f.error("order", "unknown value \"" + kind + "\" (known: natural, reverse, random, "
+                             "or a list of the dimensions in order)");
+        }
+    } else {
+        if (!order->is_array() || order->size() != m.dim)
+            f.error("order", "must list each of 0.." + std::to_string(m.dim - 1) + " once");
+        std::vector<bool> seen(m.dim, false);
+        for (const json &e : *order) {
+            if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<uint64_t>() >= m.dim ||
+                seen[e.get<size_t>()])
+                f.error("order", "must list each of 0.." + std::to_string(m.dim - 1) + " once");
+            seen[e.get<size_t>()] = true;
+            t.order.push_back(e.get<int>());
+        }
+    }
+    // The hidden degrees come from mask_seed; absent, it is drawn from the
+    // model seed and written out in the expanded spec.
+    t.mask_seed = f.has("mask_seed")
+                      ? (uint64_t)f.size("mask_seed", 0, 0, 0xffffffffull)
+                      : philox4x32_10(seed, made_stream(index), 0).v[0];
+    if (m.context_dim && t.hidden.empty())
+        f.error("hidden", "a conditional made_affine needs a hidden layer");
+}
 
 TransformSpec parse_transform(const json &j, const ModelSpec &m, size_t index, uint64_t seed) {
     Fields f(j, "transforms[" + std::to_string(index) + "]");
@@ -228,18 +271,30 @@ TransformSpec parse_transform(const json &j, const ModelSpec &m, size_t index, u
         t.levels = (double)f.size("levels", 256, 2, 65536);
     } else if (t.type == "logit") {
         t.alpha = f.number("alpha", 0.05, 0.0, 0.499);
+    } else if (t.type == "made_affine") {
+        parse_made_affine(f, t, m, index, seed);
+    } else if (t.type == "invertible_linear") {
+        // LU: P is a random permutation from the model seed unless given.
+        t.lu = f.boolean("lu", true);
+        if (t.lu) parse_permutation(f, t, m, index, seed);
     }
     f.finish();
     return t;
 }
 
-// {"type": ...} objects that name the base distribution.
-std::string parse_base(Fields &f, const std::string &fallback) {
+// {"type": ...} objects that name the base distribution ("mog" also takes
+// "components"); sets m.base_components.
+std::string parse_base(Fields &f, const std::string &fallback, ModelSpec &m) {
     const json *b = f.find("base");
     if (!b) return fallback;
     Fields base(*b, "base");
     if (!base.has("type")) spec_error("base", "missing field \"type\"");
-    std::string type = base.string("type", "", {"normal", "logistic"});
+    std::string type = base.string("type", "", {"normal", "logistic", "mog"});
+    if (type == "mog") {
+        m.base_components = base.size("components", 8, 1, 4096);
+        if (m.base_components * m.dim > max_dim_times_transforms)
+            base.error("components", "make the model too large");
+    }
     base.finish();
     return type;
 }
@@ -250,7 +305,88 @@ void parse_dims(Fields &f, ModelSpec &m) {
     m.context_dim = f.size("context_dim", 0, 0, max_dim);
 }
 
+// "maf", "iaf" (layers of made_affine, the order reversed from one layer to
+// the next, or random orders) and "made" (one MAF layer: MADE as a density
+// model with a standard normal base).
+ModelSpec expand_autoregressive_preset(Fields &f, const std::string &preset, uint64_t seed) {
+    ModelSpec m;
+    parse_dims(f, m);
+    const bool made = preset == "made";
+    size_t layers = made ? 1 : f.size("layers", 5, 1, 1000);
+    if (2 * layers * m.dim > max_dim_times_transforms) f.error("layers", "make the model too large");
+    std::vector<size_t> hidden = f.sizes("hidden", {64, 64}, max_width);
+    std::string activation = f.string("activation", "relu", activation_names);
+    std::string order = f.string("order", "alternate", {"alternate", "random"});
+    bool batch_norm = !made && f.boolean("batch_norm", false);
+    m.base = parse_base(f, "normal", m);
+    json transforms = json::array();
+    if (f.has("dequantize"))
+        transforms.push_back({{"type", "dequantize"},
+                              {"levels", f.size("dequantize", 256, 2, 65536)}});
+    if (f.has("logit"))
+        transforms.push_back({{"type", "logit"}, {"alpha", f.number("logit", 0.05, 0.0, 0.499)}});
+    for (size_t l = 0; l < layers; ++l) {
+        transforms.push_back({{"type", "made_affine"},
+                              {"direction", preset == "iaf" ? "iaf" : "maf"},
+                              {"order", order == "random" ? "random" : l % 2 ? "reverse" : "natural"},
+                              {"hidden", hidden},
+                              {"activation", activation}});
+        if (batch_norm && l + 1 < layers) transforms.push_back({{"type", "batch_norm"}});
+    }
+    f.finish();
+    for (size_t k = 0; k < transforms.size(); ++k)
+        m.transforms.push_back(parse_transform(transforms[k], m, k, seed));
+    return m;
+}
+
+// "glow": layers of actnorm -> invertible_linear (LU unless "lu": false) ->
+// affine_coupling (half mask, parity alternating); "planar" / "radial":
+// layers of planar or radial flows.
+ModelSpec expand_glow_preset(Fields &f, const std::string &preset, uint64_t seed) {
+    ModelSpec m;
+    parse_dims(f, m);
+    const bool glow = preset == "glow";
+    if (glow && m.dim < 2) f.error("dim", "must be at least 2 for a coupling preset");
+    if (!glow && m.context_dim) f.error("context_dim", "must be 0: planar and radial flows take no context");
+    size_t layers = f.size("layers", glow ? 8 : 16, 1, 1000);
+    if (3 * layers * m.dim > max_dim_times_transforms) f.error("layers", "make the model too large");
+    std::vector<size_t> hidden;
+    std::string activation;
+    bool lu = true;
+    if (glow) {
+        hidden = f.sizes("hidden", {64, 64}, max_width);
+        activation = f.string("activation", "relu", activation_names);
+        lu = f.boolean("lu", true);
+    }
+    m.base = parse_base(f, "normal", m);
+    json transforms = json::array();
+    for (size_t l = 0; l < layers; ++l) {
+        if (!glow) {
+            transforms.push_back({{"type", preset}});
+            continue;
+        }
+        transforms.push_back({{"type", "actnorm"}});
+        transforms.push_back({{"type", "invertible_linear"}, {"lu", lu}});
+        transforms.push_back({{"type", "affine_coupling"},
+                              {"mask", "half"},
+                              {"parity", l % 2},
+                              {"hidden", hidden},
+                              {"activation", activation}});
+    }
+    f.finish();
+    for (size_t k = 0; k < transforms.size(); ++k)
+        m.transforms.push_back(parse_transform(transforms[k], m, k, seed));
+    return m;
+}
+
 ModelSpec expand_preset(Fields &f, uint64_t seed) {
+    if (const json *p = f.find("preset"); p && p->is_string()) {
+        const std::string name = p->get<std::string>();
+        if (name == "glow" || name == "planar" || name == "radial")
+            return expand_glow_preset(f, name, seed);
+        if (name == "maf" || name == "iaf" || name == "made")
+            return expand_autoregressive_preset(f, name, seed);
+    }
     std::string preset = f.string("preset", "", {"realnvp", "nice"});
     ModelSpec m;
     parse_dims(f, m);
@@ -261,7 +397,7 @@ ModelSpec expand_preset(Fields &f, uint64_t seed) {
     std::vector<size_t> hidden = f.sizes("hidden", {64, 64}, max_width);
     std::string activation = f.string("activation", "relu", activation_names);
     bool batch_norm = f.boolean("batch_norm", false);
-    m.base = parse_base(f, nice ? "logistic" : "normal");
+    m.base = parse_base(f, nice ? "logistic" : "normal", m);
 
     json transforms = json::array();
     if (f.has("dequantize"))
@@ -309,7 +445,7 @@ ModelSpec parse_model_spec(const std::string &text, uint64_t seed) {
 
     ModelSpec m;
     parse_dims(f, m);
-    m.base = parse_base(f, "normal");
+    m.base = parse_base(f, "normal", m);
     const json *transforms = f.find("transforms");
     if (!transforms || !transforms->is_array())
         spec_error("model", "field \"transforms\" must be a list (or give a \"preset\")");
@@ -348,12 +484,22 @@ std::string model_spec_json(const ModelSpec &m) {
             j["levels"] = (int)t.levels;
         } else if (t.type == "logit") {
             j["alpha"] = t.alpha;
+        } else if (t.type == "invertible_linear") {
+            j["lu"] = t.lu;
+            if (t.lu) j["perm"] = t.perm;
+        } else if (t.type == "made_affine") {
+            j["direction"] = t.direction;
+            j["order"] = t.order;
+            j["mask_seed"] = t.mask_seed;
+            j["hidden"] = t.hidden;
+            j["activation"] = activation_names[(size_t)t.activation];
         }
         transforms.push_back(j);
     }
     json out = {{"dim", m.dim},
                 {"context_dim", m.context_dim},
-                {"base", {{"type", m.base}}},
+                {"base", m.base == "mog" ? json{{"type", m.base}, {"components", m.base_components}}
+                                         : json{{"type", m.base}}},
                 {"transforms", transforms}};
     return out.dump();
 }

@@ -28,12 +28,20 @@ struct TransformSpec {
     double levels = 256;
     // logit
     double alpha = 0.05;
+    // made_affine (MAF / IAF layer): order[k] = dimension modelled k-th;
+    // mask_seed draws MADE's hidden degrees; direction "maf" or "iaf"
+    std::vector<int> order;
+    uint64_t mask_seed = 0;
+    std::string direction = "maf";
+    // invertible_linear: LU-parameterized (perm = its fixed P) or a plain matrix
+    bool lu = true;
 };
 
 struct ModelSpec {
     size_t dim = 0;
     size_t context_dim = 0;
-    std::string base = "normal"; // "normal" or "logistic"
+    std::string base = "normal"; // "normal", "logistic" or "mog"
+    size_t base_components = 0;  // "mog": number of mixture components
     std::vector<TransformSpec> transforms;
 };
 

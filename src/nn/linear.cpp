@@ -17,8 +17,7 @@ Linear::Linear(ParamArena &params, const std::string &name, size_t in, size_t ou
 void Linear::forward(const ParamArena &params, const Tensor &x, Tensor &y) const {
     Backend &be = x.backend();
     y.ensure(be, {x.rows(), out_});
-    be.gemm(false, true, 1.0f, x, params.value(weight_), 0.0f, y);
-    be.add_row_vector(y, params.value(bias_));
+    be.gemm_bias(false, true, x, params.value(weight_), params.value(bias_), y);
 }
 
 void Linear::backward(const ParamArena &params, const Tensor &x, const Tensor &dy,

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backend/cpu/cpu_kernels.h"
 #include "backend/philox.h"
 
 // OpenBLAS keeps its own thread count; weak so a build on another BLAS links.
@@ -20,13 +21,14 @@ namespace flow {
 
 namespace {
 
-// Below this much work a loop stays on one thread: fork/join would cost more.
-constexpr size_t kParallelWork = size_t(1) << 15;
+// Below this much work (elements x a rough cost per element) a loop stays on
+// one thread: waking the others and meeting at the barrier costs more, and on
+// a busy machine a thread that lost its core stalls the whole region.
+constexpr size_t kParallelWork = size_t(1) << 18;
 // Fixed reduction blocks: partial sums do not depend on how threads split work.
 constexpr size_t kReduceRows = 256;
 constexpr size_t kReduceChunk = 4096;
 constexpr size_t kAlignment = 64; // a cache line, and enough for AVX-512 loads
-constexpr float kLeakySlope = 0.01f; // PyTorch's default negative_slope
 // logit keeps y this far inside (0, 1): x = 0 or 1 with alpha = 0 stays finite.
 constexpr double kLogitEps = 1e-12;
 constexpr double kLogTwoPi = 1.8378770664093454835606594728112; // log(2 pi)
@@ -35,6 +37,14 @@ constexpr double kLogTwoPi = 1.8378770664093454835606594728112; // log(2 pi)
 template <class Body> void parallel_for(size_t n, size_t cost, Body &&body) {
 #pragma omp parallel for schedule(static) if (n * cost > kParallelWork)
     for (size_t i = 0; i < n; ++i) body(i);
+}
+
+// body(r0, r1) over fixed blocks of `block` rows, the blocks spread over threads.
+template <class Body>
+void parallel_rows(size_t rows, size_t block, size_t cost_per_row, Body &&body) {
+    const size_t blocks = (rows + block - 1) / block;
+    parallel_for(blocks, block * cost_per_row,
+                 [&](size_t b) { body(b * block, std::min(rows, (b + 1) * block)); });
 }
 
 // out[j * K + k] = sum over rows i of what term(i, j, acc) adds to acc[k]. The
@@ -94,9 +104,6 @@ void *raw_data(const Tensor &t, const char *op) {
 
 // --- scalar math ------------------------------------------------------------
 
-// log(1 + e^x) without overflow for large x or cancellation for very negative x.
-double softplus(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); }
-
 double sigmoid(double x) {
     if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
     const double e = std::exp(x);
@@ -107,18 +114,6 @@ double sigmoid(double x) {
 double logistic_log_density(double z) {
     const double a = std::fabs(z);
     return -a - 2.0 * std::log1p(std::exp(-a));
-}
-
-// Affine coupling's log-scale s = (1 - m) * scale * tanh(raw) at one element.
-struct CouplingScale {
-    float free;    // 1 - m
-    float tanh_raw;
-    float s;
-};
-
-CouplingScale coupling_scale(float mask, float scale, float raw) {
-    const float free = 1.0f - mask, th = std::tanh(raw);
-    return {free, th, free * scale * th};
 }
 
 // Logit preprocessing at one element: y clamped into (0, 1) and its logs.
@@ -178,6 +173,19 @@ void CpuBackend::fill(Tensor &t, float value) {
 
 // --- dense algebra (gemm is in cpu_gemm.cpp) --------------------------------
 
+void CpuBackend::gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
+                           const Tensor &v, Tensor &c) {
+    const char *op = "gemm_bias";
+    check_row_vector(v, c, op);
+    float *pc = cpu_f32(c, op);
+    const float *pv = cpu_f32(v, op);
+    const size_t cols = v.size();
+    parallel_for(c.rows(), cols, [&](size_t i) {
+        std::memcpy(pc + i * cols, pv, cols * sizeof(float));
+    });
+    gemm(trans_a, trans_b, 1.0f, a, b, 1.0f, c);
+}
+
 void CpuBackend::add_row_vector(Tensor &y, const Tensor &v) {
     const char *op = "add_row_vector";
     check_row_vector(v, y, op);
@@ -194,10 +202,18 @@ void CpuBackend::sum_rows(const Tensor &x, Tensor &out, bool accumulate) {
     check_row_vector(out, x, op);
     const float *px = cpu_f32(x, op);
     float *po = cpu_f32(out, op);
-    const size_t cols = out.size();
-    const std::vector<double> sums = reduce_columns<1>(
-        x.rows(), cols, [&](size_t i, size_t j, double *acc) { *acc += px[i * cols + j]; });
-    for (size_t j = 0; j < cols; ++j) po[j] = float((accumulate ? po[j] : 0.0) + sums[j]);
+    const size_t cols = out.size(), rows = x.rows();
+    // Fixed blocks of kReduceRows rows, partial sums added in block order.
+    const size_t blocks = (rows + kReduceRows - 1) / kReduceRows;
+    std::vector<double> partial(blocks * cols, 0.0);
+    parallel_rows(rows, kReduceRows, cols, [&](size_t r0, size_t r1) {
+        cpu_kernels::column_sums_rows(px, &partial[r0 / kReduceRows * cols], cols, r0, r1);
+    });
+    for (size_t j = 0; j < cols; ++j) {
+        double total = accumulate ? po[j] : 0.0;
+        for (size_t b = 0; b < blocks; ++b) total += partial[b * cols + j];
+        po[j] = float(total);
+    }
 }
 
 void CpuBackend::mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,
@@ -288,14 +304,12 @@ void CpuBackend::activation_forward(Activation act, const Tensor &x, Tensor &y) 
     cpu_check(x.size() == y.size(), op, "size mismatch");
     const float *px = cpu_f32(x, op);
     float *py = cpu_f32(y, op);
-    auto apply = [&](auto f) { parallel_for(x.size(), 4, [&](size_t k) { py[k] = f(px[k]); }); };
-    switch (act) {
-    case Activation::relu: apply([](float v) { return v > 0.0f ? v : 0.0f; }); break;
-    case Activation::leaky_relu: apply([](float v) { return v > 0.0f ? v : kLeakySlope * v; }); break;
-    case Activation::elu: apply([](float v) { return v > 0.0f ? v : std::expm1(v); }); break;
-    case Activation::tanh: apply([](float v) { return std::tanh(v); }); break;
-    case Activation::softplus: apply([](float v) { return float(softplus(v)); }); break;
-    }
+    // As one long row: the kernel's loop runs over the whole block.
+    const size_t n = x.size(), block = 4096;
+    parallel_rows((n + block - 1) / block, 1, 4 * block, [&](size_t b0, size_t b1) {
+        const size_t k0 = b0 * block, k1 = std::min(n, b1 * block);
+        cpu_kernels::bias_activation_rows(act, px + k0, nullptr, nullptr, py + k0, k1 - k0, 0, 1);
+    });
 }
 
 void CpuBackend::activation_backward(Activation act, const Tensor &x, const Tensor &y,
@@ -305,16 +319,12 @@ void CpuBackend::activation_backward(Activation act, const Tensor &x, const Tens
               "size mismatch");
     const float *px = cpu_f32(x, op), *py = cpu_f32(y, op), *pdy = cpu_f32(dy, op);
     float *pdx = cpu_f32(dx, op); // may alias pdy: each k reads dy[k] before writing dx[k]
-    auto apply = [&](auto derivative) {
-        parallel_for(x.size(), 4, [&](size_t k) { pdx[k] = pdy[k] * derivative(px[k], py[k]); });
-    };
-    switch (act) {
-    case Activation::relu: apply([](float v, float) { return v > 0.0f ? 1.0f : 0.0f; }); break;
-    case Activation::leaky_relu: apply([](float v, float) { return v > 0.0f ? 1.0f : kLeakySlope; }); break;
-    case Activation::elu: apply([](float v, float out) { return v > 0.0f ? 1.0f : out + 1.0f; }); break;
-    case Activation::tanh: apply([](float, float out) { return 1.0f - out * out; }); break;
-    case Activation::softplus: apply([](float v, float) { return float(sigmoid(v)); }); break;
-    }
+    const size_t n = x.size(), block = 4096;
+    parallel_rows((n + block - 1) / block, 1, 4 * block, [&](size_t b0, size_t b1) {
+        const size_t k0 = b0 * block, k1 = std::min(n, b1 * block);
+        cpu_kernels::activation_backward_rows(act, px + k0, py + k0, pdy + k0, pdx + k0, nullptr,
+                                              k1 - k0, 0, 1);
+    });
 }
 
 // --- reductions -------------------------------------------------------------
@@ -331,7 +341,14 @@ double CpuBackend::sum_squares(const Tensor &x) {
 
 bool CpuBackend::all_finite(const Tensor &x) {
     const float *px = cpu_f32(x, "all_finite");
-    return reduce_all(x.size(), [&](size_t k) { return std::isfinite(px[k]) ? 0.0 : 1.0; }) == 0.0;
+    const size_t n = x.size();
+    const size_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
+    std::vector<char> ok(chunks, 1);
+    parallel_for(chunks, kReduceChunk, [&](size_t c) {
+        const size_t k0 = c * kReduceChunk, k1 = std::min(n, k0 + kReduceChunk);
+        ok[c] = cpu_kernels::all_finite_range(px + k0, k1 - k0);
+    });
+    return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
 }
 
 // --- coupling layers --------------------------------------------------------
@@ -363,17 +380,9 @@ void CpuBackend::affine_coupling_forward(const Tensor &x, const Tensor &mask, co
     check_same_shape(x, z, op);
     const CouplingArgs a = coupling_args(x, mask, h, scale, logdet, op);
     float *pz = cpu_f32(z, op), *pld = cpu_f32(logdet, op);
-    const size_t D = a.cols;
-    parallel_for(a.rows, 8 * D, [&](size_t i) {
-        const float *xi = a.in + i * D, *raw = a.h + i * 2 * D, *shift = raw + D;
-        float *zi = pz + i * D;
-        double ld = 0.0;
-        for (size_t j = 0; j < D; ++j) {
-            const CouplingScale c = coupling_scale(a.mask[j], a.scale[j], raw[j]);
-            zi[j] = a.mask[j] * xi[j] + c.free * (xi[j] * std::exp(c.s) + shift[j]);
-            ld += c.s;
-        }
-        pld[i] = float(pld[i] + ld);
+    parallel_rows(a.rows, 64, 8 * a.cols, [&](size_t r0, size_t r1) {
+        cpu_kernels::affine_coupling_rows(a.in, a.mask, a.h, a.scale, pz, pld, a.cols, r0, r1,
+                                          false);
     });
 }
 
@@ -383,17 +392,9 @@ void CpuBackend::affine_coupling_inverse(const Tensor &z, const Tensor &mask, co
     check_same_shape(z, x, op);
     const CouplingArgs a = coupling_args(z, mask, h, scale, logdet, op);
     float *px = cpu_f32(x, op), *pld = cpu_f32(logdet, op);
-    const size_t D = a.cols;
-    parallel_for(a.rows, 8 * D, [&](size_t i) {
-        const float *zi = a.in + i * D, *raw = a.h + i * 2 * D, *shift = raw + D;
-        float *xi = px + i * D;
-        double ld = 0.0;
-        for (size_t j = 0; j < D; ++j) {
-            const CouplingScale c = coupling_scale(a.mask[j], a.scale[j], raw[j]);
-            xi[j] = a.mask[j] * zi[j] + c.free * (zi[j] - shift[j]) * std::exp(-c.s);
-            ld += c.s;
-        }
-        pld[i] = float(pld[i] - ld);
+    parallel_rows(a.rows, 64, 8 * a.cols, [&](size_t r0, size_t r1) {
+        cpu_kernels::affine_coupling_rows(a.in, a.mask, a.h, a.scale, px, pld, a.cols, r0, r1,
+                                          true);
     });
 }
 
@@ -410,20 +411,19 @@ void CpuBackend::affine_coupling_backward(const Tensor &x, const Tensor &mask, c
     const float *pdz = cpu_f32(dz, op);
     float *pdx = cpu_f32(dx, op), *pdh = cpu_f32(dh, op), *pdscale = cpu_f32(dscale, op);
     const size_t D = a.cols;
-    const std::vector<double> grad_scale =
-        reduce_columns<1>(a.rows, D, [&](size_t i, size_t j, double *acc) {
-            const size_t k = i * D + j;
-            const float raw = a.h[i * 2 * D + j];
-            const CouplingScale c = coupling_scale(a.mask[j], a.scale[j], raw);
-            const float e = std::exp(c.s);
-            pdx[k] = pdz[k] * (a.mask[j] + c.free * e);
-            // dL/ds: through z = x e^s + t and through logdet += s.
-            const float ds = pdz[k] * c.free * a.in[k] * e + a.per_row[i];
-            pdh[i * 2 * D + j] = ds * c.free * a.scale[j] * (1.0f - c.tanh_raw * c.tanh_raw);
-            pdh[i * 2 * D + D + j] = pdz[k] * c.free;
-            *acc += double(ds) * c.free * c.tanh_raw;
-        });
-    for (size_t j = 0; j < D; ++j) pdscale[j] = float(pdscale[j] + grad_scale[j]);
+    // Fixed blocks of kReduceRows rows, partial sums added in block order.
+    const size_t blocks = (a.rows + kReduceRows - 1) / kReduceRows;
+    std::vector<double> partial(blocks * D, 0.0);
+    parallel_rows(a.rows, kReduceRows, 12 * D, [&](size_t r0, size_t r1) {
+        cpu_kernels::affine_coupling_backward_rows(a.in, a.mask, a.h, a.scale, pdz, a.per_row,
+                                                   pdx, pdh, &partial[r0 / kReduceRows * D], D,
+                                                   r0, r1);
+    });
+    for (size_t j = 0; j < D; ++j) {
+        double total = 0.0;
+        for (size_t b = 0; b < blocks; ++b) total += partial[b * D + j];
+        pdscale[j] = float(pdscale[j] + total);
+    }
 }
 
 void CpuBackend::additive_coupling(const Tensor &x, const Tensor &mask, const Tensor &t,
@@ -761,13 +761,26 @@ void CpuBackend::normal_log_prob_backward(const Tensor &z, const Tensor &dlogp, 
 }
 
 void CpuBackend::logistic_log_prob(const Tensor &z, Tensor &out) {
-    per_row_log_prob(z, out, "logistic_log_prob", logistic_log_density);
+    const char *op = "logistic_log_prob";
+    check_per_row(out, z, op);
+    const float *pz = cpu_f32(z, op);
+    float *po = cpu_f32(out, op);
+    const size_t D = z.cols();
+    parallel_rows(z.rows(), 64, 16 * D, [&](size_t r0, size_t r1) {
+        cpu_kernels::logistic_log_prob_rows(pz, po, D, r0, r1);
+    });
 }
 
 void CpuBackend::logistic_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz) {
-    // d/dz log Logistic(z) = 1 - 2 sigmoid(z) = -tanh(z / 2)
-    per_row_log_prob_backward(z, dlogp, dz, "logistic_log_prob_backward",
-                              [](float v) { return -std::tanh(0.5f * v); });
+    const char *op = "logistic_log_prob_backward";
+    check_same_shape(z, dz, op);
+    check_per_row(dlogp, z, op);
+    const float *pz = cpu_f32(z, op), *pdl = cpu_f32(dlogp, op);
+    float *pdz = cpu_f32(dz, op);
+    const size_t D = z.cols();
+    parallel_rows(z.rows(), 64, 8 * D, [&](size_t r0, size_t r1) {
+        cpu_kernels::logistic_log_prob_backward_rows(pz, pdl, pdz, D, r0, r1);
+    });
 }
 
 // --- random numbers ---------------------------------------------------------
@@ -813,12 +826,9 @@ void CpuBackend::adam_update(Tensor &param, const Tensor &grad, Tensor &m, Tenso
     const float step_size = float(lr / (1.0 - std::pow(double(beta1), double(step))));
     const float bias2_sqrt = float(std::sqrt(1.0 - std::pow(double(beta2), double(step))));
     const float decay = float(1.0 - double(lr) * decoupled_decay);
-    parallel_for(n, 16, [&](size_t k) {
-        // The L2 term sees the parameter the gradient was taken at.
-        const float g = pg[k] + l2 * pp[k];
-        pm[k] = beta1 * pm[k] + (1.0f - beta1) * g;
-        pv[k] = beta2 * pv[k] + (1.0f - beta2) * g * g;
-        pp[k] = pp[k] * decay - step_size * pm[k] / (std::sqrt(pv[k]) / bias2_sqrt + eps);
+    parallel_rows(n, 4096, 16, [&](size_t k0, size_t k1) {
+        cpu_kernels::adam_range(pp, pg, pm, pv, beta1, beta2, eps, l2, decay, step_size,
+                                bias2_sqrt, k0, k1);
     });
 }
 

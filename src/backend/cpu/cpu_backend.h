@@ -34,6 +34,8 @@ public:
 
     void gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a, const Tensor &b,
               float beta, Tensor &c) override;
+    void gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b, const Tensor &v,
+                   Tensor &c) override;
     void add_row_vector(Tensor &y, const Tensor &v) override;
     void sum_rows(const Tensor &x, Tensor &out, bool accumulate) override;
     void mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,
@@ -64,6 +66,15 @@ public:
                                   Tensor &dscale) override;
     void additive_coupling(const Tensor &x, const Tensor &mask, const Tensor &t,
                            float sign, Tensor &z) override;
+
+    // autoregressive flows (defined in cpu_autoregressive.cpp)
+    void mul_elementwise(const Tensor &a, const Tensor &b, Tensor &y, bool accumulate) override;
+    void made_affine_forward(const Tensor &x, const Tensor &h, Tensor &z,
+                             Tensor &logdet) override;
+    void made_affine_inverse(const Tensor &z, const Tensor &h, Tensor &x,
+                             Tensor *logdet, long column = -1) override;
+    void made_affine_backward(const Tensor &x, const Tensor &h, const Tensor &dz,
+                              const Tensor *dlogdet, Tensor &dx, Tensor &dh) override;
 
     void scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor &y) override;
     void scale_exp_backward(const Tensor &x, const Tensor &s, const Tensor &dz,
@@ -108,6 +119,30 @@ public:
                      uint64_t step) override;
     void sgd_update(Tensor &param, const Tensor &grad, Tensor &velocity, float lr,
                     float momentum, float l2, bool nesterov, bool first_step) override;
+
+    // --- planar, radial, mixture of Gaussians (cpu_glow.cpp) ------------
+    void planar_forward(const Tensor &x, const Tensor &w, const Tensor &u, const Tensor &b,
+                        Tensor &z, Tensor &logdet) override;
+    void planar_inverse(const Tensor &z, const Tensor &w, const Tensor &u, const Tensor &b,
+                        double tol, Tensor &x, Tensor &logdet) override;
+    void planar_backward(const Tensor &x, const Tensor &w, const Tensor &u, const Tensor &b,
+                         const Tensor &dz, const Tensor &dlogdet, Tensor &dx, Tensor &dw,
+                         Tensor &du, Tensor &db) override;
+    void radial_forward(const Tensor &x, const Tensor &x0, const Tensor &a, const Tensor &b,
+                        Tensor &z, Tensor &logdet) override;
+    void radial_inverse(const Tensor &z, const Tensor &x0, const Tensor &a, const Tensor &b,
+                        Tensor &x, Tensor &logdet) override;
+    void radial_backward(const Tensor &x, const Tensor &x0, const Tensor &a, const Tensor &b,
+                         const Tensor &dz, const Tensor &dlogdet, Tensor &dx, Tensor &dx0,
+                         Tensor &da, Tensor &db) override;
+    void mog_log_prob(const Tensor &z, const Tensor &logits, const Tensor &means,
+                      const Tensor &log_scales, Tensor &out) override;
+    void mog_log_prob_backward(const Tensor &z, const Tensor &logits, const Tensor &means,
+                               const Tensor &log_scales, const Tensor &dlogp, Tensor &dz,
+                               Tensor &dlogits, Tensor &dmeans, Tensor &dlog_scales) override;
+    void mog_sample(Tensor &z, const Tensor &logits, const Tensor &means,
+                    const Tensor &log_scales, uint64_t seed, uint64_t stream,
+                    float temperature) override;
 };
 
 } // namespace flow

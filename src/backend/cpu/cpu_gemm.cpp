@@ -1,16 +1,51 @@
-// CpuBackend::gemm, the only Eigen user: with EIGEN_USE_BLAS, Eigen forwards
-// large products to the system's sgemm and keeps tiny ones inline, which beats
-// calling BLAS for the 2-to-64-wide matrices of small flows.
+// CpuBackend::gemm. Products big enough for BLAS go straight to the system's
+// sgemm (OpenBLAS, whose kernels are chosen at run time for the CPU it runs
+// on): called directly rather than through Eigen's product, because Eigen
+// zeroes C before a beta = 0 product (one more pass over C) and always lets
+// the BLAS use every thread. Tiny products (the 2-to-8-wide matrices of small
+// flows) stay in Eigen's inline coefficient-based product, which beats a BLAS
+// call there. Only this file includes Eigen.
 #ifndef EIGEN_USE_BLAS
 #define EIGEN_USE_BLAS
 #endif
 #include <Eigen/Core>
+#include <omp.h>
+
+#include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
 
+// sgemm_ is declared by Eigen's BLAS header (EIGEN_USE_BLAS).
+
 namespace flow {
 
+namespace {
+
 using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// m * n * k below which Eigen's inline product wins over a BLAS call.
+constexpr double kTinyGemm = 32768.0;
+// m * n * k below which the product runs on one thread: splitting ~1 ms of
+// work or less costs more in wake-ups and barriers than it saves, and on a
+// busy machine a waiting thread can lose its core for a whole time slice.
+constexpr double kSerialGemm = 4.0 * 1024 * 1024;
+
+// Runs f with OpenMP (and so OpenBLAS, openmp flavour, which follows
+// omp_get_max_threads) limited to one thread on this thread.
+template <class F> void single_threaded(F &&f) {
+    const int threads = omp_get_max_threads();
+    if (threads == 1) return f();
+    omp_set_num_threads(1);
+    try {
+        f();
+    } catch (...) {
+        omp_set_num_threads(threads);
+        throw;
+    }
+    omp_set_num_threads(threads);
+}
+
+} // namespace
 
 void CpuBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
                       const Tensor &b, float beta, Tensor &c) {
@@ -21,19 +56,42 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
     const size_t n = trans_b ? b_rows : b_cols;
     cpu_check((trans_b ? b_cols : b_rows) == k, op, "inner dimensions differ");
     cpu_check(c.rows() == m && c.cols() == n, op, "output shape mismatch");
+    const float *pa = cpu_f32(a, op), *pb = cpu_f32(b, op);
+    float *pc = cpu_f32(c, op);
+    if (m == 0 || n == 0) return;
 
-    Eigen::Map<const RowMajor> A(cpu_f32(a, op), a_rows, a_cols);
-    Eigen::Map<const RowMajor> B(cpu_f32(b, op), b_rows, b_cols);
-    Eigen::Map<RowMajor> C(cpu_f32(c, op), m, n);
+    const double work = double(m) * double(n) * double(k);
+    const size_t int_max = size_t(2147483647);
+    const bool blas = work >= kTinyGemm && k >= 4 &&
+                      std::max({a_rows, a_cols, b_rows, b_cols}) <= int_max;
+    if (blas) {
+        // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T,
+        // and a row-major matrix is its transpose in column-major order.
+        const int M = int(n), N = int(m), K = int(k);
+        const int lda = int(std::max<size_t>(b_cols, 1)), ldb = int(std::max<size_t>(a_cols, 1));
+        const int ldc = int(n);
+        auto call = [&] {
+            sgemm_(trans_b ? "T" : "N", trans_a ? "T" : "N", &M, &N, &K, &alpha, pb, &lda, pa,
+                   &ldb, &beta, pc, &ldc);
+        };
+        if (work < kSerialGemm)
+            single_threaded(call);
+        else
+            call();
+        return;
+    }
 
+    Eigen::Map<const RowMajor> A(pa, a_rows, a_cols);
+    Eigen::Map<const RowMajor> B(pb, b_rows, b_cols);
+    Eigen::Map<RowMajor> C(pc, m, n);
     auto multiply = [&](const auto &op_a, const auto &op_b) {
         // Plain assignment for beta == 0: c's old contents (even NaN) are never read.
         if (beta == 0.0f) {
-            C.noalias() = alpha * op_a * op_b;
+            C.noalias() = alpha * op_a.lazyProduct(op_b);
             return;
         }
         if (beta != 1.0f) C *= beta;
-        C.noalias() += alpha * op_a * op_b;
+        C.noalias() += alpha * op_a.lazyProduct(op_b);
     };
     if (!trans_a && !trans_b)
         multiply(A, B);

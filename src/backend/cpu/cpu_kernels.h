@@ -1,0 +1,61 @@
+// The CPU backend's hot inner loops, compiled several times for different
+// instruction sets (AVX-512, AVX2+FMA, baseline x86-64) and picked at load
+// time by the dynamic loader (GCC target_clones / ifunc). The library itself
+// is built for plain x86-64, so it runs everywhere and is fast where it is
+// installed, not only where it was built.
+//
+// Each kernel works on a range of rows [r0, r1) so the caller can spread rows
+// over OpenMP threads; none of them starts threads itself. Per-column sums
+// are accumulated into `acc` in double, in row order, so results do not
+// depend on how rows are split as long as the caller's blocks are fixed.
+#pragma once
+
+#include <cstddef>
+
+#include "backend/backend.h"
+
+namespace flow::cpu_kernels {
+
+// Affine coupling (see Backend::affine_coupling_forward/inverse): rows of
+// x [n, D], h [n, 2D]; logdet[i] += sign * sum_j s (sign +1 forward, -1 inverse).
+void affine_coupling_rows(const float *in, const float *mask, const float *h,
+                          const float *scale, float *out, float *logdet, size_t D, size_t r0,
+                          size_t r1, bool inverse);
+// Affine coupling backward on rows [r0, r1); acc[j] += d(loss)/d(scale[j]).
+void affine_coupling_backward_rows(const float *x, const float *mask, const float *h,
+                                   const float *scale, const float *dz, const float *dlogdet,
+                                   float *dx, float *dh, double *acc, size_t D, size_t r0,
+                                   size_t r1);
+
+// y = act(x + bias) over rows [r0, r1) of [n, cols]; pre (nullable) receives x + bias.
+// x and pre may alias.
+void bias_activation_rows(Activation act, const float *x, const float *bias, float *pre,
+                          float *y, size_t cols, size_t r0, size_t r1);
+// dx = dy * act'(x) given x and y = act(x), over rows [r0, r1); when acc is
+// non-null, acc[j] += sum of dx[:, j] over these rows. dx may alias dy.
+void activation_backward_rows(Activation act, const float *x, const float *y, const float *dy,
+                              float *dx, double *acc, size_t cols, size_t r0, size_t r1);
+
+// Adam over elements [k0, k1) (see Backend::adam_update for the formula).
+void adam_range(float *p, const float *g, float *m, float *v, float beta1, float beta2,
+                float eps, float l2, float decay, float step_size, float bias2_sqrt, size_t k0,
+                size_t k1);
+
+// out[i] = sum_j log Logistic(z[i, j]) over rows [r0, r1) of [n, D] (summed in double).
+void logistic_log_prob_rows(const float *z, float *out, size_t D, size_t r0, size_t r1);
+// dz[i, j] = dlogp[i] * d/dz log Logistic(z[i, j]) over rows [r0, r1).
+void logistic_log_prob_backward_rows(const float *z, const float *dlogp, float *dz, size_t D,
+                                     size_t r0, size_t r1);
+
+// acc[j] += sum of x[i, j] over rows [r0, r1) of [n, cols], in row order.
+void column_sums_rows(const float *x, double *acc, size_t cols, size_t r0, size_t r1);
+// Whether x[0..n) holds no inf or NaN.
+bool all_finite_range(const float *x, size_t n);
+
+// Vectorizable float exp, tanh and sqrt used by the kernels (exposed for tests).
+float exp_approx(float x);
+float tanh_approx(float x);
+float sqrt_approx(float x);
+float log1p_unit_approx(float e); // log(1 + e), e in [0, 1]
+
+} // namespace flow::cpu_kernels

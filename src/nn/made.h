@@ -1,0 +1,72 @@
+// MADE (Germain et al. 2015): an MLP whose weights are multiplied by fixed
+// 0/1 masks so that output block k of dimension d sees only the inputs that
+// come before d in a chosen order. The masks follow the paper's
+// connectivity rule: input d has degree rank(d) + 1 (1..D), each hidden unit
+// gets a degree in [min degree of the previous layer, D - 1] drawn from
+// Philox(mask_seed), a unit connects to the units of the previous layer of
+// degree <= its own, and the outputs of d connect to the hidden units of the
+// last layer of degree < rank(d) + 1 (strictly lower).
+//
+// A context vector (conditional flows) enters the first hidden layer and the
+// output layer through dense (unmasked) linear maps: every unit sees all of
+// the context (the first dimension of the order has no hidden unit to see),
+// which keeps the outputs autoregressive in x.
+//
+// Parameters: per layer l "<name>.<l>.weight" [out, in] (masked entries are
+// stored but never used, and get zero gradient) and "<name>.<l>.bias";
+// "<name>.context.weight" [h0, C] and "<name>.context_out.weight"
+// [blocks * D, C] when there is a context. The last layer
+// starts at zero, so a fresh MADE outputs 0 everywhere.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/param_arena.h"
+
+namespace flow {
+
+struct MadeConfig {
+    std::vector<int> order;      // order[k] = the dimension modelled k-th
+    std::vector<size_t> hidden;  // widths (may be empty: one masked layer)
+    Activation activation = Activation::relu;
+    size_t context_dim = 0;
+    uint64_t mask_seed = 0;      // draws the hidden degrees
+    size_t blocks = 2;           // outputs per dimension: out[:, b * D + d]
+};
+
+// The masks of a MADE as host 0/1 arrays, [out, in] row-major per layer
+// (layer 0 = input -> first hidden, last = -> outputs).
+std::vector<std::vector<float>> made_masks(const MadeConfig &config);
+
+class MadeNet {
+public:
+    MadeNet(Backend &backend, ParamArena &params, const std::string &name,
+            const MadeConfig &config);
+
+    size_t dim() const { return dim_; }
+    // out [n, blocks * D]; valid until the next forward(). context is [n, C]
+    // or ignored when the net has none.
+    const Tensor &forward(const ParamArena &params, const Tensor &x, const Tensor &context);
+    // From dy [n, blocks * D] after the last forward(): writes dx when
+    // non-null; adds the parameter gradients only when param_grads.
+    void backward(const ParamArena &params, const Tensor &dy, Tensor *dx, bool param_grads);
+    const Tensor &output() const { return out_; }
+
+private:
+    struct Layer {
+        size_t in, out, weight, bias;
+        Tensor mask, masked; // mask [out, in] (fixed), masked = weight * mask
+    };
+    size_t dim_, context_dim_;
+    Activation activation_;
+    std::vector<Layer> layers_;
+    size_t context_weight_ = 0, context_out_weight_ = 0;
+    Tensor input_, context_;            // handles of the last forward's inputs
+    std::vector<Tensor> pre_, act_;     // per hidden layer
+    Tensor out_, grad_a_, grad_b_;
+};
+
+} // namespace flow
