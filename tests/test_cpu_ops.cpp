@@ -21,6 +21,8 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/philox.h"
 #include "core/error.h"
+#include "model/param_arena.h"
+#include "nn/made.h"
 
 using namespace flow;
 using Vec = std::vector<float>;
@@ -1283,4 +1285,161 @@ Test(cpu_autoregressive, made_affine_backward_matches_finite_differences) {
         return dot(values(z), wz);
     };
     expect_grad(values(dh), loss0, h, 1e-3f, "made_affine dh without dlogdet");
+}
+
+// --- MADE mixture-of-Gaussians base (MADE MoG, MAF MoG) ----------------------
+
+// out[i] = sum_d log sum_c softmax_c N(z; mean, sigma^2), summed directly.
+static Ref made_mog_ref(const Vec &z, const Vec &h, size_t n, size_t D, size_t C) {
+    Ref out(n, 0.0);
+    for (size_t i = 0; i < n; ++i) {
+        const float *hi = h.data() + i * 3 * C * D;
+        for (size_t d = 0; d < D; ++d) {
+            double norm = 0, p = 0;
+            for (size_t c = 0; c < C; ++c) norm += std::exp(double(hi[c * D + d]));
+            for (size_t c = 0; c < C; ++c) {
+                const double s = std::exp(double(hi[(2 * C + c) * D + d]));
+                const double u = (z[i * D + d] - hi[(C + c) * D + d]) / s;
+                p += std::exp(double(hi[c * D + d])) / norm * std::exp(-0.5 * u * u) /
+                     (s * std::sqrt(2 * M_PI));
+            }
+            out[i] += std::log(p);
+        }
+    }
+    return out;
+}
+
+Test(cpu_made_mog, log_prob_and_backward_match_reference) {
+    const size_t n = 6, D = 3, C = 4;
+    const Vec z = random_vec(n * D, 401, -2.0f, 2.0f), h = random_vec(n * 3 * C * D, 402, -1.0f, 1.0f);
+    auto run = [&](const Vec &zv, const Vec &hv) {
+        Tensor out = filled({n}, 123.0f);
+        cpu().made_mog_log_prob(tensor({n, D}, zv), tensor({n, 3 * C * D}, hv), out);
+        return values(out);
+    };
+    expect_close(run(z, h), made_mog_ref(z, h, n, D, C), 1e-5, 1e-5, "made_mog_log_prob");
+    // one component: a Gaussian per dimension, the logits do not matter
+    const Vec h1 = random_vec(n * 3 * D, 403, -1.0f, 1.0f);
+    Tensor out1 = filled({n}, 0.0f);
+    cpu().made_mog_log_prob(tensor({n, D}, z), tensor({n, 3 * D}, h1), out1);
+    expect_close(values(out1), made_mog_ref(z, h1, n, D, 1), 1e-5, 1e-5, "made_mog_log_prob C=1");
+
+    const Vec w = random_vec(n, 404);
+    Tensor dz = filled({n, D}, 9.0f), dh = filled({n, 3 * C * D}, 9.0f);
+    cpu().made_mog_log_prob_backward(tensor({n, D}, z), tensor({n, 3 * C * D}, h), tensor({n}, w), dz,
+                                     dh);
+    expect_grad(values(dz), [&](const Vec &v) { return dot(run(v, h), w); }, z, 1e-3f, "made_mog dz");
+    expect_grad(values(dh), [&](const Vec &v) { return dot(run(z, v), w); }, h, 1e-3f, "made_mog dh");
+    cr_assert(throws_internal([&] {
+        Tensor o = filled({n}, 0.0f);
+        cpu().made_mog_log_prob(tensor({n, D}, z), tensor({n, 2 * D}, Vec(n * 2 * D)), o);
+    }));
+}
+
+Test(cpu_made_mog, sample_writes_one_column_from_its_philox_block) {
+    const size_t n = 400, D = 3, C = 2;
+    // component 0 of column 1 has weight sigmoid(1.5); means -3 / 3, scales 0.5 / 2
+    Vec h(n * 3 * C * D, 0.0f);
+    for (size_t i = 0; i < n; ++i) {
+        float *hi = h.data() + i * 3 * C * D;
+        hi[0 * D + 1] = 1.5f;
+        hi[(C + 0) * D + 1] = -3.0f;
+        hi[(C + 1) * D + 1] = 3.0f;
+        hi[(2 * C + 0) * D + 1] = std::log(0.5f);
+        hi[(2 * C + 1) * D + 1] = std::log(2.0f);
+    }
+    Tensor z = filled({n, D}, 7.0f);
+    cpu().made_mog_sample(z, tensor({n, 3 * C * D}, h), 1, 5, 9, 0.5f, nullptr, 0, 0);
+    const Vec zv = values(z);
+    const double w0 = 1.0 / (1.0 + std::exp(-1.5));
+    for (size_t i = 0; i < n; ++i) {
+        cr_assert(zv[i * D] == 7.0f && zv[i * D + 2] == 7.0f, "made_mog_sample wrote another column");
+        const PhiloxBlock b = philox4x32_10(5, 9, i * D + 1);
+        const bool first = philox_uniform(b.v[2]) < w0;
+        const double want = first ? -3.0 + 0.5 * 0.5 * philox_normal(b) : 3.0 + 0.5 * 2.0 * philox_normal(b);
+        cr_assert(std::fabs(zv[i * D + 1] - want) < 1e-5, "made_mog_sample row %zu: %g, expected %g", i,
+                  zv[i * D + 1], want);
+    }
+    cr_assert(throws_internal([&] { cpu().made_mog_sample(z, tensor({n, 3 * C * D}, h), 3, 5, 9, 1.0f, nullptr, 0, 0); }));
+    // member rows: only the rows of member 1 of 3 (values 1.x; 7.5 clamps to 2)
+    Vec member(n);
+    for (size_t i = 0; i < n; ++i) member[i] = i % 3 == 0 ? 1.25f : i % 3 == 1 ? 0.5f : 7.5f;
+    Tensor zm = filled({n, D}, 7.0f);
+    cpu().made_mog_sample(zm, tensor({n, 3 * C * D}, h), 1, 5, 9, 0.5f, nullptr, 0, 0);
+    const Vec all = values(zm);
+    Tensor zs = filled({n, D}, 7.0f);
+    const Tensor mt = tensor({n}, member);
+    cpu().made_mog_sample(zs, tensor({n, 3 * C * D}, h), 1, 5, 9, 0.5f, &mt, 3, 1);
+    const Vec some = values(zs);
+    for (size_t i = 0; i < n; ++i)
+        cr_assert(some[i * D + 1] == (i % 3 == 0 ? all[i * D + 1] : 7.0f), "member row %zu", i);
+}
+
+Test(cpu_made_mog, log_mean_exp_and_backward) {
+    const size_t K = 3, n = 5;
+    const Vec lp = random_vec(K * n, 421, -30.0f, 2.0f), w = random_vec(n, 422);
+    auto run = [&](const Vec &v) {
+        Tensor out = filled({n}, 0.0f);
+        cpu().log_mean_exp(tensor({K, n}, v), out);
+        return values(out);
+    };
+    Ref want(n);
+    for (size_t i = 0; i < n; ++i) {
+        double s = 0;
+        for (size_t k = 0; k < K; ++k) s += std::exp(double(lp[k * n + i]));
+        want[i] = std::log(s / K);
+    }
+    const Vec out = run(lp);
+    expect_close(out, want, 1e-5, 1e-5, "log_mean_exp");
+    Tensor dlp(cpu(), {K, n});
+    cpu().log_mean_exp_backward(tensor({K, n}, lp), tensor({n}, out), tensor({n}, w), dlp);
+    expect_grad(values(dlp), [&](const Vec &v) { return dot(run(v), w); }, lp, 1e-3f, "log_mean_exp dlp");
+}
+
+// The MADE MoG base's conditioner (a MadeNet with 3C outputs per dimension
+// and a context, as model/base_distribution.cpp builds it): every output
+// block of dimension d is bit-identical when an input of the same or a later
+// rank in the order moves, and the context reaches every output.
+Test(cpu_made_mog, conditioner_is_causal_in_every_block) {
+    const size_t D = 5, C = 3, n = 4, ctx = 2;
+    const std::vector<int> order = {2, 0, 3, 1, 4};
+    int rank[D];
+    for (size_t k = 0; k < D; ++k) rank[order[k]] = (int)k;
+    MadeConfig config;
+    config.order = order;
+    config.hidden = {12, 12};
+    config.activation = Activation::tanh;
+    config.context_dim = ctx;
+    config.mask_seed = 3;
+    config.blocks = 3 * C;
+    ParamArena params(true);
+    MadeNet net(cpu(), params, "base.made", config);
+    params.allocate(cpu(), 17);
+    cpu().upload(params.values(), random_vec(params.count(), 411).data()); // no zero layer
+    const Vec x = random_vec(n * D, 412, -2.0f, 2.0f), c = random_vec(n * ctx, 413);
+    auto run = [&](const Vec &xv, const Vec &cv) {
+        return values(net.forward(params, tensor({n, D}, xv), tensor({n, ctx}, cv)));
+    };
+    const Vec h = run(x, c);
+    size_t violations = 0, moved = 0;
+    for (size_t j = 0; j < D; ++j) {
+        Vec x2 = x;
+        for (size_t i = 0; i < n; ++i) x2[i * D + j] += 0.75f;
+        const Vec h2 = run(x2, c);
+        for (size_t i = 0; i < n; ++i)
+            for (size_t b = 0; b < 3 * C; ++b)
+                for (size_t d = 0; d < D; ++d) {
+                    const size_t k = i * 3 * C * D + b * D + d;
+                    if (rank[j] >= rank[d]) violations += h2[k] != h[k];
+                    else moved += h2[k] != h[k];
+                }
+    }
+    cr_assert_eq(violations, 0u, "%zu outputs see an input of the same or a later rank", violations);
+    cr_assert_gt(moved, 0u, "no output depends on an earlier input");
+    Vec c2 = c;
+    for (float &v : c2) v += 0.5f;
+    const Vec hc = run(x, c2);
+    size_t unchanged = 0;
+    for (size_t k = 0; k < h.size(); ++k) unchanged += hc[k] == h[k];
+    cr_assert_eq(unchanged, 0u, "%zu outputs ignore the context", unchanged);
 }

@@ -129,6 +129,37 @@ public:
     virtual void made_affine_backward(const Tensor &x, const Tensor &h, const Tensor &dz,
                                       const Tensor *dlogdet, Tensor &dx, Tensor &dh) = 0;
 
+    // --- MADE mixture-of-Gaussians base (MADE MoG, MAF MoG) ------------------
+    // Implemented for the CPU in cpu/cpu_made_mog.cpp. h [n, 3 C D] is a MADE's
+    // output (D = z.cols(), C = h.cols() / (3 D)) in blocks at columns b * D + d:
+    // logits (b = c), means (b = C + c), log-scales (b = 2 C + c) of component
+    // c of dimension d. Per-row sums and the log-sum-exps are in double.
+    //   out[i] = sum_d log sum_c softmax_c(logits[i, :, d]) N(z[i, d]; mean, exp(log_scale)^2)
+    virtual void made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out) = 0;
+    // Backward of made_mog_log_prob with per-row loss gradients dlogp: dz
+    // (overwritten) = dlogp[i] * d out[i] / dz through the direct path only
+    // (the path through h is the caller's), dh (overwritten) = dlogp[i] *
+    // d out[i] / dh.
+    virtual void made_mog_log_prob_backward(const Tensor &z, const Tensor &h,
+                                            const Tensor &dlogp, Tensor &dz, Tensor &dh) = 0;
+    // Writes z[:, column] only (the other columns keep their values): with
+    // the Philox block b of counter i * D + column (key seed, stream stream),
+    // component c is drawn from the softmax of the logits of (i, column) with
+    // the uniform of b.v[2], then z = mean + temperature * exp(log_scale) *
+    // N(0, 1), the normal from b.v[0], b.v[1] (as philox_normal). With
+    // member non-null (a per-row tensor), only the rows i with
+    // min(floor(member[i]), members - 1) == member_id are written.
+    virtual void made_mog_sample(Tensor &z, const Tensor &h, size_t column, uint64_t seed,
+                                 uint64_t stream, float temperature, const Tensor *member,
+                                 size_t members, size_t member_id) = 0;
+    // Ensembles: lp [K, n] holds K members' log-densities of n rows;
+    //   out[i] = log (1/K) sum_k exp(lp[k, i])   (in double)
+    virtual void log_mean_exp(const Tensor &lp, Tensor &out) = 0;
+    // dlp[k, i] = dout[i] * exp(lp[k, i] - out[i]) / K (overwritten), out
+    // the result of log_mean_exp(lp).
+    virtual void log_mean_exp_backward(const Tensor &lp, const Tensor &out, const Tensor &dout,
+                                       Tensor &dlp) = 0;
+
     // --- elementwise diagonal scaling (NICE) ------------------------------
     // y = x * exp(sign * s), s a row vector.
     virtual void scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor &y) = 0;

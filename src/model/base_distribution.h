@@ -17,21 +17,37 @@ namespace flow {
 class BaseDistribution {
 public:
     virtual ~BaseDistribution() = default;
+    // context is [n, C] for a conditional model, else undefined; only the
+    // "made_mog" base reads it.
     // out[i] = log pi(z_i)
-    virtual void log_prob(const ParamArena &params, const Tensor &z, Tensor &out) const = 0;
+    virtual void log_prob(const ParamArena &params, const Tensor &z, const Tensor &context,
+                          Tensor &out) const = 0;
     // dz = dlogp[i] * grad_z log pi(z_i); parameter gradients accumulate into
-    // params.grads().
-    virtual void log_prob_backward(const ParamArena &params, const Tensor &z, const Tensor &dlogp,
+    // params.grads(). Called right after log_prob() on the same z and
+    // context (a base may reuse that pass).
+    virtual void log_prob_backward(const ParamArena &params, const Tensor &z,
+                                   const Tensor &context, const Tensor &dlogp,
                                    Tensor &dz) const = 0;
+    // Selects the masks of the passes that follow: draw = the training step
+    // (>= 1) in flow_train_step, 0 for every other pass (the evaluation
+    // masks: draw 0, or the ensemble of draws 0..K-1). Only an agnostic
+    // "made_mog" base changes with it (its masks are a pure function of
+    // (mask_seed, draw), so a resumed run draws the same masks).
+    virtual void set_draw(uint64_t) const {}
     // Draws from stream `offset` of the sampling streams of seed.
-    virtual void sample(const ParamArena &params, Tensor &z, uint64_t seed, uint64_t offset,
-                        float temperature) const = 0;
+    virtual void sample(const ParamArena &params, const Tensor &context, Tensor &z,
+                        uint64_t seed, uint64_t offset, float temperature) const = 0;
 };
 
 // spec.base: "normal" (standard), "logistic" (standard, as in NICE) or "mog"
 // (spec.base_components diagonal Gaussians with learnable logits "base.logits"
 // [K], means "base.means" [K, D] and log-scales "base.log_scales" [K, D];
-// temperature scales the standard deviations, not the means).
-std::unique_ptr<BaseDistribution> make_base_distribution(const ModelSpec &spec, ParamArena &params);
+// temperature scales the standard deviations, not the means) or "made_mog"
+// (MADE MoG: per dimension d a mixture of spec.base_components Gaussians
+// whose logits, means and log-scales are outputs of one MADE "base.made"
+// (spec.base_made) at z_<d (and the context): log_prob and its backward in
+// one MADE pass, sampling in D passes; temperature scales the std).
+std::unique_ptr<BaseDistribution> make_base_distribution(Backend &backend, const ModelSpec &spec,
+                                                         ParamArena &params);
 
 } // namespace flow

@@ -44,13 +44,19 @@ void check_finite(const float *v, size_t rows, size_t cols, const char *what) {
                                                std::to_string(k % cols) + ")");
 }
 
+// The undefined tensor passed as the context of models without one.
+const Tensor &no_tensor() {
+    static const Tensor none;
+    return none;
+}
+
 } // namespace
 
 Model::Model(Backend &be, ModelSpec spec, uint64_t seed)
     : backend_(be), spec_(std::move(spec)), spec_json_(model_spec_json(spec_)), seed_(seed) {
     for (size_t k = 0; k < spec_.transforms.size(); ++k)
         transforms_.push_back(make_transform(be, params_, buffers_, spec_, k));
-    base_ = make_base_distribution(spec_, params_);
+    base_ = make_base_distribution(be, spec_, params_);
     // Two more than the transforms: evaluation passes ping-pong in acts_[1..2].
     acts_.resize(std::max<size_t>(transforms_.size() + 1, 3));
 }
@@ -139,13 +145,14 @@ static size_t eval_rows(const Backend &be, const ModelSpec &spec, bool forward) 
 
 void Model::log_prob(const float *x, const float *context, size_t n, float *out) {
     check_inputs(x, context, n, true);
+    base_->set_draw(0);
     const size_t step = eval_rows(backend_, spec_, true);
     for (size_t begin = 0; begin < n; begin += step) {
         size_t rows = std::min(step, n - begin);
         upload_rows(x, context, begin, rows);
         const Tensor &z = forward_pass({false, seed_, eval_noise_stream + begin});
         log_prob_.ensure(backend_, {rows});
-        base_->log_prob(params_, z, log_prob_);
+        base_->log_prob(params_, z, (spec_.context_dim ? context_ : no_tensor()), log_prob_);
         backend_.axpy(1.0f, logdet_, log_prob_);
         backend_.download(log_prob_, out + begin);
     }
@@ -181,11 +188,12 @@ void Model::sample(size_t n, const float *context, float temperature, uint64_t s
     check_inputs(nullptr, context, n, false);
     if (!(temperature > 0.0f) || !std::isfinite(temperature))
         fail(Status::invalid_argument, "temperature must be a finite number > 0");
+    base_->set_draw(0);
     for (size_t begin = 0; begin < n; begin += chunk_rows) {
         size_t rows = std::min(chunk_rows, n - begin);
         upload_rows(nullptr, context, begin, rows);
         input_.ensure(backend_, {rows, spec_.dim});
-        base_->sample(params_, input_, seed, begin, temperature);
+        base_->sample(params_, (spec_.context_dim ? context_ : no_tensor()), input_, seed, begin, temperature);
         // The chunk's noise is drawn; the transforms then run block by block
         // (context_ points at the block's rows meanwhile).
         const Tensor chunk_context = context_;
@@ -199,7 +207,7 @@ void Model::sample(size_t n, const float *context, float temperature, uint64_t s
             if (out_log_prob) {
                 // log p(x) = log pi(z) - log|det dx/dz|
                 log_prob_.ensure(backend_, {r});
-                base_->log_prob(params_, z, log_prob_);
+                base_->log_prob(params_, z, (spec_.context_dim ? context_ : no_tensor()), log_prob_);
                 backend_.axpy(-1.0f, logdet_, log_prob_);
                 backend_.download(log_prob_, out_log_prob + begin + b);
             }
@@ -215,10 +223,14 @@ double Model::loss_and_gradients(const float *x, const float *context, size_t n,
                                  uint64_t stream) {
     check_inputs(x, context, n, true);
     upload_rows(x, context, 0, n);
+    // Agnostic MADE bases: training step k uses the masks of draw k;
+    // flow_loss_grad (the evaluation stream) the evaluation masks (draw 0,
+    // or the ensemble of draws 0..K-1).
+    base_->set_draw(stream < eval_noise_stream ? stream : 0);
     const Tensor &z = forward_pass({true, seed_, stream});
 
     log_prob_.ensure(backend_, {n});
-    base_->log_prob(params_, z, log_prob_);
+    base_->log_prob(params_, z, (spec_.context_dim ? context_ : no_tensor()), log_prob_);
     backend_.axpy(1.0f, logdet_, log_prob_);
     double loss = -backend_.sum(log_prob_) / (double)n;
     if (!std::isfinite(loss))
@@ -229,7 +241,7 @@ double Model::loss_and_gradients(const float *x, const float *context, size_t n,
     backend_.fill(dlog_, -1.0f / (float)n);
     backend_.fill(params_.grads(), 0.0f);
     grad_a_.ensure(backend_, {n, spec_.dim});
-    base_->log_prob_backward(params_, z, dlog_, grad_a_);
+    base_->log_prob_backward(params_, z, (spec_.context_dim ? context_ : no_tensor()), dlog_, grad_a_);
     Tensor *dz = &grad_a_, *dx = &grad_b_;
     for (size_t k = transforms_.size(); k-- > 0;) {
         dx->ensure(backend_, {n, spec_.dim});

@@ -214,9 +214,10 @@ const std::vector<std::string> transform_types = {
 // made_affine: one Gaussian autoregressive layer (MAF or IAF) on a MADE.
 uint64_t made_stream(size_t index) { return 0x6d61646500000000ull + index; }
 
-void parse_made_affine(Fields &f, TransformSpec &t, const ModelSpec &m, size_t index,
-                       uint64_t seed) {
-    t.direction = f.string("direction", "maf", {"maf", "iaf"});
+// The MADE fields shared by made_affine and the made_mog base: hidden,
+// activation, order, mask_seed. `index` keys the random order and mask seed.
+void parse_made_net(Fields &f, TransformSpec &t, const ModelSpec &m, size_t index,
+                    uint64_t seed) {
     t.hidden = f.sizes("hidden", {64, 64}, max_width);
     t.activation = activation_from_name(f.string("activation", "relu", activation_names));
     const json *order = f.find("order");
@@ -249,8 +250,20 @@ void parse_made_affine(Fields &f, TransformSpec &t, const ModelSpec &m, size_t i
                       ? (uint64_t)f.size("mask_seed", 0, 0, 0xffffffffull)
                       : philox4x32_10(seed, made_stream(index), 0).v[0];
     if (m.context_dim && t.hidden.empty())
-        f.error("hidden", "a conditional made_affine needs a hidden layer");
+        f.error("hidden", "a conditional MADE needs a hidden layer");
 }
+
+void parse_made_affine(Fields &f, TransformSpec &t, const ModelSpec &m, size_t index,
+                       uint64_t seed) {
+    t.direction = f.string("direction", "maf", {"maf", "iaf"});
+    parse_made_net(f, t, m, index, seed);
+}
+
+const std::vector<std::string> agnostic_names = {"none", "order", "connectivity", "both"};
+
+// The made_mog base draws its random order and mask seed as if it were
+// transform number base_index (past every real transform).
+constexpr size_t base_index = max_transforms + 1;
 
 TransformSpec parse_transform(const json &j, const ModelSpec &m, size_t index, uint64_t seed) {
     Fields f(j, "transforms[" + std::to_string(index) + "]");
@@ -283,20 +296,32 @@ TransformSpec parse_transform(const json &j, const ModelSpec &m, size_t index, u
 }
 
 // {"type": ...} objects that name the base distribution ("mog" also takes
-// "components"); sets m.base_components.
-std::string parse_base(Fields &f, const std::string &fallback, ModelSpec &m) {
-    const json *b = f.find("base");
-    if (!b) return fallback;
-    Fields base(*b, "base");
+// "components"; "made_mog" components and the MADE fields); sets
+// m.base_components (and m.base_made).
+std::string parse_base_object(const json &b, ModelSpec &m, uint64_t seed) {
+    Fields base(b, "base");
     if (!base.has("type")) spec_error("base", "missing field \"type\"");
-    std::string type = base.string("type", "", {"normal", "logistic", "mog"});
-    if (type == "mog") {
-        m.base_components = base.size("components", 8, 1, 4096);
+    std::string type = base.string("type", "", {"normal", "logistic", "mog", "made_mog"});
+    if (type == "mog" || type == "made_mog") {
+        m.base_components = base.size("components", type == "mog" ? 8 : 10, 1, 4096);
         if (m.base_components * m.dim > max_dim_times_transforms)
             base.error("components", "make the model too large");
     }
+    if (type == "made_mog") {
+        parse_made_net(base, m.base_made, m, base_index, seed);
+        m.base_made.agnostic = base.string("agnostic", "none", agnostic_names);
+        m.base_made.ensemble = base.size("ensemble", 1, 1, 64);
+        if (m.base_made.ensemble > 1 && m.base_made.agnostic == "none")
+            base.error("ensemble", "needs \"agnostic\" training (with fixed masks every member is the same)");
+    }
     base.finish();
     return type;
+}
+
+std::string parse_base(Fields &f, const std::string &fallback, ModelSpec &m, uint64_t seed) {
+    const json *b = f.find("base");
+    if (!b) return fallback;
+    return parse_base_object(*b, m, seed);
 }
 
 void parse_dims(Fields &f, ModelSpec &m) {
@@ -318,7 +343,34 @@ ModelSpec expand_autoregressive_preset(Fields &f, const std::string &preset, uin
     std::string activation = f.string("activation", "relu", activation_names);
     std::string order = f.string("order", "alternate", {"alternate", "random"});
     bool batch_norm = !made && f.boolean("batch_norm", false);
-    m.base = parse_base(f, "normal", m);
+    // MADE MoG ("made" with components > 1) and MAF MoG ("maf" with
+    // components): a made_mog base (MADE MoG: no made_affine layers).
+    size_t components = 0;
+    if (preset != "iaf") {
+        if (f.has("components") && f.has("mog"))
+            f.error("mog", "give either \"components\" or \"mog\", not both");
+        components = f.has("mog") ? f.size("mog", 0, 1, 4096) : f.size("components", 0, 1, 4096);
+        if (made && components == 1) components = 0; // one Gaussian: plain MADE
+        if (components && f.has("base"))
+            f.error("base", "cannot be given with \"components\" (the base is made_mog)");
+    }
+    if (f.has("agnostic") && !components)
+        f.error("agnostic", "needs \"components\" (only the made_mog base trains agnostically)");
+    if (f.has("ensemble") && !components)
+        f.error("ensemble", "needs \"components\" (only the made_mog base has an ensemble)");
+    if (components) {
+        if (made) layers = 0;
+        json base = {{"type", "made_mog"},
+                     {"components", components},
+                     {"agnostic", f.string("agnostic", "none", agnostic_names)},
+                     {"ensemble", f.size("ensemble", 1, 1, 64)},
+                     {"order", order == "random" ? "random" : layers % 2 ? "reverse" : "natural"},
+                     {"hidden", hidden},
+                     {"activation", activation}};
+        m.base = parse_base_object(base, m, seed);
+    } else {
+        m.base = parse_base(f, "normal", m, seed);
+    }
     json transforms = json::array();
     if (f.has("dequantize"))
         transforms.push_back({{"type", "dequantize"},
@@ -358,7 +410,7 @@ ModelSpec expand_glow_preset(Fields &f, const std::string &preset, uint64_t seed
         activation = f.string("activation", "relu", activation_names);
         lu = f.boolean("lu", true);
     }
-    m.base = parse_base(f, "normal", m);
+    m.base = parse_base(f, "normal", m, seed);
     json transforms = json::array();
     for (size_t l = 0; l < layers; ++l) {
         if (!glow) {
@@ -397,7 +449,7 @@ ModelSpec expand_preset(Fields &f, uint64_t seed) {
     std::vector<size_t> hidden = f.sizes("hidden", {64, 64}, max_width);
     std::string activation = f.string("activation", "relu", activation_names);
     bool batch_norm = f.boolean("batch_norm", false);
-    m.base = parse_base(f, nice ? "logistic" : "normal", m);
+    m.base = parse_base(f, nice ? "logistic" : "normal", m, seed);
 
     json transforms = json::array();
     if (f.has("dequantize"))
@@ -445,7 +497,7 @@ ModelSpec parse_model_spec(const std::string &text, uint64_t seed) {
 
     ModelSpec m;
     parse_dims(f, m);
-    m.base = parse_base(f, "normal", m);
+    m.base = parse_base(f, "normal", m, seed);
     const json *transforms = f.find("transforms");
     if (!transforms || !transforms->is_array())
         spec_error("model", "field \"transforms\" must be a list (or give a \"preset\")");
@@ -496,10 +548,19 @@ std::string model_spec_json(const ModelSpec &m) {
         }
         transforms.push_back(j);
     }
+    json base = {{"type", m.base}};
+    if (m.base == "mog" || m.base == "made_mog") base["components"] = m.base_components;
+    if (m.base == "made_mog") {
+        base["order"] = m.base_made.order;
+        base["mask_seed"] = m.base_made.mask_seed;
+        base["hidden"] = m.base_made.hidden;
+        base["activation"] = activation_names[(size_t)m.base_made.activation];
+        base["agnostic"] = m.base_made.agnostic;
+        base["ensemble"] = m.base_made.ensemble;
+    }
     json out = {{"dim", m.dim},
                 {"context_dim", m.context_dim},
-                {"base", m.base == "mog" ? json{{"type", m.base}, {"components", m.base_components}}
-                                         : json{{"type", m.base}}},
+                {"base", base},
                 {"transforms", transforms}};
     return out.dump();
 }

@@ -33,6 +33,12 @@ struct TransformSpec {
     std::vector<int> order;
     uint64_t mask_seed = 0;
     std::string direction = "maf";
+    // made_mog base only: "none", "order", "connectivity" or "both": each
+    // training step draws the MADE's order and/or hidden degrees afresh
+    std::string agnostic = "none";
+    // made_mog base only: evaluation averages the density over this many
+    // mask draws (log-mean-exp); > 1 needs agnostic training
+    size_t ensemble = 1;
     // invertible_linear: LU-parameterized (perm = its fixed P) or a plain matrix
     bool lu = true;
 };
@@ -40,8 +46,11 @@ struct TransformSpec {
 struct ModelSpec {
     size_t dim = 0;
     size_t context_dim = 0;
-    std::string base = "normal"; // "normal", "logistic" or "mog"
-    size_t base_components = 0;  // "mog": number of mixture components
+    std::string base = "normal"; // "normal", "logistic", "mog" or "made_mog"
+    size_t base_components = 0;  // "mog", "made_mog": number of mixture components
+    // "made_mog": the MADE that outputs the mixture of each dimension (its
+    // order, mask_seed, hidden and activation; the other fields unused)
+    TransformSpec base_made;
     std::vector<TransformSpec> transforms;
 };
 

@@ -15,6 +15,26 @@ uint64_t degree_stream(size_t layer) { return 0x6d61646500000000ull + layer; }
 
 } // namespace
 
+MadeConfig made_draw(const MadeConfig &c, bool order, bool connectivity, uint64_t draw) {
+    MadeConfig out = c;
+    if (draw == 0) return out;
+    if (order) {
+        // Fisher-Yates with Philox draws (stream per draw)
+        const uint64_t stream = 0x6f72646500000000ull + draw;
+        const size_t n = c.order.size();
+        for (size_t j = 0; j < n; ++j) out.order[j] = (int)j;
+        for (size_t j = n; j > 1; --j) {
+            size_t k = (size_t)(philox_uniform(philox4x32_10(c.mask_seed, stream, j).v[0]) * (float)j);
+            std::swap(out.order[j - 1], out.order[k < j ? k : j - 1]);
+        }
+    }
+    if (connectivity) {
+        const PhiloxBlock b = philox4x32_10(c.mask_seed, 0x636f6e6e00000000ull + draw, 0);
+        out.mask_seed = ((uint64_t)b.v[1] << 32) | b.v[0];
+    }
+    return out;
+}
+
 std::vector<std::vector<float>> made_masks(const MadeConfig &c) {
     const size_t D = c.order.size();
     if (D == 0) fail(Status::internal, "made: empty order");
@@ -48,7 +68,7 @@ std::vector<std::vector<float>> made_masks(const MadeConfig &c) {
 }
 
 MadeNet::MadeNet(Backend &be, ParamArena &params, const std::string &name,
-                 const MadeConfig &c)
+                 const MadeConfig &c, InitFill out_bias_fill)
     : dim_(c.order.size()), context_dim_(c.context_dim), activation_(c.activation),
       pre_(c.hidden.size()), act_(c.hidden.size()) {
     std::vector<std::vector<float>> masks = made_masks(c);
@@ -63,7 +83,11 @@ MadeNet::MadeNet(Backend &be, ParamArena &params, const std::string &name,
         Layer layer{width, out, 0, 0, Tensor(be, {out, width}), Tensor(be, {out, width})};
         layer.weight = params.declare(name + "." + std::to_string(l) + ".weight", {out, width},
                                       init, bound);
-        layer.bias = params.declare(name + "." + std::to_string(l) + ".bias", {out}, init, bound);
+        layer.bias = last && out_bias_fill
+                         ? params.declare_custom(name + "." + std::to_string(l) + ".bias", {out},
+                                                 out_bias_fill)
+                         : params.declare(name + "." + std::to_string(l) + ".bias", {out}, init,
+                                          bound);
         be.upload(layer.mask, masks[l].data());
         layers_.push_back(std::move(layer));
         if (l == 0 && context_dim_ && !last)
@@ -79,6 +103,18 @@ MadeNet::MadeNet(Backend &be, ParamArena &params, const std::string &name,
     }
     if (context_dim_ && c.hidden.empty())
         fail(Status::spec, "spec: a conditional MADE needs at least one hidden layer");
+}
+
+void MadeNet::set_masks(const MadeConfig &c) {
+    if (c.order.size() != dim_) fail(Status::internal, "made: set_masks: wrong dimension");
+    std::vector<std::vector<float>> masks = made_masks(c);
+    if (masks.size() != layers_.size()) fail(Status::internal, "made: set_masks: wrong depth");
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        if (masks[l].size() != layers_[l].mask.size())
+            fail(Status::internal, "made: set_masks: wrong layer size");
+        layers_[l].mask.backend().upload(layers_[l].mask, masks[l].data());
+    }
+    masks_changed_ = true;
 }
 
 const Tensor &MadeNet::forward(const ParamArena &params, const Tensor &x,
@@ -118,8 +154,14 @@ void MadeNet::backward(const ParamArena &params, const Tensor &dy, Tensor *dx,
             // gradient arena starts every step at zero), so accumulating the
             // unmasked product and masking dW in place is the same.
             Tensor dw = params.grad(L.weight), db = params.grad(L.bias);
-            be.gemm(true, false, 1.0f, *grad, in, 1.0f, dw);
-            be.mul_elementwise(dw, L.mask, dw, false);
+            if (masks_changed_) {
+                dw_.ensure(be, {L.out, L.in});
+                be.gemm(true, false, 1.0f, *grad, in, 0.0f, dw_);
+                be.mul_elementwise(dw_, L.mask, dw, true);
+            } else {
+                be.gemm(true, false, 1.0f, *grad, in, 1.0f, dw);
+                be.mul_elementwise(dw, L.mask, dw, false);
+            }
             be.sum_rows(*grad, db, true);
             if (context_dim_ && (l == 0 || l + 1 == layers_.size())) {
                 Tensor dc = params.grad(l + 1 == layers_.size() ? context_out_weight_

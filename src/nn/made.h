@@ -37,14 +37,23 @@ struct MadeConfig {
     size_t blocks = 2;           // outputs per dimension: out[:, b * D + d]
 };
 
+// Order- and connectivity-agnostic training: draw `draw` of a MADE's order
+// and hidden degrees, a pure function of (c.order, c.mask_seed, draw). Draw 0
+// is c itself; a draw d > 0 replaces the order by a random permutation of
+// Philox(mask_seed) (when `order`) and the mask seed by one derived from
+// (mask_seed, d) (when `connectivity`).
+MadeConfig made_draw(const MadeConfig &c, bool order, bool connectivity, uint64_t draw);
+
 // The masks of a MADE as host 0/1 arrays, [out, in] row-major per layer
 // (layer 0 = input -> first hidden, last = -> outputs).
 std::vector<std::vector<float>> made_masks(const MadeConfig &config);
 
 class MadeNet {
 public:
+    // out_bias_fill, when set, initializes the output layer's bias (blocks *
+    // D values) instead of zeros (the MADE MoG base spreads its means).
     MadeNet(Backend &backend, ParamArena &params, const std::string &name,
-            const MadeConfig &config);
+            const MadeConfig &config, InitFill out_bias_fill = {});
 
     size_t dim() const { return dim_; }
     // out [n, blocks * D]; valid until the next forward(). context is [n, C]
@@ -54,6 +63,11 @@ public:
     // non-null; adds the parameter gradients only when param_grads.
     void backward(const ParamArena &params, const Tensor &dy, Tensor *dx, bool param_grads);
     const Tensor &output() const { return out_; }
+    // Replaces the masks by those of `config` (same sizes; another order or
+    // mask seed). Parameters keep their values. From then on backward()
+    // masks each weight gradient before adding it, so one step may
+    // accumulate the gradients of passes with different masks.
+    void set_masks(const MadeConfig &config);
 
 private:
     struct Layer {
@@ -66,7 +80,8 @@ private:
     size_t context_weight_ = 0, context_out_weight_ = 0;
     Tensor input_, context_;            // handles of the last forward's inputs
     std::vector<Tensor> pre_, act_;     // per hidden layer
-    Tensor out_, grad_a_, grad_b_;
+    Tensor out_, grad_a_, grad_b_, dw_;
+    bool masks_changed_ = false;
 };
 
 } // namespace flow

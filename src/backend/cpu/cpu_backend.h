@@ -120,6 +120,17 @@ public:
     void sgd_update(Tensor &param, const Tensor &grad, Tensor &velocity, float lr,
                     float momentum, float l2, bool nesterov, bool first_step) override;
 
+    // --- MADE mixture-of-Gaussians base (cpu_made_mog.cpp) --------------
+    void made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out) override;
+    void made_mog_log_prob_backward(const Tensor &z, const Tensor &h, const Tensor &dlogp,
+                                    Tensor &dz, Tensor &dh) override;
+    void made_mog_sample(Tensor &z, const Tensor &h, size_t column, uint64_t seed,
+                         uint64_t stream, float temperature, const Tensor *member,
+                         size_t members, size_t member_id) override;
+    void log_mean_exp(const Tensor &lp, Tensor &out) override;
+    void log_mean_exp_backward(const Tensor &lp, const Tensor &out, const Tensor &dout,
+                               Tensor &dlp) override;
+
     // --- planar, radial, mixture of Gaussians (cpu_glow.cpp) ------------
     void planar_forward(const Tensor &x, const Tensor &w, const Tensor &u, const Tensor &b,
                         Tensor &z, Tensor &logdet) override;
