@@ -496,7 +496,6 @@ Test(autoregressive, made_mog_spec_errors) {
         "{\"dim\":2,\"base\":{\"type\":\"made_mog\",\"agnostic\":\"sometimes\"},\"transforms\":[]}",
         "{\"dim\":2,\"base\":{\"type\":\"made_mog\",\"components\":0},\"transforms\":[]}",
         "{\"dim\":2,\"context_dim\":1,\"base\":{\"type\":\"made_mog\",\"hidden\":[]},\"transforms\":[]}",
-        "{\"preset\":\"made\",\"dim\":2,\"agnostic\":\"order\"}",   /* no components */
         "{\"preset\":\"maf\",\"dim\":2,\"ensemble\":2}",
         "{\"preset\":\"iaf\",\"dim\":2,\"components\":3}",         /* made / maf only */
         "{\"preset\":\"made\",\"dim\":2,\"components\":3,\"mog\":3}",
@@ -511,6 +510,12 @@ Test(autoregressive, made_mog_spec_errors) {
     flow_model *m = tu_model("{\"preset\":\"made\",\"dim\":2,\"components\":1}", 1);
     char *s = tu_spec(m);
     cr_assert(strstr(s, "made_affine") && !strstr(s, "made_mog"), "%s", s);
+    free(s);
+    flow_model_free(m);
+    /* ... unless it trains agnostically: a made_mog base of one component */
+    m = tu_model("{\"preset\":\"made\",\"dim\":2,\"agnostic\":\"order\"}", 1);
+    s = tu_spec(m);
+    cr_assert(!strstr(s, "made_affine") && strstr(s, "made_mog") && strstr(s, "\"components\":1"), "%s", s);
     free(s);
     flow_model_free(m);
 }

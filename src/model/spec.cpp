@@ -350,7 +350,11 @@ ModelSpec expand_autoregressive_preset(Fields &f, const std::string &preset, uin
         if (f.has("components") && f.has("mog"))
             f.error("mog", "give either \"components\" or \"mog\", not both");
         components = f.has("mog") ? f.size("mog", 0, 1, 4096) : f.size("components", 0, 1, 4096);
-        if (made && components == 1) components = 0; // one Gaussian: plain MADE
+        bool agnostic = f.has("agnostic") || f.has("ensemble");
+        // One Gaussian per dimension is the plain MADE layer, unless it
+        // trains agnostically: then it is a made_mog base of one component.
+        if (made && components == 1 && !agnostic) components = 0;
+        if (made && components == 0 && agnostic) components = 1;
         if (components && f.has("base"))
             f.error("base", "cannot be given with \"components\" (the base is made_mog)");
     }
