@@ -186,6 +186,22 @@ void parse_coupling(Fields &f, TransformSpec &t, const ModelSpec &m, size_t inde
     t.activation = activation_from_name(f.string("activation", "relu", activation_names));
 }
 
+// A JSON list holding each of 0..dim-1 exactly once (field `name` of f).
+std::vector<int> permutation_list(const Fields &f, const char *name, const json &v, size_t dim) {
+    const std::string wrong = "must list each of 0.." + std::to_string(dim - 1) + " once";
+    if (!v.is_array() || v.size() != dim) f.error(name, wrong);
+    std::vector<bool> seen(dim, false);
+    std::vector<int> out;
+    for (const json &e : v) {
+        if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<uint64_t>() >= dim ||
+            seen[e.get<size_t>()])
+            f.error(name, wrong);
+        seen[e.get<size_t>()] = true;
+        out.push_back(e.get<int>());
+    }
+    return out;
+}
+
 void parse_permutation(Fields &f, TransformSpec &t, const ModelSpec &m, size_t index,
                        uint64_t seed) {
     const json *perm = f.find("perm");
@@ -193,16 +209,7 @@ void parse_permutation(Fields &f, TransformSpec &t, const ModelSpec &m, size_t i
         t.perm = random_permutation(m.dim, seed, perm_stream(index));
         return;
     }
-    if (!perm->is_array() || perm->size() != m.dim)
-        f.error("perm", "must list each of 0.." + std::to_string(m.dim - 1) + " once");
-    std::vector<bool> seen(m.dim, false);
-    for (const json &e : *perm) {
-        if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<uint64_t>() >= m.dim ||
-            seen[e.get<size_t>()])
-            f.error("perm", "must list each of 0.." + std::to_string(m.dim - 1) + " once");
-        seen[e.get<size_t>()] = true;
-        t.perm.push_back(e.get<int>());
-    }
+    t.perm = permutation_list(f, "perm", *perm, m.dim);
 }
 
 const std::vector<std::string> transform_types = {
@@ -233,16 +240,7 @@ void parse_made_net(Fields &f, TransformSpec &t, const ModelSpec &m, size_t inde
                              "or a list of the dimensions in order)");
         }
     } else {
-        if (!order->is_array() || order->size() != m.dim)
-            f.error("order", "must list each of 0.." + std::to_string(m.dim - 1) + " once");
-        std::vector<bool> seen(m.dim, false);
-        for (const json &e : *order) {
-            if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<uint64_t>() >= m.dim ||
-                seen[e.get<size_t>()])
-                f.error("order", "must list each of 0.." + std::to_string(m.dim - 1) + " once");
-            seen[e.get<size_t>()] = true;
-            t.order.push_back(e.get<int>());
-        }
+        t.order = permutation_list(f, "order", *order, m.dim);
     }
     // The hidden degrees come from mask_seed; absent, it is drawn from the
     // model seed and written out in the expanded spec.
