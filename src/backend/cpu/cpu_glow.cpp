@@ -75,6 +75,12 @@ struct Radial {
         alpha = softplus(a);
         beta = -alpha + softplus(b);
     }
+    // |row - x0|, the radius every radial op starts from.
+    double radius(const float *row) const {
+        double r2 = 0;
+        for (size_t j = 0; j < D; ++j) r2 += (row[j] - x0[j]) * (row[j] - x0[j]);
+        return std::sqrt(r2);
+    }
     double logdet(double r) const {
         double h = 1.0 / (alpha + r);
         return (double)(D - 1) * std::log1p(beta * h) + std::log1p(alpha * beta * h * h);
@@ -198,9 +204,7 @@ void CpuBackend::radial_forward(const Tensor &x, const Tensor &x0, const Tensor 
     float *pz = z.f32(), *pl = logdet.f32();
     for (size_t i = 0; i < n; ++i) {
         const float *xi = px + i * D;
-        double r2 = 0;
-        for (size_t j = 0; j < D; ++j) r2 += (xi[j] - p.x0[j]) * (xi[j] - p.x0[j]);
-        const double r = std::sqrt(r2), h = 1.0 / (p.alpha + r);
+        const double r = p.radius(xi), h = 1.0 / (p.alpha + r);
         for (size_t j = 0; j < D; ++j) pz[i * D + j] = (float)(xi[j] + p.beta * h * (xi[j] - p.x0[j]));
         pl[i] += (float)p.logdet(r);
     }
@@ -216,9 +220,7 @@ void CpuBackend::radial_inverse(const Tensor &z, const Tensor &x0, const Tensor 
     float *px = x.f32(), *pl = logdet.f32();
     for (size_t i = 0; i < n; ++i) {
         const float *zi = pz + i * D;
-        double rz2 = 0;
-        for (size_t j = 0; j < D; ++j) rz2 += (zi[j] - p.x0[j]) * (zi[j] - p.x0[j]);
-        const double rz = std::sqrt(rz2);
+        const double rz = p.radius(zi);
         // r^2 + B r - alpha rz = 0, B = alpha + beta - rz: the positive root
         const double B = p.alpha + p.beta - rz, disc = std::sqrt(B * B + 4.0 * p.alpha * rz);
         const double r = B >= 0 ? 2.0 * p.alpha * rz / (B + disc) : 0.5 * (disc - B);
