@@ -1,0 +1,193 @@
+// The CUDA backend: cuBLAS for the GEMMs, our own kernels (cuda_launch.h) for
+// everything else. It lives in its own module, libflowlib_cuda.so, which
+// libflowlib.so loads on first use of FLOW_DEVICE_CUDA (backend/device.cpp),
+// so the core never links CUDA.
+//
+// Each host thread gets its own stream, cuBLAS handle and scratch buffer
+// (cuda_context()): models used from different threads never serialize on
+// one handle. Ops enqueue work on the calling thread's stream and return;
+// only downloads and reductions to the host wait for it.
+//
+// Where the ops live: cuda_memory.cu (memory, GEMM, the module's entry
+// point), cuda_dense.cu (row/column algebra, activations, reductions),
+// cuda_flows.cu (coupling, batch norm, preprocessing, bases, random numbers,
+// optimizers), cuda_autoregressive.cu, cuda_made_mog.cu and cuda_glow.cu as
+// on the CPU. Adding an op: declare it here, write its kernel with the
+// helpers of cuda_launch.h next to its kind, add it to the parity test.
+#pragma once
+
+#include <string>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_api.h"
+#include "core/error.h"
+
+namespace flow {
+
+struct CudaContext {
+    cudaStream_t stream = nullptr;
+    cublasHandle_t blas = nullptr;
+    void *scratch = nullptr; // device memory, see cuda_scratch
+    size_t scratch_bytes = 0;
+};
+
+// The calling thread's stream and cuBLAS handle (made on first use).
+CudaContext &cuda_context();
+// A device buffer of at least `bytes` for this thread, valid until the next
+// call (the reductions of cuda_launch.h use it for their partial sums).
+void *cuda_scratch(size_t bytes);
+// Device -> host copy on this thread's stream, waiting for it to finish.
+void cuda_download_bytes(void *host, const void *device, size_t bytes);
+
+// Turns a CUDA error into Error(device), or Error(out_of_memory) for an
+// allocation failure, with CUDA's own text.
+void cuda_check(cudaError_t error, const char *what);
+void cublas_check(cublasStatus_t status, const char *what);
+
+// Shape and definedness checks: a failure is a bug of the calling layer.
+inline void cuda_require(bool ok, const char *op, const char *what) {
+    if (!ok) fail(Status::internal, std::string(op) + ": " + what);
+}
+
+// The float device pointer of t; an undefined tensor is a layer bug.
+inline float *cuda_f32(const Tensor &t, const char *op) {
+    cuda_require(t.defined(), op, "undefined tensor");
+    return t.f32();
+}
+
+class CudaBackend final : public Backend {
+public:
+    DeviceKind kind() const override { return DeviceKind::cuda; }
+
+    void *allocate(size_t bytes) override;
+    void release(void *ptr) noexcept override;
+    void upload(Tensor &dst, const void *host) override;
+    void download(const Tensor &src, void *host) override;
+    void copy(const Tensor &src, Tensor &dst) override;
+    void fill(Tensor &t, float value) override;
+
+    void gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a, const Tensor &b,
+              float beta, Tensor &c) override;
+    void gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b, const Tensor &v,
+                   Tensor &c) override;
+    void add_row_vector(Tensor &y, const Tensor &v) override;
+    void sum_rows(const Tensor &x, Tensor &out, bool accumulate) override;
+    void mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,
+                        bool accumulate) override;
+    void axpy(float alpha, const Tensor &x, Tensor &y) override;
+    void scale(Tensor &x, float alpha) override;
+    void concat_cols(const Tensor &a, const Tensor &b, Tensor &out) override;
+    void slice_cols(const Tensor &x, size_t begin, Tensor &out) override;
+    void gather_cols(const Tensor &x, const Tensor &index, Tensor &y) override;
+    void add_scalar(Tensor &y, float c) override;
+    void add_vector_sum(Tensor &per_row, const Tensor &v, float sign) override;
+
+    void activation_forward(Activation act, const Tensor &x, Tensor &y) override;
+    void activation_backward(Activation act, const Tensor &x, const Tensor &y,
+                             const Tensor &dy, Tensor &dx) override;
+
+    double sum(const Tensor &x) override;
+    double sum_squares(const Tensor &x) override;
+    bool all_finite(const Tensor &x) override;
+
+    void affine_coupling_forward(const Tensor &x, const Tensor &mask, const Tensor &h,
+                                 const Tensor &scale, Tensor &z, Tensor &logdet) override;
+    void affine_coupling_inverse(const Tensor &z, const Tensor &mask, const Tensor &h,
+                                 const Tensor &scale, Tensor &x, Tensor &logdet) override;
+    void affine_coupling_backward(const Tensor &x, const Tensor &mask, const Tensor &h,
+                                  const Tensor &scale, const Tensor &dz,
+                                  const Tensor &dlogdet, Tensor &dx, Tensor &dh,
+                                  Tensor &dscale) override;
+    void additive_coupling(const Tensor &x, const Tensor &mask, const Tensor &t,
+                           float sign, Tensor &z) override;
+
+    // autoregressive flows (cuda_autoregressive.cu)
+    void mul_elementwise(const Tensor &a, const Tensor &b, Tensor &y, bool accumulate) override;
+    void made_affine_forward(const Tensor &x, const Tensor &h, Tensor &z,
+                             Tensor &logdet) override;
+    void made_affine_inverse(const Tensor &z, const Tensor &h, Tensor &x,
+                             Tensor *logdet, long column = -1) override;
+    void made_affine_backward(const Tensor &x, const Tensor &h, const Tensor &dz,
+                              const Tensor *dlogdet, Tensor &dx, Tensor &dh) override;
+
+    void scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor &y) override;
+    void scale_exp_backward(const Tensor &x, const Tensor &s, const Tensor &dz,
+                            const Tensor &dlogdet, Tensor &dx, Tensor &ds) override;
+
+    void batch_norm_stats(const Tensor &x, Tensor &mean, Tensor &var) override;
+    void batch_norm_forward(const Tensor &x, const Tensor &mean, const Tensor &var,
+                            const Tensor &log_gamma, const Tensor &beta, float eps,
+                            Tensor &z, Tensor &logdet) override;
+    void batch_norm_inverse(const Tensor &z, const Tensor &mean, const Tensor &var,
+                            const Tensor &log_gamma, const Tensor &beta, float eps,
+                            Tensor &x, Tensor &logdet) override;
+    void batch_norm_backward(const Tensor &x, const Tensor &mean, const Tensor &var,
+                             const Tensor &log_gamma, float eps, bool batch_stats,
+                             const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
+                             Tensor &dlog_gamma, Tensor &dbeta) override;
+    void batch_norm_update_running(const Tensor &mean, const Tensor &var, float momentum,
+                                   size_t n, Tensor &running_mean,
+                                   Tensor &running_var) override;
+
+    void dequantize_forward(const Tensor &x, float levels, uint64_t seed, uint64_t stream,
+                            Tensor &y) override;
+    void dequantize_inverse(const Tensor &y, float levels, Tensor &x) override;
+    void logit_forward(const Tensor &x, float alpha, Tensor &z, Tensor &logdet) override;
+    void logit_inverse(const Tensor &z, float alpha, Tensor &x, Tensor &logdet) override;
+    void logit_backward(const Tensor &x, float alpha, const Tensor &dz,
+                        const Tensor &dlogdet, Tensor &dx) override;
+
+    void normal_log_prob(const Tensor &z, Tensor &out) override;
+    void normal_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz) override;
+    void logistic_log_prob(const Tensor &z, Tensor &out) override;
+    void logistic_log_prob_backward(const Tensor &z, const Tensor &dlogp,
+                                    Tensor &dz) override;
+
+    void fill_normal(Tensor &t, uint64_t seed, uint64_t stream, float stddev) override;
+    void fill_logistic(Tensor &t, uint64_t seed, uint64_t stream, float scale) override;
+    void fill_uniform(Tensor &t, uint64_t seed, uint64_t stream, float lo,
+                      float hi) override;
+
+    void adam_update(Tensor &param, const Tensor &grad, Tensor &m, Tensor &v, float lr,
+                     float beta1, float beta2, float eps, float l2, float decoupled_decay,
+                     uint64_t step) override;
+    void sgd_update(Tensor &param, const Tensor &grad, Tensor &velocity, float lr,
+                    float momentum, float l2, bool nesterov, bool first_step) override;
+
+    // --- MADE mixture-of-Gaussians base (cuda_made_mog.cu) --------------
+    void made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out) override;
+    void made_mog_log_prob_backward(const Tensor &z, const Tensor &h, const Tensor &dlogp,
+                                    Tensor &dz, Tensor &dh) override;
+    void made_mog_sample(Tensor &z, const Tensor &h, size_t column, uint64_t seed,
+                         uint64_t stream, float temperature, const Tensor *member,
+                         size_t members, size_t member_id) override;
+    void log_mean_exp(const Tensor &lp, Tensor &out) override;
+    void log_mean_exp_backward(const Tensor &lp, const Tensor &out, const Tensor &dout,
+                               Tensor &dlp) override;
+
+    // --- planar, radial, mixture of Gaussians (cuda_glow.cu) ------------
+    void planar_forward(const Tensor &x, const Tensor &w, const Tensor &u, const Tensor &b,
+                        Tensor &z, Tensor &logdet) override;
+    void planar_inverse(const Tensor &z, const Tensor &w, const Tensor &u, const Tensor &b,
+                        double tol, Tensor &x, Tensor &logdet) override;
+    void planar_backward(const Tensor &x, const Tensor &w, const Tensor &u, const Tensor &b,
+                         const Tensor &dz, const Tensor &dlogdet, Tensor &dx, Tensor &dw,
+                         Tensor &du, Tensor &db) override;
+    void radial_forward(const Tensor &x, const Tensor &x0, const Tensor &a, const Tensor &b,
+                        Tensor &z, Tensor &logdet) override;
+    void radial_inverse(const Tensor &z, const Tensor &x0, const Tensor &a, const Tensor &b,
+                        Tensor &x, Tensor &logdet) override;
+    void radial_backward(const Tensor &x, const Tensor &x0, const Tensor &a, const Tensor &b,
+                         const Tensor &dz, const Tensor &dlogdet, Tensor &dx, Tensor &dx0,
+                         Tensor &da, Tensor &db) override;
+    void mog_log_prob(const Tensor &z, const Tensor &logits, const Tensor &means,
+                      const Tensor &log_scales, Tensor &out) override;
+    void mog_log_prob_backward(const Tensor &z, const Tensor &logits, const Tensor &means,
+                               const Tensor &log_scales, const Tensor &dlogp, Tensor &dz,
+                               Tensor &dlogits, Tensor &dmeans, Tensor &dlog_scales) override;
+    void mog_sample(Tensor &z, const Tensor &logits, const Tensor &means,
+                    const Tensor &log_scales, uint64_t seed, uint64_t stream,
+                    float temperature) override;
+};
+
+} // namespace flow
