@@ -4,7 +4,7 @@
 //   flowlib_bench [--models realnvp,nice] [--dims 8,64] [--hidden 64,256]
 //                 [--batch 256,4096] [--threads 1,2] [--rounds 7]
 //                 [--round-time 0.25] [--ops train_step,log_prob,sample]
-//                 [--gemm] [--quick]
+//                 [--device cpu,cuda] [--gemm] [--quick]
 //   flowlib_bench --serve      (line protocol for bench/compare.py)
 //   flowlib_bench --check DIR  (writes a trained model + reference outputs
 //                               for bench/torch_reference.py --check DIR)
@@ -17,6 +17,12 @@
 // GEMMs), so it can be compared with the machine's sgemm rate (--gemm).
 // peak_rss_mb is the process's peak resident memory while the configuration
 // ran (VmHWM, reset per configuration where the kernel allows it).
+//
+// --device cuda runs each configuration on the GPU too (once: the thread
+// count does not apply), after the CPU when both are listed, and adds
+// speedup_vs_cpu (against the CPU run with the last --threads value). Every
+// timed call returns results to the host, so GPU times include the wait for
+// the device.
 //
 // Models: "realnvp" (K affine couplings), "nice" (K additive couplings +
 // diagonal scale), "realnvp_bn" (realnvp with batch norm between couplings),
@@ -35,6 +41,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -53,7 +60,10 @@ namespace {
 struct Config {
     std::string model = "realnvp";
     int dim = 8, hidden = 64, batch = 256, threads = 1, layers = 8;
+    flow_device device = FLOW_DEVICE_CPU;
 };
+
+const char *device_name(flow_device d) { return d == FLOW_DEVICE_CUDA ? "cuda" : "cpu"; }
 
 double now() {
     using clock = std::chrono::steady_clock;
@@ -140,7 +150,7 @@ struct Bench {
 
     explicit Bench(const Config &c) : config(c) {
         check(flow_set_num_threads(c.threads), "flow_set_num_threads");
-        check(flow_model_create(&model, spec_json(c).c_str(), FLOW_DEVICE_CPU, 42),
+        check(flow_model_create(&model, spec_json(c).c_str(), c.device, 42),
               "flow_model_create");
         x = bench_data(size_t(c.batch), size_t(c.dim));
         out.resize(x.size());
@@ -211,10 +221,49 @@ struct Options {
     std::vector<std::string> models{"realnvp", "nice"};
     std::vector<int> dims{8, 64}, hidden{64, 256}, batch{256, 4096}, threads{1, 2};
     std::vector<std::string> ops{"train_step", "log_prob", "sample"};
+    std::vector<flow_device> devices{FLOW_DEVICE_CPU};
     int rounds = 7, layers = 0; // 0: K = 8 couplings, 5 MADE layers
     double round_time = 0.25;
     bool gemm = false;
 };
+
+// Times every op of one configuration and prints its JSON lines. CPU times
+// go into cpu_seconds; GPU lines report their speed-up over them.
+void run_config(const Options &o, const Config &c, std::map<std::string, double> &cpu_seconds) {
+    reset_peak_rss();
+    Bench b(c);
+    for (const std::string &op : o.ops) {
+        // Warm-up, which also sizes the rounds.
+        long calls = 0;
+        double spent = 0.0;
+        while (calls < 2 || spent < std::min(0.1, 2 * o.round_time)) {
+            spent += b.run(op, 1);
+            ++calls;
+        }
+        const long per_round = std::max(1L, long(o.round_time / (spent / double(calls))));
+        std::vector<double> times;
+        for (int r = 0; r < o.rounds; ++r)
+            times.push_back(b.run(op, per_round) / double(per_round));
+        const double s = median(times);
+        const auto [lo, hi] = std::minmax_element(times.begin(), times.end());
+        std::string speedup;
+        if (c.device == FLOW_DEVICE_CPU)
+            cpu_seconds[op] = s;
+        else if (cpu_seconds.count(op))
+            speedup = ", \"speedup_vs_cpu\": " + std::to_string(cpu_seconds[op] / s);
+        std::printf("{\"impl\": \"flowlib\", \"device\": \"%s\", \"model\": \"%s\", \"dim\": %d, "
+                    "\"hidden\": %d, \"layers\": %d, \"batch\": %d, \"threads\": %d, "
+                    "\"op\": \"%s\", \"ms\": %.4f, \"samples_per_s\": %.1f, "
+                    "\"gflops\": %.2f, \"params\": %zu, \"rounds\": %d, "
+                    "\"calls_per_round\": %ld, \"spread\": %.3f, "
+                    "\"peak_rss_mb\": %.1f%s}\n",
+                    device_name(c.device), c.model.c_str(), c.dim, c.hidden, c.layers, c.batch,
+                    c.threads, op.c_str(), 1e3 * s, c.batch / s, flops_per_call(c, op) / s / 1e9,
+                    flow_model_param_count(b.model), o.rounds, per_round, (*hi - *lo) / s,
+                    peak_rss_mb(), speedup.c_str());
+        std::fflush(stdout);
+    }
+}
 
 void grid(const Options &o) {
     if (o.gemm) {
@@ -232,41 +281,16 @@ void grid(const Options &o) {
     for (const std::string &model : o.models)
         for (int dim : o.dims)
             for (int hidden : o.hidden)
-                for (int batch : o.batch)
-                    for (int threads : o.threads) {
-                        Config c{model, dim, hidden, batch, threads,
-                                 o.layers ? o.layers : autoregressive(model) ? 5 : 8};
-                        reset_peak_rss();
-                        Bench b(c);
-                        for (const std::string &op : o.ops) {
-                            // Warm-up, which also sizes the rounds.
-                            long calls = 0;
-                            double spent = 0.0;
-                            while (calls < 2 || spent < std::min(0.1, 2 * o.round_time)) {
-                                spent += b.run(op, 1);
-                                ++calls;
-                            }
-                            const long per_round =
-                                std::max(1L, long(o.round_time / (spent / double(calls))));
-                            std::vector<double> times;
-                            for (int r = 0; r < o.rounds; ++r)
-                                times.push_back(b.run(op, per_round) / double(per_round));
-                            const double s = median(times);
-                            const auto [lo, hi] = std::minmax_element(times.begin(), times.end());
-                            std::printf(
-                                "{\"impl\": \"flowlib\", \"model\": \"%s\", \"dim\": %d, "
-                                "\"hidden\": %d, \"layers\": %d, \"batch\": %d, \"threads\": %d, "
-                                "\"op\": \"%s\", \"ms\": %.4f, \"samples_per_s\": %.1f, "
-                                "\"gflops\": %.2f, \"params\": %zu, \"rounds\": %d, "
-                                "\"calls_per_round\": %ld, \"spread\": %.3f, "
-                                "\"peak_rss_mb\": %.1f}\n",
-                                model.c_str(), dim, hidden, c.layers, batch, threads, op.c_str(),
-                                1e3 * s, batch / s, flops_per_call(c, op) / s / 1e9,
-                                flow_model_param_count(b.model), o.rounds, per_round,
-                                (*hi - *lo) / s, peak_rss_mb());
-                            std::fflush(stdout);
+                for (int batch : o.batch) {
+                    std::map<std::string, double> cpu_seconds; // per op, last thread count
+                    for (flow_device device : o.devices)
+                        for (int threads : o.threads) {
+                            if (device == FLOW_DEVICE_CUDA && threads != o.threads.front()) continue;
+                            Config c{model, dim, hidden, batch, threads,
+                                     o.layers ? o.layers : autoregressive(model) ? 5 : 8, device};
+                            run_config(o, c, cpu_seconds);
                         }
-                    }
+                }
 }
 
 // Line protocol, one reply line per command:
@@ -362,7 +386,7 @@ void usage() {
     std::fprintf(stderr,
                  "usage: flowlib_bench [--models M,..] [--dims D,..] [--hidden H,..] "
                  "[--batch N,..] [--threads T,..] [--layers K] [--ops OP,..] [--rounds R] "
-                 "[--round-time S] [--gemm] [--quick] | --serve | --check DIR\n");
+                 "[--round-time S] [--device cpu,cuda] [--gemm] [--quick] | --serve | --check DIR\n");
     std::exit(2);
 }
 
@@ -384,6 +408,13 @@ int main(int argc, char **argv) {
         else if (a == "--batch") o.batch = split_ints(value());
         else if (a == "--threads") o.threads = split_ints(value());
         else if (a == "--ops") o.ops = split(value());
+        else if (a == "--device") {
+            o.devices.clear();
+            for (const std::string &d : split(value())) {
+                if (d != "cpu" && d != "cuda") usage();
+                o.devices.push_back(d == "cuda" ? FLOW_DEVICE_CUDA : FLOW_DEVICE_CPU);
+            }
+        }
         else if (a == "--layers") o.layers = std::atoi(value().c_str());
         else if (a == "--rounds") o.rounds = std::max(1, std::atoi(value().c_str()));
         else if (a == "--round-time") o.round_time = std::atof(value().c_str());

@@ -116,7 +116,13 @@ FLOW_API const char *flow_status_string(flow_status s);
 FLOW_API const char *flow_last_error(void);
 
 /* 1 if models can be created on device d in this process, else 0. Never
- * prints, never fails. */
+ * prints, never fails. FLOW_DEVICE_CUDA: the first call loads the CUDA
+ * backend, libflowlib_cuda.so, from the folder libflowlib.so is in (then
+ * the loader's search path; the environment variable FLOWLIB_CUDA_MODULE
+ * names another file) and asks the driver for a GPU; the answer is 0 where
+ * the module, the CUDA libraries, the driver or a GPU is missing, and
+ * flow_model_create on that device then says which. Models on the GPU use
+ * device 0; each calling thread gets its own CUDA stream. */
 FLOW_API int flow_device_available(flow_device d);
 /* Threads used by the CPU backend, for every model in the process. 0 = all
  * cores. Errors: FLOW_ERR_INVALID_ARGUMENT if n < 0. */
