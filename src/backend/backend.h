@@ -35,6 +35,11 @@ public:
     virtual void download(const Tensor &src, void *host) = 0;
     virtual void copy(const Tensor &src, Tensor &dst) = 0; // same size
     virtual void fill(Tensor &t, float value) = 0;
+    // Waits until the work this thread queued has finished. A model calls it
+    // before returning from a call that leaves work queued (create, load,
+    // set_params, a train step), so the next call may come from another
+    // thread. Ops of synchronous backends are finished when they return.
+    virtual void synchronize() {}
 
     // --- dense algebra ----------------------------------------------------
     // c = alpha * op(a) * op(b) + beta * c, op = transpose when trans_*.

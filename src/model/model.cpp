@@ -65,6 +65,7 @@ std::unique_ptr<Model> Model::create(Backend &be, const std::string &spec_json, 
     std::unique_ptr<Model> m(new Model(be, parse_model_spec(spec_json, seed), seed));
     m->params_.allocate(be, seed);
     m->buffers_.allocate(be, seed);
+    be.synchronize();
     return m;
 }
 
@@ -73,6 +74,7 @@ void Model::get_params(float *out) const { backend_.download(params_.values(), o
 void Model::set_params(const float *values) {
     check_finite(values, 1, params_.count(), "parameters");
     backend_.upload(params_.values(), values);
+    backend_.synchronize();
 }
 
 void Model::check_inputs(const float *x, const float *context, size_t n, bool data) const {
@@ -263,6 +265,7 @@ double Model::train_step(const float *x, const float *context, size_t n) {
         t->commit_train_step_params(params_);
     }
     ++steps_;
+    backend_.synchronize();
     return loss;
 }
 
@@ -276,6 +279,7 @@ double Model::loss_grad(const float *x, const float *context, size_t n, float *p
 
 void Model::set_optimizer(const std::string &json) {
     optimizer_ = std::make_unique<Optimizer>(backend_, param_count(), parse_optimizer_config(json));
+    backend_.synchronize();
 }
 
 } // namespace flow

@@ -159,6 +159,7 @@ std::unique_ptr<Model> Model::load(Backend &be, const uint8_t *bytes, size_t len
             table.load_tensor(optimizer_second, m->optimizer_->second(), be);
     }
     table.finish();
+    be.synchronize();
     return m;
 }
 

@@ -65,6 +65,7 @@ public:
     void download(const Tensor &src, void *host) override;
     void copy(const Tensor &src, Tensor &dst) override;
     void fill(Tensor &t, float value) override;
+    void synchronize() override;
 
     void gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a, const Tensor &b,
               float beta, Tensor &c) override;

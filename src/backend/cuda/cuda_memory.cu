@@ -117,6 +117,10 @@ void CudaBackend::fill(Tensor &t, float value) {
     cuda_for_each(t.size(), [=] __device__(size_t i) { p[i] = value; });
 }
 
+void CudaBackend::synchronize() {
+    cuda_check(cudaStreamSynchronize(cuda_context().stream), "cudaStreamSynchronize");
+}
+
 // --- GEMM -----------------------------------------------------------------------
 
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLAS
