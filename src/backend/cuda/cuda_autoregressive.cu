@@ -1,23 +1,96 @@
-// PLACEHOLDER: being written. Every op here fails until it has its kernel.
+// CUDA ops of the autoregressive flows (MADE / MAF / IAF): masked weights and the Gaussian layer.
+#include <cmath>
+
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_launch.h"
 
 namespace flow {
 
+namespace {
+
+void check_made(const Tensor &x, const Tensor &h, const Tensor &out, const char *op) {
+    cuda_require(h.rows() == x.rows() && h.cols() == 2 * x.cols(), op, "h must be [n, 2D]");
+    cuda_require(out.rows() == x.rows() && out.cols() == x.cols(), op, "shape mismatch");
+}
+
+void check_per_row(const Tensor &p, const Tensor &matrix, const char *op) {
+    cuda_require(p.size() == matrix.rows(), op, "per-row tensor length != rows");
+}
+
+} // namespace
+
 void CudaBackend::mul_elementwise(const Tensor &a, const Tensor &b, Tensor &y, bool accumulate) {
-    fail(Status::unsupported, "mul_elementwise: not yet implemented on CUDA");
+    const char *op = "mul_elementwise";
+    cuda_require(a.size() == b.size() && a.size() == y.size(), op, "size mismatch");
+    const float *pa = cuda_f32(a, op), *pb = cuda_f32(b, op);
+    float *py = cuda_f32(y, op); // may alias pa or pb: element k is read before it is written
+    cuda_for_each(a.size(), [=] __device__(size_t k) {
+        py[k] = (accumulate ? py[k] : 0.0f) + pa[k] * pb[k];
+    });
 }
 
-void CudaBackend::made_affine_forward(const Tensor &x, const Tensor &h, Tensor &z, Tensor &logdet) {
-    fail(Status::unsupported, "made_affine_forward: not yet implemented on CUDA");
+// One thread per row: h's row holds mu then alpha, the log-det sums in double.
+void CudaBackend::made_affine_forward(const Tensor &x, const Tensor &h, Tensor &z,
+                                      Tensor &logdet) {
+    const char *op = "made_affine_forward";
+    check_made(x, h, z, op);
+    check_per_row(logdet, x, op);
+    const float *px = cuda_f32(x, op), *ph = cuda_f32(h, op);
+    float *pz = cuda_f32(z, op), *pl = cuda_f32(logdet, op);
+    const size_t D = x.cols();
+    cuda_for_each(x.rows(), [=] __device__(size_t i) {
+        const float *mu = ph + i * 2 * D, *alpha = mu + D;
+        double s = 0.0;
+        for (size_t j = 0; j < D; ++j) {
+            pz[i * D + j] = (px[i * D + j] - mu[j]) * expf(-alpha[j]);
+            s += alpha[j];
+        }
+        pl[i] -= (float)s;
+    });
 }
 
-void CudaBackend::made_affine_inverse(const Tensor &z, const Tensor &h, Tensor &x, Tensor *logdet, long column) {
-    fail(Status::unsupported, "made_affine_inverse: not yet implemented on CUDA");
+void CudaBackend::made_affine_inverse(const Tensor &z, const Tensor &h, Tensor &x,
+                                      Tensor *logdet, long column) {
+    const char *op = "made_affine_inverse";
+    check_made(z, h, x, op);
+    cuda_require(column < (long)z.cols(), op, "column out of range");
+    if (logdet) check_per_row(*logdet, z, op);
+    const float *pz = cuda_f32(z, op), *ph = cuda_f32(h, op);
+    float *px = cuda_f32(x, op), *pl = logdet ? cuda_f32(*logdet, op) : nullptr;
+    const size_t D = z.cols();
+    // The columns written: all, or only `column`.
+    const size_t j0 = column >= 0 ? (size_t)column : 0, j1 = column >= 0 ? j0 + 1 : D;
+    cuda_for_each(z.rows(), [=] __device__(size_t i) {
+        const float *mu = ph + i * 2 * D, *alpha = mu + D;
+        for (size_t j = j0; j < j1; ++j) px[i * D + j] = pz[i * D + j] * expf(alpha[j]) + mu[j];
+        if (pl) {
+            double s = 0.0;
+            for (size_t j = 0; j < D; ++j) s += alpha[j];
+            pl[i] += (float)s;
+        }
+    });
 }
 
-void CudaBackend::made_affine_backward(const Tensor &x, const Tensor &h, const Tensor &dz, const Tensor *dlogdet, Tensor &dx, Tensor &dh) {
-    fail(Status::unsupported, "made_affine_backward: not yet implemented on CUDA");
+void CudaBackend::made_affine_backward(const Tensor &x, const Tensor &h, const Tensor &dz,
+                                       const Tensor *dlogdet, Tensor &dx, Tensor &dh) {
+    const char *op = "made_affine_backward";
+    check_made(x, h, dz, op);
+    check_made(x, h, dx, op);
+    cuda_require(dh.rows() == x.rows() && dh.cols() == 2 * x.cols(), op, "dh must be [n, 2D]");
+    if (dlogdet) check_per_row(*dlogdet, x, op);
+    const float *px = cuda_f32(x, op), *ph = cuda_f32(h, op), *pdz = cuda_f32(dz, op);
+    const float *pdl = dlogdet ? cuda_f32(*dlogdet, op) : nullptr;
+    float *pdx = cuda_f32(dx, op), *pdh = cuda_f32(dh, op);
+    const size_t D = x.cols();
+    cuda_for_each(x.size(), [=] __device__(size_t k) {
+        const size_t i = k / D, j = k % D;
+        const float mu = ph[i * 2 * D + j], alpha = ph[i * 2 * D + D + j];
+        const float e = expf(-alpha);
+        const float z = (px[k] - mu) * e, g = pdz[k];
+        pdx[k] = g * e;
+        pdh[i * 2 * D + j] = -g * e;
+        pdh[i * 2 * D + D + j] = -g * z - (pdl ? pdl[i] : 0.0f);
+    });
 }
 
 } // namespace flow

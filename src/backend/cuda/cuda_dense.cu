@@ -1,67 +1,193 @@
-// PLACEHOLDER: being written. Every op here fails until it has its kernel.
+// CUDA ops of the dense algebra: row/column arithmetic, activations, reductions to the host.
+#include <cmath>
+
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_launch.h"
+#include "backend/philox.h"
 
 namespace flow {
 
+namespace {
+
+constexpr float kLeakySlope = 0.01f; // PyTorch's default negative_slope, as on the CPU
+
+void check_row_vector(const Tensor &v, const Tensor &matrix, const char *op) {
+    cuda_require(v.size() == matrix.cols(), op, "row vector length != columns");
+}
+
+// act(v), the CPU's definitions (cpu_kernels.cpp) with the device's own exp and tanh.
+FLOW_HD float activation_value(Activation act, float v) {
+    switch (act) {
+    case Activation::relu: return v > 0.0f ? v : 0.0f;
+    case Activation::leaky_relu: return v > 0.0f ? v : kLeakySlope * v;
+    case Activation::elu: return v > 0.0f ? v : expm1f(v);
+    case Activation::tanh: return tanhf(v);
+    case Activation::softplus: break;
+    }
+    return fmaxf(v, 0.0f) + log1pf(expf(-fabsf(v))); // softplus, stable at both ends
+}
+
+// act'(v) given out = act(v).
+FLOW_HD float activation_derivative(Activation act, float v, float out) {
+    switch (act) {
+    case Activation::relu: return v > 0.0f ? 1.0f : 0.0f;
+    case Activation::leaky_relu: return v > 0.0f ? 1.0f : kLeakySlope;
+    case Activation::elu: return v > 0.0f ? 1.0f : out + 1.0f;
+    case Activation::tanh: return 1.0f - out * out;
+    case Activation::softplus: break;
+    }
+    // softplus' = sigmoid(v), stable at both ends
+    const float e = expf(-fabsf(v));
+    const float s = 1.0f / (1.0f + e);
+    return v >= 0.0f ? s : e * s;
+}
+
+} // namespace
+
 void CudaBackend::add_row_vector(Tensor &y, const Tensor &v) {
-    fail(Status::unsupported, "add_row_vector: not yet implemented on CUDA");
+    const char *op = "add_row_vector";
+    check_row_vector(v, y, op);
+    float *py = cuda_f32(y, op);
+    const float *pv = cuda_f32(v, op);
+    const size_t cols = v.size();
+    cuda_for_each(y.size(), [=] __device__(size_t k) { py[k] += pv[k % cols]; });
 }
 
 void CudaBackend::sum_rows(const Tensor &x, Tensor &out, bool accumulate) {
-    fail(Status::unsupported, "sum_rows: not yet implemented on CUDA");
+    const char *op = "sum_rows";
+    check_row_vector(out, x, op);
+    const float *px = cuda_f32(x, op);
+    float *po = cuda_f32(out, op);
+    const size_t cols = out.size();
+    cuda_column_reduce(
+        x.rows(), cols, [=] __device__(size_t i, size_t j) { return (double)px[i * cols + j]; },
+        [=] __device__(size_t j, double total) {
+            po[j] = (float)((accumulate ? (double)po[j] : 0.0) + total);
+        });
 }
 
 void CudaBackend::mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y, bool accumulate) {
-    fail(Status::unsupported, "mul_row_vector: not yet implemented on CUDA");
+    const char *op = "mul_row_vector";
+    cuda_require(x.rows() == y.rows() && x.cols() == y.cols(), op, "shape mismatch");
+    check_row_vector(v, x, op);
+    const float *px = cuda_f32(x, op), *pv = cuda_f32(v, op);
+    float *py = cuda_f32(y, op);
+    const size_t cols = v.size();
+    cuda_for_each(x.size(), [=] __device__(size_t k) {
+        py[k] = (accumulate ? py[k] : 0.0f) + px[k] * pv[k % cols];
+    });
 }
 
 void CudaBackend::axpy(float alpha, const Tensor &x, Tensor &y) {
-    fail(Status::unsupported, "axpy: not yet implemented on CUDA");
+    cuda_require(x.size() == y.size(), "axpy", "size mismatch");
+    const float *px = cuda_f32(x, "axpy");
+    float *py = cuda_f32(y, "axpy");
+    cuda_for_each(x.size(), [=] __device__(size_t k) { py[k] += alpha * px[k]; });
 }
 
 void CudaBackend::scale(Tensor &x, float alpha) {
-    fail(Status::unsupported, "scale: not yet implemented on CUDA");
+    float *px = cuda_f32(x, "scale");
+    cuda_for_each(x.size(), [=] __device__(size_t k) { px[k] *= alpha; });
 }
 
 void CudaBackend::concat_cols(const Tensor &a, const Tensor &b, Tensor &out) {
-    fail(Status::unsupported, "concat_cols: not yet implemented on CUDA");
+    const char *op = "concat_cols";
+    const size_t ca = a.cols(), cb = b.cols(), co = ca + cb;
+    cuda_require(a.rows() == b.rows() && out.rows() == a.rows() && out.cols() == co, op,
+                 "shape mismatch");
+    const float *pa = cuda_f32(a, op), *pb = cuda_f32(b, op);
+    float *po = cuda_f32(out, op);
+    cuda_for_each(out.size(), [=] __device__(size_t k) {
+        const size_t i = k / co, j = k % co;
+        po[k] = j < ca ? pa[i * ca + j] : pb[i * cb + (j - ca)];
+    });
 }
 
 void CudaBackend::slice_cols(const Tensor &x, size_t begin, Tensor &out) {
-    fail(Status::unsupported, "slice_cols: not yet implemented on CUDA");
+    const char *op = "slice_cols";
+    const size_t cx = x.cols(), co = out.cols();
+    cuda_require(x.rows() == out.rows() && begin <= cx && co <= cx - begin, op,
+                 "slice out of range");
+    const float *px = cuda_f32(x, op);
+    float *po = cuda_f32(out, op);
+    cuda_for_each(out.size(), [=] __device__(size_t k) {
+        po[k] = px[k / co * cx + begin + k % co];
+    });
 }
 
 void CudaBackend::gather_cols(const Tensor &x, const Tensor &index, Tensor &y) {
-    fail(Status::unsupported, "gather_cols: not yet implemented on CUDA");
+    const char *op = "gather_cols";
+    const size_t cx = x.cols(), cy = y.cols();
+    cuda_require(x.rows() == y.rows(), op, "row count mismatch");
+    check_row_vector(index, y, op);
+    cuda_require(index.defined() && index.dtype() == DType::i32, op, "index is not int32");
+    const int32_t *idx = index.i32();
+    const float *px = cuda_f32(x, op);
+    float *py = cuda_f32(y, op);
+    // The indices live on the device: checking them on the host (as the CPU
+    // does) would wait for the stream, so an index out of range gives NaN.
+    cuda_for_each(y.size(), [=] __device__(size_t k) {
+        const int32_t c = idx[k % cy];
+        py[k] = c >= 0 && (size_t)c < cx ? px[k / cy * cx + (size_t)c] : nanf("");
+    });
 }
 
 void CudaBackend::add_scalar(Tensor &y, float c) {
-    fail(Status::unsupported, "add_scalar: not yet implemented on CUDA");
+    float *py = cuda_f32(y, "add_scalar");
+    cuda_for_each(y.size(), [=] __device__(size_t k) { py[k] += c; });
 }
 
 void CudaBackend::add_vector_sum(Tensor &per_row, const Tensor &v, float sign) {
-    fail(Status::unsupported, "add_vector_sum: not yet implemented on CUDA");
+    const float *pv = cuda_f32(v, "add_vector_sum");
+    float *pr = cuda_f32(per_row, "add_vector_sum");
+    const size_t n = v.size();
+    // Every row sums v itself (a short row vector): no wait for the host.
+    cuda_for_each(per_row.size(), [=] __device__(size_t i) {
+        double total = 0.0;
+        for (size_t k = 0; k < n; ++k) total += pv[k];
+        pr[i] = (float)(pr[i] + sign * total);
+    });
 }
 
 void CudaBackend::activation_forward(Activation act, const Tensor &x, Tensor &y) {
-    fail(Status::unsupported, "activation_forward: not yet implemented on CUDA");
+    const char *op = "activation_forward";
+    cuda_require(x.size() == y.size(), op, "size mismatch");
+    const float *px = cuda_f32(x, op);
+    float *py = cuda_f32(y, op);
+    cuda_for_each(x.size(), [=] __device__(size_t k) { py[k] = activation_value(act, px[k]); });
 }
 
-void CudaBackend::activation_backward(Activation act, const Tensor &x, const Tensor &y, const Tensor &dy, Tensor &dx) {
-    fail(Status::unsupported, "activation_backward: not yet implemented on CUDA");
+void CudaBackend::activation_backward(Activation act, const Tensor &x, const Tensor &y,
+                                      const Tensor &dy, Tensor &dx) {
+    const char *op = "activation_backward";
+    cuda_require(x.size() == y.size() && x.size() == dy.size() && x.size() == dx.size(), op,
+                 "size mismatch");
+    const float *px = cuda_f32(x, op), *py = cuda_f32(y, op), *pdy = cuda_f32(dy, op);
+    float *pdx = cuda_f32(dx, op); // may alias pdy: element k reads dy[k] before writing dx[k]
+    cuda_for_each(x.size(), [=] __device__(size_t k) {
+        pdx[k] = pdy[k] * activation_derivative(act, px[k], py[k]);
+    });
 }
 
 double CudaBackend::sum(const Tensor &x) {
-    fail(Status::unsupported, "sum: not yet implemented on CUDA");
+    const float *px = cuda_f32(x, "sum");
+    return cuda_sum_to_host(x.size(), [=] __device__(size_t k) { return (double)px[k]; });
 }
 
 double CudaBackend::sum_squares(const Tensor &x) {
-    fail(Status::unsupported, "sum_squares: not yet implemented on CUDA");
+    const float *px = cuda_f32(x, "sum_squares");
+    return cuda_sum_to_host(x.size(), [=] __device__(size_t k) {
+        const double v = px[k];
+        return v * v;
+    });
 }
 
 bool CudaBackend::all_finite(const Tensor &x) {
-    fail(Status::unsupported, "all_finite: not yet implemented on CUDA");
+    const float *px = cuda_f32(x, "all_finite");
+    // Counts the elements that are inf or NaN (x * 0 is 0 only for finite x).
+    return cuda_sum_to_host(x.size(), [=] __device__(size_t k) {
+               return px[k] * 0.0f == 0.0f ? 0.0 : 1.0;
+           }) == 0.0;
 }
 
 } // namespace flow
