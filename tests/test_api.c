@@ -698,7 +698,13 @@ Test(api, numeric_failure_huge_params) {
     float *w = tu_get_params(m, &p);
     for (size_t i = 0; i < p; i++) w[i] = (i % 3 == 0) ? 1e30f : -1e30f;
     CHECK_OK(flow_model_set_params(m, w, p)); /* finite: accepted */
+    /* the model has never stepped, so it has no optimizer yet; a failed
+     * first step must not leave one behind (the saved bytes show it) */
+    size_t len0 = 0, len1 = 0;
+    CHECK_STATUS(flow_model_save_buffer(m, NULL, 0, &len0), FLOW_ERR_BUFFER_TOO_SMALL);
     check_numeric_step(m, NULL, X4, 4, "parameters 1e30");
+    CHECK_STATUS(flow_model_save_buffer(m, NULL, 0, &len1), FLOW_ERR_BUFFER_TOO_SMALL);
+    cr_assert_eq(len1, len0, "a failed first step changed the saved size (%zu -> %zu)", len0, len1);
     free(w);
     flow_model_free(m);
 }

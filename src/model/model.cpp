@@ -257,8 +257,9 @@ double Model::loss_and_gradients(const float *x, const float *context, size_t n,
 }
 
 double Model::train_step(const float *x, const float *context, size_t n) {
-    if (!optimizer_) optimizer_ = std::make_unique<Optimizer>(backend_, param_count(), OptimizerConfig());
     double loss = loss_and_gradients(x, context, n, steps_ + 1);
+    // Made only now: a first step that fails leaves the model as it was.
+    if (!optimizer_) optimizer_ = std::make_unique<Optimizer>(backend_, param_count(), OptimizerConfig());
     optimizer_->step(params_);
     for (auto &t : transforms_) {
         t->commit_train_step(buffers_);
