@@ -18,6 +18,9 @@
  * fresh coupling nets may start as the identity; models with batch norm take a
  * few training steps on shifted data so that their running statistics are
  * not the trivial (0, 1).
+ *
+ * Models live on TU_DEVICE (test_util.h): test_cuda_transforms.c runs this
+ * same file on the CUDA device.
  */
 #include "test_util.h"
 
@@ -600,7 +603,7 @@ ParameterizedTest(int *idx, transforms, save_load) {
     size_t len = 0;
     unsigned char *buf = tu_save(m, &len);
     flow_model *m2 = NULL;
-    CHECK_OK(flow_model_load_buffer(&m2, buf, len, FLOW_DEVICE_CPU));
+    CHECK_OK(flow_model_load_buffer(&m2, buf, len, TU_DEVICE));
     CHECK_OK(flow_log_prob(m2, x, NULL, n, lp2));
     cr_assert_eq(memcmp(lp1, lp2, sizeof lp1), 0, "%s: log_prob after load_buffer differs", t->name);
 

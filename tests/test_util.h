@@ -10,6 +10,11 @@
  *   tu_perturb_params       adds scale * N(0,1) to every parameter, so that
  *                           coupling nets whose last layer starts at zero are
  *                           no longer the identity.
+ *   TU_DEVICE               the device tu_model creates models on (define it
+ *                           before including this header; default CPU).
+ *   TU_CUDA_SUITE           defined before including this header: main() is
+ *                           the CUDA suites' (exit 77 with the reason when no
+ *                           CUDA device is available, Criterion otherwise).
  */
 #ifndef FLOWLIB_TEST_UTIL_H
 #define FLOWLIB_TEST_UTIL_H
@@ -24,6 +29,10 @@
 #include <string.h>
 
 #include "flowlib.h"
+
+#ifndef TU_DEVICE
+#define TU_DEVICE FLOW_DEVICE_CPU
+#endif
 
 #define CHECK_OK(expr)                                                        \
     do {                                                                      \
@@ -82,10 +91,11 @@ static inline size_t tu_below(tu_rng *r, size_t n) {
 
 static inline flow_model *tu_model(const char *spec, uint64_t seed) {
     flow_model *m = NULL;
-    flow_status st = flow_model_create(&m, spec, FLOW_DEVICE_CPU, seed);
+    flow_status st = flow_model_create(&m, spec, TU_DEVICE, seed);
     cr_assert_eq(st, FLOW_OK, "flow_model_create(%s) -> %s: %s", spec,
                  flow_status_string(st), flow_last_error());
     cr_assert_not_null(m);
+    cr_assert_eq(flow_model_device(m), TU_DEVICE);
     return m;
 }
 
@@ -139,5 +149,42 @@ static inline int tu_all_finite(const float *v, size_t n) {
         if (!isfinite(v[i])) return 0;
     return 1;
 }
+
+#ifdef TU_CUDA_SUITE
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* The CUDA suites' main: whether a CUDA device is available is asked in a
+ * child process (the reason when not: flow_model_create's error), so that
+ * the Criterion parent never initializes CUDA. */
+int main(int argc, char *argv[]) {
+    int fd[2];
+    if (pipe(fd) != 0) return printf("FAILED: pipe\n"), 1;
+    pid_t child = fork();
+    if (child == 0) {
+        char out[1024] = "1";
+        flow_model *m = NULL;
+        if (!flow_device_available(FLOW_DEVICE_CUDA) &&
+            flow_model_create(&m, "{\"dim\":1,\"transforms\":[]}", FLOW_DEVICE_CUDA, 0) != FLOW_OK)
+            snprintf(out, sizeof out, "0%s", flow_last_error());
+        flow_model_free(m);
+        _exit(write(fd[1], out, strlen(out)) != (ssize_t)strlen(out));
+    }
+    close(fd[1]);
+    char got[1024] = "";
+    ssize_t len = read(fd[0], got, sizeof got - 1);
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (len <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return printf("FAILED: the CUDA device check crashed\n"), 1;
+    got[len] = 0;
+    if (got[0] != '1') return printf("SKIPPED: no CUDA device for the CUDA suite: %s\n", got + 1), 77;
+    struct criterion_test_set *tests = criterion_initialize();
+    int result = 0;
+    if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);
+    criterion_finalize(tests);
+    return result;
+}
+#endif
 
 #endif /* FLOWLIB_TEST_UTIL_H */
