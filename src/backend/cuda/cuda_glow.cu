@@ -1,43 +1,263 @@
-// PLACEHOLDER: being written. Every op here fails until it has its kernel.
+// CUDA ops of the classic flows (planar, radial) and the mixture-of-Gaussians
+// base. The math is backend/glow_math.h, shared with the CPU: one thread per
+// row, per-op scalars computed once by a one-thread kernel (the parameters
+// are in device memory here), parameter gradients as per-row terms summed by
+// cuda_column_reduce and turned into the parameters' gradients by one thread.
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_launch.h"
+#include "backend/glow_math.h"
 
 namespace flow {
 
-void CudaBackend::planar_forward(const Tensor &x, const Tensor &w, const Tensor &u, const Tensor &b, Tensor &z, Tensor &logdet) {
-    fail(Status::unsupported, "planar_forward: not yet implemented on CUDA");
+namespace {
+
+void check_rows(const Tensor &x, const Tensor &y, const Tensor *per_row, const char *op) {
+    cuda_require(x.defined() && y.defined(), op, "undefined tensor");
+    cuda_require(x.rows() == y.rows() && x.cols() == y.cols(), op, "shape mismatch");
+    if (per_row) cuda_require(per_row->size() == x.rows(), op, "per-row size mismatch");
 }
 
-void CudaBackend::planar_inverse(const Tensor &z, const Tensor &w, const Tensor &u, const Tensor &b, double tol, Tensor &x, Tensor &logdet) {
-    fail(Status::unsupported, "planar_inverse: not yet implemented on CUDA");
+const float *param(const Tensor &t, size_t n, const char *op) {
+    cuda_require(t.defined() && t.size() == n, op, "parameter size mismatch");
+    return t.f32();
 }
 
-void CudaBackend::planar_backward(const Tensor &x, const Tensor &w, const Tensor &u, const Tensor &b, const Tensor &dz, const Tensor &dlogdet, Tensor &dx, Tensor &dw, Tensor &du, Tensor &db) {
-    fail(Status::unsupported, "planar_backward: not yet implemented on CUDA");
+// 8-byte words taken by `count` values of T.
+template <class T> size_t words(size_t count) { return (count * sizeof(T) + 7) / 8; }
+
+// A device workspace of `n` 8-byte words, freed with `holder` (the backward
+// ops keep data across cuda_column_reduce, which reuses cuda_scratch).
+double *workspace(Backend &backend, Tensor &holder, size_t n) {
+    holder = Tensor(backend, {2 * n});
+    return reinterpret_cast<double *>(holder.f32());
 }
 
-void CudaBackend::radial_forward(const Tensor &x, const Tensor &x0, const Tensor &a, const Tensor &b, Tensor &z, Tensor &logdet) {
-    fail(Status::unsupported, "radial_forward: not yet implemented on CUDA");
+// Per-op scalars into device memory at p, by one thread.
+void planar_to(glow::Planar *p, const Tensor &w, const Tensor &u, const Tensor &b, size_t D,
+               const char *op) {
+    const float *pw = param(w, D, op), *pu = param(u, D, op), *pb = param(b, 1, op);
+    cuda_for_each(1, [=] __device__(size_t) { *p = glow::planar_params(pw, pu, pb, D); });
 }
 
-void CudaBackend::radial_inverse(const Tensor &z, const Tensor &x0, const Tensor &a, const Tensor &b, Tensor &x, Tensor &logdet) {
-    fail(Status::unsupported, "radial_inverse: not yet implemented on CUDA");
+void radial_to(glow::Radial *p, const Tensor &x0, const Tensor &a, const Tensor &b, size_t D,
+               const char *op) {
+    const float *px0 = param(x0, D, op), *pa = param(a, 1, op), *pb = param(b, 1, op);
+    cuda_for_each(1, [=] __device__(size_t) { *p = glow::radial_params(px0, pa, pb, D); });
 }
 
-void CudaBackend::radial_backward(const Tensor &x, const Tensor &x0, const Tensor &a, const Tensor &b, const Tensor &dz, const Tensor &dlogdet, Tensor &dx, Tensor &dx0, Tensor &da, Tensor &db) {
-    fail(Status::unsupported, "radial_backward: not yet implemented on CUDA");
+size_t mog_size(const Tensor &logits, const char *op) {
+    cuda_require(logits.defined() && logits.size() > 0, op, "no components");
+    return logits.size();
 }
 
-void CudaBackend::mog_log_prob(const Tensor &z, const Tensor &logits, const Tensor &means, const Tensor &log_scales, Tensor &out) {
-    fail(Status::unsupported, "mog_log_prob: not yet implemented on CUDA");
+// The mixture with its log-weights written to log_pi [K] and inverse
+// variances to inv_var [K D] (device memory).
+glow::Mog mog_to(double *log_pi, double *inv_var, const Tensor &logits, const Tensor &means,
+                 const Tensor &log_scales, size_t D, const char *op) {
+    const size_t K = mog_size(logits, op);
+    const float *pl = param(logits, K, op), *pm = param(means, K * D, op);
+    const float *ps = param(log_scales, K * D, op);
+    cuda_for_each(1, [=] __device__(size_t) { glow::mog_log_weights(pl, K, log_pi); });
+    cuda_for_each(K * D, [=] __device__(size_t k) { inv_var[k] = glow::mog_inv_var(ps[k]); });
+    return glow::Mog{pm, ps, log_pi, inv_var, K, D};
 }
 
-void CudaBackend::mog_log_prob_backward(const Tensor &z, const Tensor &logits, const Tensor &means, const Tensor &log_scales, const Tensor &dlogp, Tensor &dz, Tensor &dlogits, Tensor &dmeans, Tensor &dlog_scales) {
-    fail(Status::unsupported, "mog_log_prob_backward: not yet implemented on CUDA");
+} // namespace
+
+// --- planar -------------------------------------------------------------------
+
+void CudaBackend::planar_forward(const Tensor &x, const Tensor &w, const Tensor &u,
+                                 const Tensor &b, Tensor &z, Tensor &logdet) {
+    const char *op = "planar_forward";
+    check_rows(x, z, &logdet, op);
+    const size_t n = x.rows(), D = x.cols();
+    auto *p = static_cast<glow::Planar *>(cuda_scratch(sizeof(glow::Planar)));
+    planar_to(p, w, u, b, D, op);
+    const float *px = x.f32();
+    float *pz = z.f32(), *pl = logdet.f32();
+    cuda_for_each(n, [=] __device__(size_t i) {
+        const glow::Planar q = *p;
+        pl[i] += (float)glow::planar_forward_row(q, px + i * D, pz + i * D);
+    });
 }
 
-void CudaBackend::mog_sample(Tensor &z, const Tensor &logits, const Tensor &means, const Tensor &log_scales, uint64_t seed, uint64_t stream, float temperature) {
-    fail(Status::unsupported, "mog_sample: not yet implemented on CUDA");
+void CudaBackend::planar_inverse(const Tensor &z, const Tensor &w, const Tensor &u,
+                                 const Tensor &b, double tol, Tensor &x, Tensor &logdet) {
+    const char *op = "planar_inverse";
+    check_rows(z, x, &logdet, op);
+    const size_t n = z.rows(), D = z.cols();
+    auto *p = static_cast<glow::Planar *>(cuda_scratch(sizeof(glow::Planar)));
+    planar_to(p, w, u, b, D, op);
+    const float *pz = z.f32();
+    float *px = x.f32(), *pl = logdet.f32();
+    cuda_for_each(n, [=] __device__(size_t i) {
+        const glow::Planar q = *p;
+        pl[i] -= (float)glow::planar_inverse_row(q, tol, pz + i * D, px + i * D);
+    });
+}
+
+void CudaBackend::planar_backward(const Tensor &x, const Tensor &w, const Tensor &u,
+                                  const Tensor &b, const Tensor &dz, const Tensor &dlogdet,
+                                  Tensor &dx, Tensor &dw, Tensor &du, Tensor &db) {
+    const char *op = "planar_backward";
+    check_rows(x, dz, &dlogdet, op);
+    check_rows(x, dx, nullptr, op);
+    const size_t n = x.rows(), D = x.cols(), cols = glow::planar_param_count(D);
+    cuda_require(dw.size() == D && du.size() == D && db.size() == 1, op,
+                 "gradient size mismatch");
+    // workspace: the scalars | each row's PlanarRow | the column totals
+    const size_t at_rows = words<glow::Planar>(1), at_acc = at_rows + words<glow::PlanarRow>(n);
+    Tensor holder;
+    double *ws = workspace(*this, holder, at_acc + cols);
+    auto *p = reinterpret_cast<glow::Planar *>(ws);
+    auto *rows = reinterpret_cast<glow::PlanarRow *>(ws + at_rows);
+    double *acc = ws + at_acc;
+    planar_to(p, w, u, b, D, op);
+    const float *px = x.f32(), *pdz = dz.f32(), *pg = dlogdet.f32();
+    float *pdx = dx.f32(), *pdw = dw.f32(), *pdu = du.f32(), *pdb = db.f32();
+    cuda_for_each(n, [=] __device__(size_t i) {
+        const glow::Planar q = *p;
+        rows[i] = glow::planar_backward_row(q, px + i * D, pdz + i * D, pg[i], pdx + i * D);
+    });
+    cuda_column_reduce(
+        n, cols,
+        [=] __device__(size_t i, size_t col) -> double {
+            return glow::planar_param_term(rows[i], px + i * D, pdz + i * D, col, D);
+        },
+        [=] __device__(size_t col, double total) { acc[col] = total; });
+    cuda_for_each(1, [=] __device__(size_t) {
+        glow::planar_add_param_grads(*p, acc, pdw, pdu, pdb);
+    });
+}
+
+// --- radial -------------------------------------------------------------------
+
+void CudaBackend::radial_forward(const Tensor &x, const Tensor &x0, const Tensor &a,
+                                 const Tensor &b, Tensor &z, Tensor &logdet) {
+    const char *op = "radial_forward";
+    check_rows(x, z, &logdet, op);
+    const size_t n = x.rows(), D = x.cols();
+    auto *p = static_cast<glow::Radial *>(cuda_scratch(sizeof(glow::Radial)));
+    radial_to(p, x0, a, b, D, op);
+    const float *px = x.f32();
+    float *pz = z.f32(), *pl = logdet.f32();
+    cuda_for_each(n, [=] __device__(size_t i) {
+        const glow::Radial q = *p;
+        pl[i] += (float)glow::radial_forward_row(q, px + i * D, pz + i * D);
+    });
+}
+
+void CudaBackend::radial_inverse(const Tensor &z, const Tensor &x0, const Tensor &a,
+                                 const Tensor &b, Tensor &x, Tensor &logdet) {
+    const char *op = "radial_inverse";
+    check_rows(z, x, &logdet, op);
+    const size_t n = z.rows(), D = z.cols();
+    auto *p = static_cast<glow::Radial *>(cuda_scratch(sizeof(glow::Radial)));
+    radial_to(p, x0, a, b, D, op);
+    const float *pz = z.f32();
+    float *px = x.f32(), *pl = logdet.f32();
+    cuda_for_each(n, [=] __device__(size_t i) {
+        const glow::Radial q = *p;
+        pl[i] -= (float)glow::radial_inverse_row(q, pz + i * D, px + i * D);
+    });
+}
+
+void CudaBackend::radial_backward(const Tensor &x, const Tensor &x0, const Tensor &a,
+                                  const Tensor &b, const Tensor &dz, const Tensor &dlogdet,
+                                  Tensor &dx, Tensor &dx0, Tensor &da, Tensor &db) {
+    const char *op = "radial_backward";
+    check_rows(x, dz, &dlogdet, op);
+    check_rows(x, dx, nullptr, op);
+    const size_t n = x.rows(), D = x.cols(), cols = glow::radial_param_count(D);
+    cuda_require(dx0.size() == D && da.size() == 1 && db.size() == 1, op,
+                 "gradient size mismatch");
+    // workspace: the scalars | each row's RadialRow | the column totals
+    const size_t at_rows = words<glow::Radial>(1), at_acc = at_rows + words<glow::RadialRow>(n);
+    Tensor holder;
+    double *ws = workspace(*this, holder, at_acc + cols);
+    auto *p = reinterpret_cast<glow::Radial *>(ws);
+    auto *rows = reinterpret_cast<glow::RadialRow *>(ws + at_rows);
+    double *acc = ws + at_acc;
+    radial_to(p, x0, a, b, D, op);
+    const float *px = x.f32(), *pdz = dz.f32(), *pg = dlogdet.f32();
+    float *pdx = dx.f32(), *pdx0 = dx0.f32(), *pda = da.f32(), *pdb = db.f32();
+    cuda_for_each(n, [=] __device__(size_t i) {
+        const glow::Radial q = *p;
+        const float *xi = px + i * D, *dzi = pdz + i * D;
+        const glow::RadialRow r = glow::radial_backward_row(q, xi, dzi, pg[i]);
+        for (size_t j = 0; j < D; ++j) pdx[i * D + j] = (float)glow::radial_dx(q, r, xi, dzi, j);
+        rows[i] = r;
+    });
+    cuda_column_reduce(
+        n, cols,
+        [=] __device__(size_t i, size_t col) -> double {
+            return glow::radial_param_term(*p, rows[i], px + i * D, pdz + i * D, col);
+        },
+        [=] __device__(size_t col, double total) { acc[col] = total; });
+    cuda_for_each(1, [=] __device__(size_t) {
+        glow::radial_add_param_grads(*p, acc, pdx0, pda, pdb);
+    });
+}
+
+// --- mixture of Gaussians -----------------------------------------------------
+
+void CudaBackend::mog_log_prob(const Tensor &z, const Tensor &logits, const Tensor &means,
+                               const Tensor &log_scales, Tensor &out) {
+    const char *op = "mog_log_prob";
+    cuda_require(z.defined() && out.defined() && out.size() == z.rows(), op, "shape mismatch");
+    const size_t n = z.rows(), D = z.cols(), K = mog_size(logits, op);
+    // scratch: log_pi [K] | inv_var [K D] | each row's component log-densities [n K]
+    auto *ws = static_cast<double *>(cuda_scratch((K + K * D + n * K) * sizeof(double)));
+    const glow::Mog p = mog_to(ws, ws + K, logits, means, log_scales, D, op);
+    double *l = ws + K + K * D;
+    const float *pz = z.f32();
+    float *po = out.f32();
+    cuda_for_each(n, [=] __device__(size_t i) {
+        po[i] = (float)p.components(pz + i * D, l + i * K);
+    });
+}
+
+void CudaBackend::mog_log_prob_backward(const Tensor &z, const Tensor &logits,
+                                        const Tensor &means, const Tensor &log_scales,
+                                        const Tensor &dlogp, Tensor &dz, Tensor &dlogits,
+                                        Tensor &dmeans, Tensor &dlog_scales) {
+    const char *op = "mog_log_prob_backward";
+    check_rows(z, dz, &dlogp, op);
+    const size_t n = z.rows(), D = z.cols(), K = mog_size(logits, op);
+    cuda_require(dlogits.size() == K && dmeans.size() == K * D && dlog_scales.size() == K * D,
+                 op, "gradient size mismatch");
+    // workspace: log_pi [K] | inv_var [K D] | each row's responsibilities [n K]
+    Tensor holder;
+    double *ws = workspace(*this, holder, K + K * D + n * K);
+    const glow::Mog p = mog_to(ws, ws + K, logits, means, log_scales, D, op);
+    double *gamma = ws + K + K * D;
+    const float *pz = z.f32(), *pg = dlogp.f32();
+    float *pdz = dz.f32(), *pdl = dlogits.f32(), *pdm = dmeans.f32(), *pds = dlog_scales.f32();
+    cuda_for_each(n, [=] __device__(size_t i) {
+        glow::mog_backward_row(p, pz + i * D, pg[i], gamma + i * K, pdz + i * D);
+    });
+    cuda_column_reduce(
+        n, glow::mog_param_count(K, D),
+        [=] __device__(size_t i, size_t col) -> double {
+            return glow::mog_param_term(p, pz + i * D, pg[i], gamma + i * K, col);
+        },
+        [=] __device__(size_t col, double total) {
+            *glow::mog_param_slot(p, col, pdl, pdm, pds) += (float)total;
+        });
+}
+
+void CudaBackend::mog_sample(Tensor &z, const Tensor &logits, const Tensor &means,
+                             const Tensor &log_scales, uint64_t seed, uint64_t stream,
+                             float temperature) {
+    const char *op = "mog_sample";
+    cuda_require(z.defined(), op, "undefined tensor");
+    const size_t n = z.rows(), D = z.cols(), K = mog_size(logits, op);
+    auto *ws = static_cast<double *>(cuda_scratch((K + K * D) * sizeof(double)));
+    const glow::Mog p = mog_to(ws, ws + K, logits, means, log_scales, D, op);
+    float *pz = z.f32();
+    cuda_for_each(n, [=] __device__(size_t i) {
+        glow::mog_sample_row(p, seed, stream, temperature, i, pz + i * D);
+    });
 }
 
 } // namespace flow
