@@ -29,6 +29,8 @@ struct CudaContext {
     cublasHandle_t blas = nullptr;
     void *scratch = nullptr; // device memory, see cuda_scratch
     size_t scratch_bytes = 0;
+    void *workspace = nullptr; // device memory, see cuda_workspace
+    size_t workspace_bytes = 0;
 };
 
 // The calling thread's stream and cuBLAS handle (made on first use).
@@ -36,6 +38,11 @@ CudaContext &cuda_context();
 // A device buffer of at least `bytes` for this thread, valid until the next
 // call (the reductions of cuda_launch.h use it for their partial sums).
 void *cuda_scratch(size_t bytes);
+// A second per-thread device buffer, for an op's own intermediate results
+// that must survive the reductions above (which reuse cuda_scratch); valid
+// until the next call. Both buffers only grow, so steady state allocates
+// nothing (cudaFree would wait for the whole device).
+void *cuda_workspace(size_t bytes);
 // Device -> host copy on this thread's stream, waiting for it to finish.
 void cuda_download_bytes(void *host, const void *device, size_t bytes);
 

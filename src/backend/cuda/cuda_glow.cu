@@ -25,12 +25,9 @@ const float *param(const Tensor &t, size_t n, const char *op) {
 // 8-byte words taken by `count` values of T.
 template <class T> size_t words(size_t count) { return (count * sizeof(T) + 7) / 8; }
 
-// A device workspace of `n` 8-byte words, freed with `holder` (the backward
-// ops keep data across cuda_column_reduce, which reuses cuda_scratch).
-double *workspace(Backend &backend, Tensor &holder, size_t n) {
-    holder = Tensor(backend, {2 * n});
-    return reinterpret_cast<double *>(holder.f32());
-}
+// `n` 8-byte words of device workspace (the backward ops keep data across
+// cuda_column_reduce, which reuses cuda_scratch).
+double *workspace(size_t n) { return static_cast<double *>(cuda_workspace(n * 8)); }
 
 // Per-op scalars into device memory at p, by one thread.
 void planar_to(glow::Planar *p, const Tensor &w, const Tensor &u, const Tensor &b, size_t D,
@@ -107,8 +104,7 @@ void CudaBackend::planar_backward(const Tensor &x, const Tensor &w, const Tensor
                  "gradient size mismatch");
     // workspace: the scalars | each row's PlanarRow | the column totals
     const size_t at_rows = words<glow::Planar>(1), at_acc = at_rows + words<glow::PlanarRow>(n);
-    Tensor holder;
-    double *ws = workspace(*this, holder, at_acc + cols);
+    double *ws = workspace(at_acc + cols);
     auto *p = reinterpret_cast<glow::Planar *>(ws);
     auto *rows = reinterpret_cast<glow::PlanarRow *>(ws + at_rows);
     double *acc = ws + at_acc;
@@ -173,8 +169,7 @@ void CudaBackend::radial_backward(const Tensor &x, const Tensor &x0, const Tenso
                  "gradient size mismatch");
     // workspace: the scalars | each row's RadialRow | the column totals
     const size_t at_rows = words<glow::Radial>(1), at_acc = at_rows + words<glow::RadialRow>(n);
-    Tensor holder;
-    double *ws = workspace(*this, holder, at_acc + cols);
+    double *ws = workspace(at_acc + cols);
     auto *p = reinterpret_cast<glow::Radial *>(ws);
     auto *rows = reinterpret_cast<glow::RadialRow *>(ws + at_rows);
     double *acc = ws + at_acc;
@@ -227,8 +222,7 @@ void CudaBackend::mog_log_prob_backward(const Tensor &z, const Tensor &logits,
     cuda_require(dlogits.size() == K && dmeans.size() == K * D && dlog_scales.size() == K * D,
                  op, "gradient size mismatch");
     // workspace: log_pi [K] | inv_var [K D] | each row's responsibilities [n K]
-    Tensor holder;
-    double *ws = workspace(*this, holder, K + K * D + n * K);
+    double *ws = workspace(K + K * D + n * K);
     const glow::Mog p = mog_to(ws, ws + K, logits, means, log_scales, D, op);
     double *gamma = ws + K + K * D;
     const float *pz = z.f32(), *pg = dlogp.f32();

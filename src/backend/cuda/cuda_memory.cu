@@ -45,17 +45,27 @@ CudaContext &cuda_context() {
     return *context;
 }
 
+// Grows a per-thread buffer to at least `bytes`. cudaFree waits for the
+// device, so no queued kernel still uses the old one.
+static void *grow(void *&buffer, size_t &capacity, size_t bytes, const char *what) {
+    if (bytes <= capacity) return buffer;
+    cuda_check(cudaFree(buffer), "cudaFree");
+    buffer = nullptr;
+    capacity = 0;
+    const size_t grown = bytes < 4096 ? 4096 : bytes + bytes / 2;
+    cuda_check(cudaMalloc(&buffer, grown), what);
+    capacity = grown;
+    return buffer;
+}
+
 void *cuda_scratch(size_t bytes) {
     CudaContext &c = cuda_context();
-    if (bytes <= c.scratch_bytes) return c.scratch;
-    // cudaFree waits for the device, so no queued kernel still reads it.
-    cuda_check(cudaFree(c.scratch), "cudaFree");
-    c.scratch = nullptr;
-    c.scratch_bytes = 0;
-    const size_t grown = bytes < 4096 ? 4096 : bytes + bytes / 2;
-    cuda_check(cudaMalloc(&c.scratch, grown), "scratch allocation");
-    c.scratch_bytes = grown;
-    return c.scratch;
+    return grow(c.scratch, c.scratch_bytes, bytes, "scratch allocation");
+}
+
+void *cuda_workspace(size_t bytes) {
+    CudaContext &c = cuda_context();
+    return grow(c.workspace, c.workspace_bytes, bytes, "workspace allocation");
 }
 
 void cuda_download_bytes(void *host, const void *device, size_t bytes) {
