@@ -1,107 +1,533 @@
-// PLACEHOLDER: being written. Every op here fails until it has its kernel.
+// Flow-layer kernels of the CUDA backend: couplings, diagonal scaling, batch
+// norm, preprocessing, base densities, random numbers and optimizers. Each op
+// computes what its CPU twin (cpu/cpu_backend.cpp, cpu/cpu_kernels.cpp) does,
+// with the same clamps, Philox counters and double accumulations, using the
+// real expf/tanhf where the CPU uses its polynomial approximations.
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_launch.h"
+#include "backend/philox.h"
 
 namespace flow {
 
-void CudaBackend::affine_coupling_forward(const Tensor &x, const Tensor &mask, const Tensor &h, const Tensor &scale, Tensor &z, Tensor &logdet) {
-    fail(Status::unsupported, "affine_coupling_forward: not yet implemented on CUDA");
+namespace {
+
+// logit keeps y this far inside (0, 1), as the CPU does (kLogitEps there).
+constexpr double kLogitEps = 1e-12;
+constexpr double kLogTwoPi = 1.8378770664093454835606594728112; // log(2 pi)
+
+// --- shape checks -----------------------------------------------------------
+
+void check_same_shape(const Tensor &a, const Tensor &b, const char *op) {
+    cuda_require(a.rows() == b.rows() && a.cols() == b.cols(), op, "shape mismatch");
 }
 
-void CudaBackend::affine_coupling_inverse(const Tensor &z, const Tensor &mask, const Tensor &h, const Tensor &scale, Tensor &x, Tensor &logdet) {
-    fail(Status::unsupported, "affine_coupling_inverse: not yet implemented on CUDA");
+void check_row_vector(const Tensor &v, const Tensor &matrix, const char *op) {
+    cuda_require(v.size() == matrix.cols(), op, "row vector length != columns");
 }
 
-void CudaBackend::affine_coupling_backward(const Tensor &x, const Tensor &mask, const Tensor &h, const Tensor &scale, const Tensor &dz, const Tensor &dlogdet, Tensor &dx, Tensor &dh, Tensor &dscale) {
-    fail(Status::unsupported, "affine_coupling_backward: not yet implemented on CUDA");
+void check_per_row(const Tensor &p, const Tensor &matrix, const char *op) {
+    cuda_require(p.size() == matrix.rows(), op, "per-row tensor length != rows");
 }
 
-void CudaBackend::additive_coupling(const Tensor &x, const Tensor &mask, const Tensor &t, float sign, Tensor &z) {
-    fail(Status::unsupported, "additive_coupling: not yet implemented on CUDA");
+// The checks every affine coupling op shares: in [n, D], h [n, 2D].
+void check_coupling(const Tensor &in, const Tensor &mask, const Tensor &h, const Tensor &scale,
+                    const Tensor &per_row, const char *op) {
+    check_row_vector(mask, in, op);
+    check_row_vector(scale, in, op);
+    check_per_row(per_row, in, op);
+    cuda_require(h.rows() == in.rows() && h.cols() == 2 * in.cols(), op, "h must be [n, 2D]");
 }
+
+// --- scalar math --------------------------------------------------------------
+
+// The coupling's log-scale s = (1 - m) * scale * tanh(raw).
+FLOW_HD float coupling_log_scale(float m, float scale, float raw) {
+    return (1.0f - m) * scale * tanhf(raw);
+}
+
+FLOW_HD double sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    const double e = exp(x);
+    return e / (1.0 + e);
+}
+
+// log Logistic(z; 0, 1) = -z - 2 log(1 + e^-z), symmetric in z.
+FLOW_HD double logistic_log_density(double z) {
+    const double a = fabs(z);
+    return -a - 2.0 * log1p(exp(-a));
+}
+
+// The logit's y = alpha + (1 - 2 alpha) x, clamped into (0, 1).
+FLOW_HD double logit_y(float x, float alpha) {
+    const double y = alpha + (1.0 - 2.0 * alpha) * x;
+    return y < kLogitEps ? kLogitEps : (y > 1.0 - kLogitEps ? 1.0 - kLogitEps : y);
+}
+
+// sum_j log_gamma[j] - 0.5 log(var[j] + eps): batch norm's per-row logdet.
+FLOW_HD double batch_norm_logdet(const float *log_gamma, const float *var, float eps, size_t D) {
+    double ld = 0.0;
+    for (size_t j = 0; j < D; ++j) ld += log_gamma[j] - 0.5 * log((double)var[j] + eps);
+    return ld;
+}
+
+FLOW_HD float batch_norm_inv_std(float var, float eps) { return 1.0f / sqrtf(var + eps); }
+
+// t[k] = draw(Philox block of counter k).
+template <class Draw>
+void fill_random(Tensor &t, uint64_t seed, uint64_t stream, const char *op, Draw draw) {
+    float *pt = cuda_f32(t, op);
+    cuda_for_each(t.size(), [=] __device__(size_t k) {
+        pt[k] = draw(philox4x32_10(seed, stream, k));
+    });
+}
+
+} // namespace
+
+// --- coupling layers ----------------------------------------------------------
+
+// One thread per row: out and the row's logdet in double (sign +1 forward,
+// -1 inverse).
+static void affine_coupling(const Tensor &in, const Tensor &mask, const Tensor &h,
+                            const Tensor &scale, Tensor &out, Tensor &logdet, bool inverse,
+                            const char *op) {
+    check_same_shape(in, out, op);
+    check_coupling(in, mask, h, scale, logdet, op);
+    const float *pin = cuda_f32(in, op), *pm = cuda_f32(mask, op), *ph = cuda_f32(h, op);
+    const float *psc = cuda_f32(scale, op);
+    float *pout = cuda_f32(out, op), *pld = cuda_f32(logdet, op);
+    const size_t D = in.cols();
+    cuda_for_each(in.rows(), [=] __device__(size_t i) {
+        const float *raw = ph + i * 2 * D, *shift = raw + D;
+        double ld = 0.0;
+        for (size_t j = 0; j < D; ++j) {
+            const size_t k = i * D + j;
+            const float free = 1.0f - pm[j];
+            const float s = coupling_log_scale(pm[j], psc[j], raw[j]);
+            pout[k] = inverse ? pm[j] * pin[k] + free * (pin[k] - shift[j]) * expf(-s)
+                              : pm[j] * pin[k] + free * (pin[k] * expf(s) + shift[j]);
+            ld += s;
+        }
+        pld[i] = (float)(pld[i] + (inverse ? -ld : ld));
+    });
+}
+
+void CudaBackend::affine_coupling_forward(const Tensor &x, const Tensor &mask, const Tensor &h,
+                                          const Tensor &scale, Tensor &z, Tensor &logdet) {
+    affine_coupling(x, mask, h, scale, z, logdet, false, "affine_coupling_forward");
+}
+
+void CudaBackend::affine_coupling_inverse(const Tensor &z, const Tensor &mask, const Tensor &h,
+                                          const Tensor &scale, Tensor &x, Tensor &logdet) {
+    affine_coupling(z, mask, h, scale, x, logdet, true, "affine_coupling_inverse");
+}
+
+void CudaBackend::affine_coupling_backward(const Tensor &x, const Tensor &mask, const Tensor &h,
+                                           const Tensor &scale, const Tensor &dz,
+                                           const Tensor &dlogdet, Tensor &dx, Tensor &dh,
+                                           Tensor &dscale) {
+    const char *op = "affine_coupling_backward";
+    check_same_shape(x, dz, op);
+    check_same_shape(x, dx, op);
+    check_same_shape(h, dh, op);
+    check_row_vector(dscale, x, op);
+    check_coupling(x, mask, h, scale, dlogdet, op);
+    const float *px = cuda_f32(x, op), *pm = cuda_f32(mask, op), *ph = cuda_f32(h, op);
+    const float *psc = cuda_f32(scale, op), *pdz = cuda_f32(dz, op), *pdl = cuda_f32(dlogdet, op);
+    float *pdx = cuda_f32(dx, op), *pdh = cuda_f32(dh, op), *pdscale = cuda_f32(dscale, op);
+    const size_t D = x.cols();
+    // The reduction visits every (i, j) once, so its term also writes dx and dh.
+    cuda_column_reduce(
+        x.rows(), D,
+        [=] __device__(size_t i, size_t j) -> double {
+            const size_t k = i * D + j;
+            const float free = 1.0f - pm[j];
+            const float th = tanhf(ph[i * 2 * D + j]);
+            const float e = expf(free * psc[j] * th);
+            pdx[k] = pdz[k] * (pm[j] + free * e);
+            // dL/ds: through z = x e^s + t and through logdet += s.
+            const float ds = pdz[k] * free * px[k] * e + pdl[i];
+            pdh[i * 2 * D + j] = ds * free * psc[j] * (1.0f - th * th);
+            pdh[i * 2 * D + D + j] = pdz[k] * free;
+            return (double)(ds * free * th);
+        },
+        [=] __device__(size_t j, double total) { pdscale[j] = (float)(pdscale[j] + total); });
+}
+
+void CudaBackend::additive_coupling(const Tensor &x, const Tensor &mask, const Tensor &t,
+                                    float sign, Tensor &z) {
+    const char *op = "additive_coupling";
+    check_same_shape(x, t, op);
+    check_same_shape(x, z, op);
+    check_row_vector(mask, x, op);
+    const float *px = cuda_f32(x, op), *pm = cuda_f32(mask, op), *pt = cuda_f32(t, op);
+    float *pz = cuda_f32(z, op);
+    const size_t D = x.cols();
+    cuda_for_each(x.size(), [=] __device__(size_t k) {
+        pz[k] = px[k] + sign * (1.0f - pm[k % D]) * pt[k];
+    });
+}
+
+// --- diagonal scaling -----------------------------------------------------------
 
 void CudaBackend::scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor &y) {
-    fail(Status::unsupported, "scale_exp: not yet implemented on CUDA");
+    const char *op = "scale_exp";
+    check_same_shape(x, y, op);
+    check_row_vector(s, x, op);
+    const float *px = cuda_f32(x, op), *ps = cuda_f32(s, op);
+    float *py = cuda_f32(y, op);
+    const size_t D = x.cols();
+    cuda_for_each(x.size(), [=] __device__(size_t k) { py[k] = px[k] * expf(sign * ps[k % D]); });
 }
 
-void CudaBackend::scale_exp_backward(const Tensor &x, const Tensor &s, const Tensor &dz, const Tensor &dlogdet, Tensor &dx, Tensor &ds) {
-    fail(Status::unsupported, "scale_exp_backward: not yet implemented on CUDA");
+void CudaBackend::scale_exp_backward(const Tensor &x, const Tensor &s, const Tensor &dz,
+                                     const Tensor &dlogdet, Tensor &dx, Tensor &ds) {
+    const char *op = "scale_exp_backward";
+    check_same_shape(x, dz, op);
+    check_same_shape(x, dx, op);
+    check_row_vector(s, x, op);
+    check_row_vector(ds, x, op);
+    check_per_row(dlogdet, x, op);
+    const float *px = cuda_f32(x, op), *ps = cuda_f32(s, op), *pdz = cuda_f32(dz, op);
+    const float *pdl = cuda_f32(dlogdet, op);
+    float *pdx = cuda_f32(dx, op), *pds = cuda_f32(ds, op);
+    const size_t D = x.cols();
+    // The term writes dx (every (i, j) is visited once) and adds dlogdet[i]
+    // into each column: ds[j] += sum_i (dz y + dlogdet[i]).
+    cuda_column_reduce(
+        x.rows(), D,
+        [=] __device__(size_t i, size_t j) -> double {
+            const size_t k = i * D + j;
+            const float factor = expf(ps[j]);
+            pdx[k] = pdz[k] * factor;
+            return (double)pdz[k] * (px[k] * factor) + pdl[i];
+        },
+        [=] __device__(size_t j, double total) { pds[j] = (float)(pds[j] + total); });
 }
+
+// --- batch normalization ----------------------------------------------------------
 
 void CudaBackend::batch_norm_stats(const Tensor &x, Tensor &mean, Tensor &var) {
-    fail(Status::unsupported, "batch_norm_stats: not yet implemented on CUDA");
+    const char *op = "batch_norm_stats";
+    check_row_vector(mean, x, op);
+    check_row_vector(var, x, op);
+    const size_t n = x.rows(), D = x.cols();
+    cuda_require(n > 0, op, "empty batch");
+    const float *px = cuda_f32(x, op);
+    float *pmean = cuda_f32(mean, op), *pvar = cuda_f32(var, op);
+    // Two passes: the one-pass E[x^2] - E[x]^2 cancels badly for large means.
+    // The second centers on the mean in double, as the CPU does.
+    double *mu = static_cast<double *>(cuda_workspace(D * sizeof(double)));
+    cuda_column_reduce(
+        n, D, [=] __device__(size_t i, size_t j) -> double { return px[i * D + j]; },
+        [=] __device__(size_t j, double total) {
+            mu[j] = total / (double)n;
+            pmean[j] = (float)mu[j];
+        });
+    cuda_column_reduce(
+        n, D,
+        [=] __device__(size_t i, size_t j) -> double {
+            const double d = px[i * D + j] - mu[j];
+            return d * d;
+        },
+        [=] __device__(size_t j, double total) { pvar[j] = (float)(total / (double)n); });
 }
 
-void CudaBackend::batch_norm_forward(const Tensor &x, const Tensor &mean, const Tensor &var, const Tensor &log_gamma, const Tensor &beta, float eps, Tensor &z, Tensor &logdet) {
-    fail(Status::unsupported, "batch_norm_forward: not yet implemented on CUDA");
+// Forward z = (x - mean) * gain + beta, logdet += ld, or inverse
+// x = (z - beta) / gain + mean, logdet -= ld, with gain = exp(log_gamma) /
+// sqrt(var + eps) and ld the batch-norm logdet (the same for every row,
+// summed by each row's thread).
+static void batch_norm_apply(const Tensor &in, const Tensor &mean, const Tensor &var,
+                             const Tensor &log_gamma, const Tensor &beta, float eps,
+                             Tensor &out, Tensor &logdet, bool inverse, const char *op) {
+    check_same_shape(in, out, op);
+    for (const Tensor *v : {&mean, &var, &log_gamma, &beta}) check_row_vector(*v, in, op);
+    check_per_row(logdet, in, op);
+    const float *pin = cuda_f32(in, op), *pmean = cuda_f32(mean, op), *pvar = cuda_f32(var, op);
+    const float *plg = cuda_f32(log_gamma, op), *pbeta = cuda_f32(beta, op);
+    float *pout = cuda_f32(out, op), *pld = cuda_f32(logdet, op);
+    const size_t D = in.cols();
+    cuda_for_each(in.size(), [=] __device__(size_t k) {
+        const size_t j = k % D;
+        const float gain = expf(plg[j]) * batch_norm_inv_std(pvar[j], eps);
+        pout[k] = inverse ? (pin[k] - pbeta[j]) / gain + pmean[j]
+                          : (pin[k] - pmean[j]) * gain + pbeta[j];
+    });
+    cuda_for_each(in.rows(), [=] __device__(size_t i) {
+        const double ld = batch_norm_logdet(plg, pvar, eps, D);
+        pld[i] = (float)(pld[i] + (inverse ? -ld : ld));
+    });
 }
 
-void CudaBackend::batch_norm_inverse(const Tensor &z, const Tensor &mean, const Tensor &var, const Tensor &log_gamma, const Tensor &beta, float eps, Tensor &x, Tensor &logdet) {
-    fail(Status::unsupported, "batch_norm_inverse: not yet implemented on CUDA");
+void CudaBackend::batch_norm_forward(const Tensor &x, const Tensor &mean, const Tensor &var,
+                                     const Tensor &log_gamma, const Tensor &beta, float eps,
+                                     Tensor &z, Tensor &logdet) {
+    batch_norm_apply(x, mean, var, log_gamma, beta, eps, z, logdet, false, "batch_norm_forward");
 }
 
-void CudaBackend::batch_norm_backward(const Tensor &x, const Tensor &mean, const Tensor &var, const Tensor &log_gamma, float eps, bool batch_stats, const Tensor &dz, const Tensor &dlogdet, Tensor &dx, Tensor &dlog_gamma, Tensor &dbeta) {
-    fail(Status::unsupported, "batch_norm_backward: not yet implemented on CUDA");
+void CudaBackend::batch_norm_inverse(const Tensor &z, const Tensor &mean, const Tensor &var,
+                                     const Tensor &log_gamma, const Tensor &beta, float eps,
+                                     Tensor &x, Tensor &logdet) {
+    batch_norm_apply(z, mean, var, log_gamma, beta, eps, x, logdet, true, "batch_norm_inverse");
 }
 
-void CudaBackend::batch_norm_update_running(const Tensor &mean, const Tensor &var, float momentum, size_t n, Tensor &running_mean, Tensor &running_var) {
-    fail(Status::unsupported, "batch_norm_update_running: not yet implemented on CUDA");
+void CudaBackend::batch_norm_backward(const Tensor &x, const Tensor &mean, const Tensor &var,
+                                      const Tensor &log_gamma, float eps, bool batch_stats,
+                                      const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
+                                      Tensor &dlog_gamma, Tensor &dbeta) {
+    const char *op = "batch_norm_backward";
+    check_same_shape(x, dz, op);
+    check_same_shape(x, dx, op);
+    check_per_row(dlogdet, x, op);
+    for (const Tensor *v : {&mean, &var, &log_gamma}) check_row_vector(*v, x, op);
+    check_row_vector(dlog_gamma, x, op);
+    check_row_vector(dbeta, x, op);
+    const size_t n = x.rows(), D = x.cols();
+    const float *px = cuda_f32(x, op), *pmean = cuda_f32(mean, op), *pvar = cuda_f32(var, op);
+    const float *plg = cuda_f32(log_gamma, op), *pdz = cuda_f32(dz, op);
+    const float *pdl = cuda_f32(dlogdet, op);
+    float *pdx = cuda_f32(dx, op), *pdlg = cuda_f32(dlog_gamma, op), *pdbeta = cuda_f32(dbeta, op);
+    // dx = a dz + b + c xhat per column, a = gamma / std. With batch
+    // statistics, b and c are the gradient through the mean and variance: the
+    // usual batch-norm terms plus the logdet's -0.5 log(var + eps), which
+    // pulls on var as well. They come from the column sums of dz and of
+    // gamma dz xhat + dlogdet[i] (the dlogdet total folded into each column).
+    float *pb = static_cast<float *>(cuda_workspace(2 * D * sizeof(float))), *pc = pb + D;
+    cuda_column_reduce(
+        n, D, [=] __device__(size_t i, size_t j) -> double { return pdz[i * D + j]; },
+        [=] __device__(size_t j, double sum_dz) {
+            pdbeta[j] = (float)(pdbeta[j] + sum_dz);
+            const float a = batch_norm_inv_std(pvar[j], eps) * expf(plg[j]);
+            pb[j] = batch_stats ? (float)(-a * sum_dz / (double)n) : 0.0f;
+        });
+    cuda_column_reduce(
+        n, D,
+        [=] __device__(size_t i, size_t j) -> double {
+            const float xhat = (px[i * D + j] - pmean[j]) * batch_norm_inv_std(pvar[j], eps);
+            return (double)expf(plg[j]) * pdz[i * D + j] * xhat + pdl[i];
+        },
+        [=] __device__(size_t j, double pull) {
+            pdlg[j] = (float)(pdlg[j] + pull);
+            pc[j] = batch_stats ? (float)(-batch_norm_inv_std(pvar[j], eps) * pull / (double)n)
+                                : 0.0f;
+        });
+    cuda_for_each(x.size(), [=] __device__(size_t k) {
+        const size_t j = k % D;
+        const float inv_std = batch_norm_inv_std(pvar[j], eps);
+        pdx[k] = inv_std * expf(plg[j]) * pdz[k] + pb[j] + pc[j] * ((px[k] - pmean[j]) * inv_std);
+    });
 }
 
-void CudaBackend::dequantize_forward(const Tensor &x, float levels, uint64_t seed, uint64_t stream, Tensor &y) {
-    fail(Status::unsupported, "dequantize_forward: not yet implemented on CUDA");
+void CudaBackend::batch_norm_update_running(const Tensor &mean, const Tensor &var,
+                                            float momentum, size_t n, Tensor &running_mean,
+                                            Tensor &running_var) {
+    const char *op = "batch_norm_update_running";
+    const size_t D = mean.size();
+    cuda_require(var.size() == D && running_mean.size() == D && running_var.size() == D, op,
+                 "size mismatch");
+    const float *pm = cuda_f32(mean, op), *pv = cuda_f32(var, op);
+    float *prm = cuda_f32(running_mean, op), *prv = cuda_f32(running_var, op);
+    const double unbias = n > 1 ? (double)n / (double)(n - 1) : 1.0;
+    cuda_for_each(D, [=] __device__(size_t j) {
+        prm[j] = (1.0f - momentum) * prm[j] + momentum * pm[j];
+        prv[j] = (1.0f - momentum) * prv[j] + momentum * (float)(pv[j] * unbias);
+    });
+}
+
+// --- preprocessing ----------------------------------------------------------------
+
+void CudaBackend::dequantize_forward(const Tensor &x, float levels, uint64_t seed,
+                                     uint64_t stream, Tensor &y) {
+    const char *op = "dequantize_forward";
+    cuda_require(x.size() == y.size(), op, "size mismatch");
+    const float *px = cuda_f32(x, op);
+    float *py = cuda_f32(y, op);
+    cuda_for_each(x.size(), [=] __device__(size_t k) {
+        const float u = philox_uniform(philox4x32_10(seed, stream, k).v[0]);
+        py[k] = (px[k] + u) / levels;
+    });
 }
 
 void CudaBackend::dequantize_inverse(const Tensor &y, float levels, Tensor &x) {
-    fail(Status::unsupported, "dequantize_inverse: not yet implemented on CUDA");
+    const char *op = "dequantize_inverse";
+    cuda_require(x.size() == y.size(), op, "size mismatch");
+    const float *py = cuda_f32(y, op);
+    float *px = cuda_f32(x, op);
+    cuda_for_each(y.size(), [=] __device__(size_t k) {
+        const float v = floorf(py[k] * levels), hi = levels - 1.0f;
+        px[k] = v < 0.0f ? 0.0f : (v > hi ? hi : v); // std::clamp's order: NaN stays NaN
+    });
 }
 
 void CudaBackend::logit_forward(const Tensor &x, float alpha, Tensor &z, Tensor &logdet) {
-    fail(Status::unsupported, "logit_forward: not yet implemented on CUDA");
+    const char *op = "logit_forward";
+    check_same_shape(x, z, op);
+    check_per_row(logdet, x, op);
+    const float *px = cuda_f32(x, op);
+    float *pz = cuda_f32(z, op), *pld = cuda_f32(logdet, op);
+    const size_t D = x.cols();
+    const double log_range = log1p(-2.0 * alpha);
+    cuda_for_each(x.rows(), [=] __device__(size_t i) {
+        double ld = 0.0;
+        for (size_t j = 0; j < D; ++j) {
+            const double y = logit_y(px[i * D + j], alpha);
+            const double log_y = log(y), log_1my = log1p(-y);
+            pz[i * D + j] = (float)(log_y - log_1my);
+            ld += log_range - log_y - log_1my;
+        }
+        pld[i] = (float)(pld[i] + ld);
+    });
 }
 
 void CudaBackend::logit_inverse(const Tensor &z, float alpha, Tensor &x, Tensor &logdet) {
-    fail(Status::unsupported, "logit_inverse: not yet implemented on CUDA");
+    const char *op = "logit_inverse";
+    check_same_shape(z, x, op);
+    check_per_row(logdet, z, op);
+    const float *pz = cuda_f32(z, op);
+    float *px = cuda_f32(x, op), *pld = cuda_f32(logdet, op);
+    const size_t D = z.cols();
+    const double log_range = log1p(-2.0 * alpha);
+    cuda_for_each(z.rows(), [=] __device__(size_t i) {
+        double ld = 0.0;
+        for (size_t j = 0; j < D; ++j) {
+            const double v = pz[i * D + j];
+            px[i * D + j] = (float)((sigmoid(v) - alpha) / (1.0 - 2.0 * alpha));
+            // log|dx/dz| = log(sigmoid(v) (1 - sigmoid(v))) - log_range, and the
+            // first term is the logistic log-density, stable for any v.
+            ld += logistic_log_density(v) - log_range;
+        }
+        pld[i] = (float)(pld[i] + ld);
+    });
 }
 
-void CudaBackend::logit_backward(const Tensor &x, float alpha, const Tensor &dz, const Tensor &dlogdet, Tensor &dx) {
-    fail(Status::unsupported, "logit_backward: not yet implemented on CUDA");
+void CudaBackend::logit_backward(const Tensor &x, float alpha, const Tensor &dz,
+                                 const Tensor &dlogdet, Tensor &dx) {
+    const char *op = "logit_backward";
+    check_same_shape(x, dz, op);
+    check_same_shape(x, dx, op);
+    check_per_row(dlogdet, x, op);
+    const float *px = cuda_f32(x, op), *pdz = cuda_f32(dz, op), *pdl = cuda_f32(dlogdet, op);
+    float *pdx = cuda_f32(dx, op);
+    const size_t D = x.cols();
+    const double range = 1.0 - 2.0 * alpha;
+    cuda_for_each(x.size(), [=] __device__(size_t k) {
+        const double y = logit_y(px[k], alpha);
+        // dz/dx = range / (y (1 - y)); dlogdet/dx = range (2y - 1) / (y (1 - y)).
+        pdx[k] = (float)(range / (y * (1.0 - y)) * (pdz[k] + pdl[k / D] * (2.0 * y - 1.0)));
+    });
 }
+
+// --- base distributions -------------------------------------------------------------
 
 void CudaBackend::normal_log_prob(const Tensor &z, Tensor &out) {
-    fail(Status::unsupported, "normal_log_prob: not yet implemented on CUDA");
+    const char *op = "normal_log_prob";
+    check_per_row(out, z, op);
+    const float *pz = cuda_f32(z, op);
+    float *po = cuda_f32(out, op);
+    const size_t D = z.cols();
+    cuda_for_each(z.rows(), [=] __device__(size_t i) {
+        double lp = 0.0;
+        for (size_t j = 0; j < D; ++j) {
+            const double v = pz[i * D + j];
+            lp += -0.5 * (v * v + kLogTwoPi);
+        }
+        po[i] = (float)lp;
+    });
 }
 
 void CudaBackend::normal_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz) {
-    fail(Status::unsupported, "normal_log_prob_backward: not yet implemented on CUDA");
+    const char *op = "normal_log_prob_backward";
+    check_same_shape(z, dz, op);
+    check_per_row(dlogp, z, op);
+    const float *pz = cuda_f32(z, op), *pdl = cuda_f32(dlogp, op);
+    float *pdz = cuda_f32(dz, op);
+    const size_t D = z.cols();
+    cuda_for_each(z.size(), [=] __device__(size_t k) { pdz[k] = pdl[k / D] * -pz[k]; });
 }
 
 void CudaBackend::logistic_log_prob(const Tensor &z, Tensor &out) {
-    fail(Status::unsupported, "logistic_log_prob: not yet implemented on CUDA");
+    const char *op = "logistic_log_prob";
+    check_per_row(out, z, op);
+    const float *pz = cuda_f32(z, op);
+    float *po = cuda_f32(out, op);
+    const size_t D = z.cols();
+    cuda_for_each(z.rows(), [=] __device__(size_t i) {
+        double lp = 0.0;
+        for (size_t j = 0; j < D; ++j) lp += logistic_log_density(pz[i * D + j]);
+        po[i] = (float)lp;
+    });
 }
 
 void CudaBackend::logistic_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz) {
-    fail(Status::unsupported, "logistic_log_prob_backward: not yet implemented on CUDA");
+    const char *op = "logistic_log_prob_backward";
+    check_same_shape(z, dz, op);
+    check_per_row(dlogp, z, op);
+    const float *pz = cuda_f32(z, op), *pdl = cuda_f32(dlogp, op);
+    float *pdz = cuda_f32(dz, op);
+    const size_t D = z.cols();
+    // d/dz log Logistic(z) = 1 - 2 sigmoid(z) = -tanh(z / 2)
+    cuda_for_each(z.size(), [=] __device__(size_t k) {
+        pdz[k] = -pdl[k / D] * tanhf(0.5f * pz[k]);
+    });
 }
 
+// --- random numbers -------------------------------------------------------------------
+
 void CudaBackend::fill_normal(Tensor &t, uint64_t seed, uint64_t stream, float stddev) {
-    fail(Status::unsupported, "fill_normal: not yet implemented on CUDA");
+    fill_random(t, seed, stream, "fill_normal",
+                [=] __device__(PhiloxBlock b) { return philox_normal(b) * stddev; });
 }
 
 void CudaBackend::fill_logistic(Tensor &t, uint64_t seed, uint64_t stream, float scale) {
-    fail(Status::unsupported, "fill_logistic: not yet implemented on CUDA");
+    fill_random(t, seed, stream, "fill_logistic", [=] __device__(PhiloxBlock b) {
+        const float u = philox_uniform_open(b.v[0]);
+        return scale * logf(u / (1.0f - u));
+    });
 }
 
 void CudaBackend::fill_uniform(Tensor &t, uint64_t seed, uint64_t stream, float lo, float hi) {
-    fail(Status::unsupported, "fill_uniform: not yet implemented on CUDA");
+    fill_random(t, seed, stream, "fill_uniform", [=] __device__(PhiloxBlock b) {
+        return lo + (hi - lo) * philox_uniform(b.v[0]);
+    });
 }
 
-void CudaBackend::adam_update(Tensor &param, const Tensor &grad, Tensor &m, Tensor &v, float lr, float beta1, float beta2, float eps, float l2, float decoupled_decay, uint64_t step) {
-    fail(Status::unsupported, "adam_update: not yet implemented on CUDA");
+// --- optimizers -------------------------------------------------------------------------
+
+void CudaBackend::adam_update(Tensor &param, const Tensor &grad, Tensor &m, Tensor &v,
+                              float lr, float beta1, float beta2, float eps, float l2,
+                              float decoupled_decay, uint64_t step) {
+    const char *op = "adam_update";
+    const size_t n = param.size();
+    cuda_require(grad.size() == n && m.size() == n && v.size() == n, op, "size mismatch");
+    cuda_require(step >= 1, op, "step counts from 1");
+    float *pp = cuda_f32(param, op), *pm = cuda_f32(m, op), *pv = cuda_f32(v, op);
+    const float *pg = cuda_f32(grad, op);
+    // Scalars in double on the host, as the CPU (and PyTorch) computes them.
+    const float step_size = (float)(lr / (1.0 - pow((double)beta1, (double)step)));
+    const float bias2_sqrt = (float)sqrt(1.0 - pow((double)beta2, (double)step));
+    const float decay = (float)(1.0 - (double)lr * decoupled_decay);
+    cuda_for_each(n, [=] __device__(size_t k) {
+        // The L2 term sees the parameter the gradient was taken at.
+        const float g = pg[k] + l2 * pp[k];
+        const float mk = beta1 * pm[k] + (1.0f - beta1) * g;
+        const float vk = beta2 * pv[k] + (1.0f - beta2) * g * g;
+        pm[k] = mk;
+        pv[k] = vk;
+        pp[k] = pp[k] * decay - step_size * mk / (sqrtf(vk) / bias2_sqrt + eps);
+    });
 }
 
-void CudaBackend::sgd_update(Tensor &param, const Tensor &grad, Tensor &velocity, float lr, float momentum, float l2, bool nesterov, bool first_step) {
-    fail(Status::unsupported, "sgd_update: not yet implemented on CUDA");
+void CudaBackend::sgd_update(Tensor &param, const Tensor &grad, Tensor &velocity, float lr,
+                             float momentum, float l2, bool nesterov, bool first_step) {
+    const char *op = "sgd_update";
+    const size_t n = param.size();
+    cuda_require(grad.size() == n && velocity.size() == n, op, "size mismatch");
+    float *pp = cuda_f32(param, op), *pbuf = cuda_f32(velocity, op);
+    const float *pg = cuda_f32(grad, op);
+    cuda_for_each(n, [=] __device__(size_t k) {
+        const float g = pg[k] + l2 * pp[k];
+        pbuf[k] = first_step ? g : momentum * pbuf[k] + g;
+        pp[k] -= lr * (nesterov ? g + momentum * pbuf[k] : pbuf[k]);
+    });
 }
 
 } // namespace flow
