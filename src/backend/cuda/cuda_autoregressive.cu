@@ -6,24 +6,11 @@
 
 namespace flow {
 
-namespace {
-
-void check_made(const Tensor &x, const Tensor &h, const Tensor &out, const char *op) {
-    cuda_require(h.rows() == x.rows() && h.cols() == 2 * x.cols(), op, "h must be [n, 2D]");
-    cuda_require(out.rows() == x.rows() && out.cols() == x.cols(), op, "shape mismatch");
-}
-
-void check_per_row(const Tensor &p, const Tensor &matrix, const char *op) {
-    cuda_require(p.size() == matrix.rows(), op, "per-row tensor length != rows");
-}
-
-} // namespace
-
 void CudaBackend::mul_elementwise(const Tensor &a, const Tensor &b, Tensor &y, bool accumulate) {
     const char *op = "mul_elementwise";
-    cuda_require(a.size() == b.size() && a.size() == y.size(), op, "size mismatch");
-    const float *pa = cuda_f32(a, op), *pb = cuda_f32(b, op);
-    float *py = cuda_f32(y, op); // may alias pa or pb: element k is read before it is written
+    op_check(a.size() == b.size() && a.size() == y.size(), op, "size mismatch");
+    const float *pa = op_f32(a, op), *pb = op_f32(b, op);
+    float *py = op_f32(y, op); // may alias pa or pb: element k is read before it is written
     cuda_for_each(a.size(), [=] __device__(size_t k) {
         py[k] = (accumulate ? py[k] : 0.0f) + pa[k] * pb[k];
     });
@@ -35,8 +22,8 @@ void CudaBackend::made_affine_forward(const Tensor &x, const Tensor &h, Tensor &
     const char *op = "made_affine_forward";
     check_made(x, h, z, op);
     check_per_row(logdet, x, op);
-    const float *px = cuda_f32(x, op), *ph = cuda_f32(h, op);
-    float *pz = cuda_f32(z, op), *pl = cuda_f32(logdet, op);
+    const float *px = op_f32(x, op), *ph = op_f32(h, op);
+    float *pz = op_f32(z, op), *pl = op_f32(logdet, op);
     const size_t D = x.cols();
     cuda_for_each(x.rows(), [=] __device__(size_t i) {
         const float *mu = ph + i * 2 * D, *alpha = mu + D;
@@ -53,10 +40,10 @@ void CudaBackend::made_affine_inverse(const Tensor &z, const Tensor &h, Tensor &
                                       Tensor *logdet, long column) {
     const char *op = "made_affine_inverse";
     check_made(z, h, x, op);
-    cuda_require(column < (long)z.cols(), op, "column out of range");
+    op_check(column < (long)z.cols(), op, "column out of range");
     if (logdet) check_per_row(*logdet, z, op);
-    const float *pz = cuda_f32(z, op), *ph = cuda_f32(h, op);
-    float *px = cuda_f32(x, op), *pl = logdet ? cuda_f32(*logdet, op) : nullptr;
+    const float *pz = op_f32(z, op), *ph = op_f32(h, op);
+    float *px = op_f32(x, op), *pl = logdet ? op_f32(*logdet, op) : nullptr;
     const size_t D = z.cols();
     // The columns written: all, or only `column`.
     const size_t j0 = column >= 0 ? (size_t)column : 0, j1 = column >= 0 ? j0 + 1 : D;
@@ -76,11 +63,11 @@ void CudaBackend::made_affine_backward(const Tensor &x, const Tensor &h, const T
     const char *op = "made_affine_backward";
     check_made(x, h, dz, op);
     check_made(x, h, dx, op);
-    cuda_require(dh.rows() == x.rows() && dh.cols() == 2 * x.cols(), op, "dh must be [n, 2D]");
+    op_check(dh.rows() == x.rows() && dh.cols() == 2 * x.cols(), op, "dh must be [n, 2D]");
     if (dlogdet) check_per_row(*dlogdet, x, op);
-    const float *px = cuda_f32(x, op), *ph = cuda_f32(h, op), *pdz = cuda_f32(dz, op);
-    const float *pdl = dlogdet ? cuda_f32(*dlogdet, op) : nullptr;
-    float *pdx = cuda_f32(dx, op), *pdh = cuda_f32(dh, op);
+    const float *px = op_f32(x, op), *ph = op_f32(h, op), *pdz = op_f32(dz, op);
+    const float *pdl = dlogdet ? op_f32(*dlogdet, op) : nullptr;
+    float *pdx = op_f32(dx, op), *pdh = op_f32(dh, op);
     const size_t D = x.cols();
     cuda_for_each(x.size(), [=] __device__(size_t k) {
         const size_t i = k / D, j = k % D;

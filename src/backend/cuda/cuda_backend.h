@@ -20,6 +20,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_api.h"
+#include "backend/op_checks.h"
 #include "core/error.h"
 
 namespace flow {
@@ -50,17 +51,6 @@ void cuda_download_bytes(void *host, const void *device, size_t bytes);
 // allocation failure, with CUDA's own text.
 void cuda_check(cudaError_t error, const char *what);
 void cublas_check(cublasStatus_t status, const char *what);
-
-// Shape and definedness checks: a failure is a bug of the calling layer.
-inline void cuda_require(bool ok, const char *op, const char *what) {
-    if (!ok) fail(Status::internal, std::string(op) + ": " + what);
-}
-
-// The float device pointer of t; an undefined tensor is a layer bug.
-inline float *cuda_f32(const Tensor &t, const char *op) {
-    cuda_require(t.defined(), op, "undefined tensor");
-    return t.f32();
-}
 
 class CudaBackend final : public Backend {
 public:

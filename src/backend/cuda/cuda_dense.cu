@@ -11,10 +11,6 @@ namespace {
 
 constexpr float kLeakySlope = 0.01f; // PyTorch's default negative_slope, as on the CPU
 
-void check_row_vector(const Tensor &v, const Tensor &matrix, const char *op) {
-    cuda_require(v.size() == matrix.cols(), op, "row vector length != columns");
-}
-
 // act(v), the CPU's definitions (cpu_kernels.cpp) with the device's own exp and tanh.
 FLOW_HD float activation_value(Activation act, float v) {
     switch (act) {
@@ -47,8 +43,8 @@ FLOW_HD float activation_derivative(Activation act, float v, float out) {
 void CudaBackend::add_row_vector(Tensor &y, const Tensor &v) {
     const char *op = "add_row_vector";
     check_row_vector(v, y, op);
-    float *py = cuda_f32(y, op);
-    const float *pv = cuda_f32(v, op);
+    float *py = op_f32(y, op);
+    const float *pv = op_f32(v, op);
     const size_t cols = v.size();
     cuda_for_each(y.size(), [=] __device__(size_t k) { py[k] += pv[k % cols]; });
 }
@@ -56,8 +52,8 @@ void CudaBackend::add_row_vector(Tensor &y, const Tensor &v) {
 void CudaBackend::sum_rows(const Tensor &x, Tensor &out, bool accumulate) {
     const char *op = "sum_rows";
     check_row_vector(out, x, op);
-    const float *px = cuda_f32(x, op);
-    float *po = cuda_f32(out, op);
+    const float *px = op_f32(x, op);
+    float *po = op_f32(out, op);
     const size_t cols = out.size();
     cuda_column_reduce(
         x.rows(), cols, [=] __device__(size_t i, size_t j) { return (double)px[i * cols + j]; },
@@ -68,10 +64,10 @@ void CudaBackend::sum_rows(const Tensor &x, Tensor &out, bool accumulate) {
 
 void CudaBackend::mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y, bool accumulate) {
     const char *op = "mul_row_vector";
-    cuda_require(x.rows() == y.rows() && x.cols() == y.cols(), op, "shape mismatch");
+    op_check(x.rows() == y.rows() && x.cols() == y.cols(), op, "shape mismatch");
     check_row_vector(v, x, op);
-    const float *px = cuda_f32(x, op), *pv = cuda_f32(v, op);
-    float *py = cuda_f32(y, op);
+    const float *px = op_f32(x, op), *pv = op_f32(v, op);
+    float *py = op_f32(y, op);
     const size_t cols = v.size();
     cuda_for_each(x.size(), [=] __device__(size_t k) {
         py[k] = (accumulate ? py[k] : 0.0f) + px[k] * pv[k % cols];
@@ -79,24 +75,24 @@ void CudaBackend::mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y, bo
 }
 
 void CudaBackend::axpy(float alpha, const Tensor &x, Tensor &y) {
-    cuda_require(x.size() == y.size(), "axpy", "size mismatch");
-    const float *px = cuda_f32(x, "axpy");
-    float *py = cuda_f32(y, "axpy");
+    op_check(x.size() == y.size(), "axpy", "size mismatch");
+    const float *px = op_f32(x, "axpy");
+    float *py = op_f32(y, "axpy");
     cuda_for_each(x.size(), [=] __device__(size_t k) { py[k] += alpha * px[k]; });
 }
 
 void CudaBackend::scale(Tensor &x, float alpha) {
-    float *px = cuda_f32(x, "scale");
+    float *px = op_f32(x, "scale");
     cuda_for_each(x.size(), [=] __device__(size_t k) { px[k] *= alpha; });
 }
 
 void CudaBackend::concat_cols(const Tensor &a, const Tensor &b, Tensor &out) {
     const char *op = "concat_cols";
     const size_t ca = a.cols(), cb = b.cols(), co = ca + cb;
-    cuda_require(a.rows() == b.rows() && out.rows() == a.rows() && out.cols() == co, op,
+    op_check(a.rows() == b.rows() && out.rows() == a.rows() && out.cols() == co, op,
                  "shape mismatch");
-    const float *pa = cuda_f32(a, op), *pb = cuda_f32(b, op);
-    float *po = cuda_f32(out, op);
+    const float *pa = op_f32(a, op), *pb = op_f32(b, op);
+    float *po = op_f32(out, op);
     cuda_for_each(out.size(), [=] __device__(size_t k) {
         const size_t i = k / co, j = k % co;
         po[k] = j < ca ? pa[i * ca + j] : pb[i * cb + (j - ca)];
@@ -106,10 +102,10 @@ void CudaBackend::concat_cols(const Tensor &a, const Tensor &b, Tensor &out) {
 void CudaBackend::slice_cols(const Tensor &x, size_t begin, Tensor &out) {
     const char *op = "slice_cols";
     const size_t cx = x.cols(), co = out.cols();
-    cuda_require(x.rows() == out.rows() && begin <= cx && co <= cx - begin, op,
+    op_check(x.rows() == out.rows() && begin <= cx && co <= cx - begin, op,
                  "slice out of range");
-    const float *px = cuda_f32(x, op);
-    float *po = cuda_f32(out, op);
+    const float *px = op_f32(x, op);
+    float *po = op_f32(out, op);
     cuda_for_each(out.size(), [=] __device__(size_t k) {
         po[k] = px[k / co * cx + begin + k % co];
     });
@@ -118,12 +114,12 @@ void CudaBackend::slice_cols(const Tensor &x, size_t begin, Tensor &out) {
 void CudaBackend::gather_cols(const Tensor &x, const Tensor &index, Tensor &y) {
     const char *op = "gather_cols";
     const size_t cx = x.cols(), cy = y.cols();
-    cuda_require(x.rows() == y.rows(), op, "row count mismatch");
+    op_check(x.rows() == y.rows(), op, "row count mismatch");
     check_row_vector(index, y, op);
-    cuda_require(index.defined() && index.dtype() == DType::i32, op, "index is not int32");
+    op_check(index.defined() && index.dtype() == DType::i32, op, "index is not int32");
     const int32_t *idx = index.i32();
-    const float *px = cuda_f32(x, op);
-    float *py = cuda_f32(y, op);
+    const float *px = op_f32(x, op);
+    float *py = op_f32(y, op);
     // The indices live on the device: checking them on the host (as the CPU
     // does) would wait for the stream, so an index out of range gives NaN.
     cuda_for_each(y.size(), [=] __device__(size_t k) {
@@ -133,13 +129,13 @@ void CudaBackend::gather_cols(const Tensor &x, const Tensor &index, Tensor &y) {
 }
 
 void CudaBackend::add_scalar(Tensor &y, float c) {
-    float *py = cuda_f32(y, "add_scalar");
+    float *py = op_f32(y, "add_scalar");
     cuda_for_each(y.size(), [=] __device__(size_t k) { py[k] += c; });
 }
 
 void CudaBackend::add_vector_sum(Tensor &per_row, const Tensor &v, float sign) {
-    const float *pv = cuda_f32(v, "add_vector_sum");
-    float *pr = cuda_f32(per_row, "add_vector_sum");
+    const float *pv = op_f32(v, "add_vector_sum");
+    float *pr = op_f32(per_row, "add_vector_sum");
     const size_t n = v.size();
     // Every row sums v itself (a short row vector): no wait for the host.
     cuda_for_each(per_row.size(), [=] __device__(size_t i) {
@@ -151,31 +147,31 @@ void CudaBackend::add_vector_sum(Tensor &per_row, const Tensor &v, float sign) {
 
 void CudaBackend::activation_forward(Activation act, const Tensor &x, Tensor &y) {
     const char *op = "activation_forward";
-    cuda_require(x.size() == y.size(), op, "size mismatch");
-    const float *px = cuda_f32(x, op);
-    float *py = cuda_f32(y, op);
+    op_check(x.size() == y.size(), op, "size mismatch");
+    const float *px = op_f32(x, op);
+    float *py = op_f32(y, op);
     cuda_for_each(x.size(), [=] __device__(size_t k) { py[k] = activation_value(act, px[k]); });
 }
 
 void CudaBackend::activation_backward(Activation act, const Tensor &x, const Tensor &y,
                                       const Tensor &dy, Tensor &dx) {
     const char *op = "activation_backward";
-    cuda_require(x.size() == y.size() && x.size() == dy.size() && x.size() == dx.size(), op,
+    op_check(x.size() == y.size() && x.size() == dy.size() && x.size() == dx.size(), op,
                  "size mismatch");
-    const float *px = cuda_f32(x, op), *py = cuda_f32(y, op), *pdy = cuda_f32(dy, op);
-    float *pdx = cuda_f32(dx, op); // may alias pdy: element k reads dy[k] before writing dx[k]
+    const float *px = op_f32(x, op), *py = op_f32(y, op), *pdy = op_f32(dy, op);
+    float *pdx = op_f32(dx, op); // may alias pdy: element k reads dy[k] before writing dx[k]
     cuda_for_each(x.size(), [=] __device__(size_t k) {
         pdx[k] = pdy[k] * activation_derivative(act, px[k], py[k]);
     });
 }
 
 double CudaBackend::sum(const Tensor &x) {
-    const float *px = cuda_f32(x, "sum");
+    const float *px = op_f32(x, "sum");
     return cuda_sum_to_host(x.size(), [=] __device__(size_t k) { return (double)px[k]; });
 }
 
 double CudaBackend::sum_squares(const Tensor &x) {
-    const float *px = cuda_f32(x, "sum_squares");
+    const float *px = op_f32(x, "sum_squares");
     return cuda_sum_to_host(x.size(), [=] __device__(size_t k) {
         const double v = px[k];
         return v * v;
@@ -183,7 +179,7 @@ double CudaBackend::sum_squares(const Tensor &x) {
 }
 
 bool CudaBackend::all_finite(const Tensor &x) {
-    const float *px = cuda_f32(x, "all_finite");
+    const float *px = op_f32(x, "all_finite");
     // Counts the elements that are inf or NaN (x * 0 is 0 only for finite x).
     return cuda_sum_to_host(x.size(), [=] __device__(size_t k) {
                return px[k] * 0.0f == 0.0f ? 0.0 : 1.0;

@@ -17,25 +17,13 @@ constexpr double kLogTwoPi = 1.8378770664093454835606594728112; // log(2 pi)
 
 // --- shape checks -----------------------------------------------------------
 
-void check_same_shape(const Tensor &a, const Tensor &b, const char *op) {
-    cuda_require(a.rows() == b.rows() && a.cols() == b.cols(), op, "shape mismatch");
-}
-
-void check_row_vector(const Tensor &v, const Tensor &matrix, const char *op) {
-    cuda_require(v.size() == matrix.cols(), op, "row vector length != columns");
-}
-
-void check_per_row(const Tensor &p, const Tensor &matrix, const char *op) {
-    cuda_require(p.size() == matrix.rows(), op, "per-row tensor length != rows");
-}
-
 // The checks every affine coupling op shares: in [n, D], h [n, 2D].
 void check_coupling(const Tensor &in, const Tensor &mask, const Tensor &h, const Tensor &scale,
                     const Tensor &per_row, const char *op) {
     check_row_vector(mask, in, op);
     check_row_vector(scale, in, op);
     check_per_row(per_row, in, op);
-    cuda_require(h.rows() == in.rows() && h.cols() == 2 * in.cols(), op, "h must be [n, 2D]");
+    op_check(h.rows() == in.rows() && h.cols() == 2 * in.cols(), op, "h must be [n, 2D]");
 }
 
 // --- scalar math --------------------------------------------------------------
@@ -75,7 +63,7 @@ FLOW_HD float batch_norm_inv_std(float var, float eps) { return 1.0f / sqrtf(var
 // t[k] = draw(Philox block of counter k).
 template <class Draw>
 void fill_random(Tensor &t, uint64_t seed, uint64_t stream, const char *op, Draw draw) {
-    float *pt = cuda_f32(t, op);
+    float *pt = op_f32(t, op);
     cuda_for_each(t.size(), [=] __device__(size_t k) {
         pt[k] = draw(philox4x32_10(seed, stream, k));
     });
@@ -92,9 +80,9 @@ static void affine_coupling(const Tensor &in, const Tensor &mask, const Tensor &
                             const char *op) {
     check_same_shape(in, out, op);
     check_coupling(in, mask, h, scale, logdet, op);
-    const float *pin = cuda_f32(in, op), *pm = cuda_f32(mask, op), *ph = cuda_f32(h, op);
-    const float *psc = cuda_f32(scale, op);
-    float *pout = cuda_f32(out, op), *pld = cuda_f32(logdet, op);
+    const float *pin = op_f32(in, op), *pm = op_f32(mask, op), *ph = op_f32(h, op);
+    const float *psc = op_f32(scale, op);
+    float *pout = op_f32(out, op), *pld = op_f32(logdet, op);
     const size_t D = in.cols();
     cuda_for_each(in.rows(), [=] __device__(size_t i) {
         const float *raw = ph + i * 2 * D, *shift = raw + D;
@@ -131,9 +119,9 @@ void CudaBackend::affine_coupling_backward(const Tensor &x, const Tensor &mask, 
     check_same_shape(h, dh, op);
     check_row_vector(dscale, x, op);
     check_coupling(x, mask, h, scale, dlogdet, op);
-    const float *px = cuda_f32(x, op), *pm = cuda_f32(mask, op), *ph = cuda_f32(h, op);
-    const float *psc = cuda_f32(scale, op), *pdz = cuda_f32(dz, op), *pdl = cuda_f32(dlogdet, op);
-    float *pdx = cuda_f32(dx, op), *pdh = cuda_f32(dh, op), *pdscale = cuda_f32(dscale, op);
+    const float *px = op_f32(x, op), *pm = op_f32(mask, op), *ph = op_f32(h, op);
+    const float *psc = op_f32(scale, op), *pdz = op_f32(dz, op), *pdl = op_f32(dlogdet, op);
+    float *pdx = op_f32(dx, op), *pdh = op_f32(dh, op), *pdscale = op_f32(dscale, op);
     const size_t D = x.cols();
     // The reduction visits every (i, j) once, so its term also writes dx and dh.
     cuda_column_reduce(
@@ -159,8 +147,8 @@ void CudaBackend::additive_coupling(const Tensor &x, const Tensor &mask, const T
     check_same_shape(x, t, op);
     check_same_shape(x, z, op);
     check_row_vector(mask, x, op);
-    const float *px = cuda_f32(x, op), *pm = cuda_f32(mask, op), *pt = cuda_f32(t, op);
-    float *pz = cuda_f32(z, op);
+    const float *px = op_f32(x, op), *pm = op_f32(mask, op), *pt = op_f32(t, op);
+    float *pz = op_f32(z, op);
     const size_t D = x.cols();
     cuda_for_each(x.size(), [=] __device__(size_t k) {
         pz[k] = px[k] + sign * (1.0f - pm[k % D]) * pt[k];
@@ -173,8 +161,8 @@ void CudaBackend::scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor
     const char *op = "scale_exp";
     check_same_shape(x, y, op);
     check_row_vector(s, x, op);
-    const float *px = cuda_f32(x, op), *ps = cuda_f32(s, op);
-    float *py = cuda_f32(y, op);
+    const float *px = op_f32(x, op), *ps = op_f32(s, op);
+    float *py = op_f32(y, op);
     const size_t D = x.cols();
     cuda_for_each(x.size(), [=] __device__(size_t k) { py[k] = px[k] * expf(sign * ps[k % D]); });
 }
@@ -187,9 +175,9 @@ void CudaBackend::scale_exp_backward(const Tensor &x, const Tensor &s, const Ten
     check_row_vector(s, x, op);
     check_row_vector(ds, x, op);
     check_per_row(dlogdet, x, op);
-    const float *px = cuda_f32(x, op), *ps = cuda_f32(s, op), *pdz = cuda_f32(dz, op);
-    const float *pdl = cuda_f32(dlogdet, op);
-    float *pdx = cuda_f32(dx, op), *pds = cuda_f32(ds, op);
+    const float *px = op_f32(x, op), *ps = op_f32(s, op), *pdz = op_f32(dz, op);
+    const float *pdl = op_f32(dlogdet, op);
+    float *pdx = op_f32(dx, op), *pds = op_f32(ds, op);
     const size_t D = x.cols();
     // The term writes dx (every (i, j) is visited once) and adds dlogdet[i]
     // into each column: ds[j] += sum_i (dz y + dlogdet[i]).
@@ -211,9 +199,9 @@ void CudaBackend::batch_norm_stats(const Tensor &x, Tensor &mean, Tensor &var) {
     check_row_vector(mean, x, op);
     check_row_vector(var, x, op);
     const size_t n = x.rows(), D = x.cols();
-    cuda_require(n > 0, op, "empty batch");
-    const float *px = cuda_f32(x, op);
-    float *pmean = cuda_f32(mean, op), *pvar = cuda_f32(var, op);
+    op_check(n > 0, op, "empty batch");
+    const float *px = op_f32(x, op);
+    float *pmean = op_f32(mean, op), *pvar = op_f32(var, op);
     // Two passes: the one-pass E[x^2] - E[x]^2 cancels badly for large means.
     // The second centers on the mean in double, as the CPU does.
     double *mu = static_cast<double *>(cuda_workspace(D * sizeof(double)));
@@ -242,9 +230,9 @@ static void batch_norm_apply(const Tensor &in, const Tensor &mean, const Tensor 
     check_same_shape(in, out, op);
     for (const Tensor *v : {&mean, &var, &log_gamma, &beta}) check_row_vector(*v, in, op);
     check_per_row(logdet, in, op);
-    const float *pin = cuda_f32(in, op), *pmean = cuda_f32(mean, op), *pvar = cuda_f32(var, op);
-    const float *plg = cuda_f32(log_gamma, op), *pbeta = cuda_f32(beta, op);
-    float *pout = cuda_f32(out, op), *pld = cuda_f32(logdet, op);
+    const float *pin = op_f32(in, op), *pmean = op_f32(mean, op), *pvar = op_f32(var, op);
+    const float *plg = op_f32(log_gamma, op), *pbeta = op_f32(beta, op);
+    float *pout = op_f32(out, op), *pld = op_f32(logdet, op);
     const size_t D = in.cols();
     cuda_for_each(in.size(), [=] __device__(size_t k) {
         const size_t j = k % D;
@@ -282,10 +270,10 @@ void CudaBackend::batch_norm_backward(const Tensor &x, const Tensor &mean, const
     check_row_vector(dlog_gamma, x, op);
     check_row_vector(dbeta, x, op);
     const size_t n = x.rows(), D = x.cols();
-    const float *px = cuda_f32(x, op), *pmean = cuda_f32(mean, op), *pvar = cuda_f32(var, op);
-    const float *plg = cuda_f32(log_gamma, op), *pdz = cuda_f32(dz, op);
-    const float *pdl = cuda_f32(dlogdet, op);
-    float *pdx = cuda_f32(dx, op), *pdlg = cuda_f32(dlog_gamma, op), *pdbeta = cuda_f32(dbeta, op);
+    const float *px = op_f32(x, op), *pmean = op_f32(mean, op), *pvar = op_f32(var, op);
+    const float *plg = op_f32(log_gamma, op), *pdz = op_f32(dz, op);
+    const float *pdl = op_f32(dlogdet, op);
+    float *pdx = op_f32(dx, op), *pdlg = op_f32(dlog_gamma, op), *pdbeta = op_f32(dbeta, op);
     // dx = a dz + b + c xhat per column, a = gamma / std. With batch
     // statistics, b and c are the gradient through the mean and variance: the
     // usual batch-norm terms plus the logdet's -0.5 log(var + eps), which
@@ -322,10 +310,10 @@ void CudaBackend::batch_norm_update_running(const Tensor &mean, const Tensor &va
                                             Tensor &running_var) {
     const char *op = "batch_norm_update_running";
     const size_t D = mean.size();
-    cuda_require(var.size() == D && running_mean.size() == D && running_var.size() == D, op,
+    op_check(var.size() == D && running_mean.size() == D && running_var.size() == D, op,
                  "size mismatch");
-    const float *pm = cuda_f32(mean, op), *pv = cuda_f32(var, op);
-    float *prm = cuda_f32(running_mean, op), *prv = cuda_f32(running_var, op);
+    const float *pm = op_f32(mean, op), *pv = op_f32(var, op);
+    float *prm = op_f32(running_mean, op), *prv = op_f32(running_var, op);
     const double unbias = n > 1 ? (double)n / (double)(n - 1) : 1.0;
     cuda_for_each(D, [=] __device__(size_t j) {
         prm[j] = (1.0f - momentum) * prm[j] + momentum * pm[j];
@@ -338,9 +326,9 @@ void CudaBackend::batch_norm_update_running(const Tensor &mean, const Tensor &va
 void CudaBackend::dequantize_forward(const Tensor &x, float levels, uint64_t seed,
                                      uint64_t stream, Tensor &y) {
     const char *op = "dequantize_forward";
-    cuda_require(x.size() == y.size(), op, "size mismatch");
-    const float *px = cuda_f32(x, op);
-    float *py = cuda_f32(y, op);
+    op_check(x.size() == y.size(), op, "size mismatch");
+    const float *px = op_f32(x, op);
+    float *py = op_f32(y, op);
     cuda_for_each(x.size(), [=] __device__(size_t k) {
         const float u = philox_uniform(philox4x32_10(seed, stream, k).v[0]);
         py[k] = (px[k] + u) / levels;
@@ -349,9 +337,9 @@ void CudaBackend::dequantize_forward(const Tensor &x, float levels, uint64_t see
 
 void CudaBackend::dequantize_inverse(const Tensor &y, float levels, Tensor &x) {
     const char *op = "dequantize_inverse";
-    cuda_require(x.size() == y.size(), op, "size mismatch");
-    const float *py = cuda_f32(y, op);
-    float *px = cuda_f32(x, op);
+    op_check(x.size() == y.size(), op, "size mismatch");
+    const float *py = op_f32(y, op);
+    float *px = op_f32(x, op);
     cuda_for_each(y.size(), [=] __device__(size_t k) {
         const float v = floorf(py[k] * levels), hi = levels - 1.0f;
         px[k] = v < 0.0f ? 0.0f : (v > hi ? hi : v); // std::clamp's order: NaN stays NaN
@@ -362,8 +350,8 @@ void CudaBackend::logit_forward(const Tensor &x, float alpha, Tensor &z, Tensor 
     const char *op = "logit_forward";
     check_same_shape(x, z, op);
     check_per_row(logdet, x, op);
-    const float *px = cuda_f32(x, op);
-    float *pz = cuda_f32(z, op), *pld = cuda_f32(logdet, op);
+    const float *px = op_f32(x, op);
+    float *pz = op_f32(z, op), *pld = op_f32(logdet, op);
     const size_t D = x.cols();
     const double log_range = log1p(-2.0 * alpha);
     cuda_for_each(x.rows(), [=] __device__(size_t i) {
@@ -382,8 +370,8 @@ void CudaBackend::logit_inverse(const Tensor &z, float alpha, Tensor &x, Tensor 
     const char *op = "logit_inverse";
     check_same_shape(z, x, op);
     check_per_row(logdet, z, op);
-    const float *pz = cuda_f32(z, op);
-    float *px = cuda_f32(x, op), *pld = cuda_f32(logdet, op);
+    const float *pz = op_f32(z, op);
+    float *px = op_f32(x, op), *pld = op_f32(logdet, op);
     const size_t D = z.cols();
     const double log_range = log1p(-2.0 * alpha);
     cuda_for_each(z.rows(), [=] __device__(size_t i) {
@@ -405,8 +393,8 @@ void CudaBackend::logit_backward(const Tensor &x, float alpha, const Tensor &dz,
     check_same_shape(x, dz, op);
     check_same_shape(x, dx, op);
     check_per_row(dlogdet, x, op);
-    const float *px = cuda_f32(x, op), *pdz = cuda_f32(dz, op), *pdl = cuda_f32(dlogdet, op);
-    float *pdx = cuda_f32(dx, op);
+    const float *px = op_f32(x, op), *pdz = op_f32(dz, op), *pdl = op_f32(dlogdet, op);
+    float *pdx = op_f32(dx, op);
     const size_t D = x.cols();
     const double range = 1.0 - 2.0 * alpha;
     cuda_for_each(x.size(), [=] __device__(size_t k) {
@@ -421,8 +409,8 @@ void CudaBackend::logit_backward(const Tensor &x, float alpha, const Tensor &dz,
 void CudaBackend::normal_log_prob(const Tensor &z, Tensor &out) {
     const char *op = "normal_log_prob";
     check_per_row(out, z, op);
-    const float *pz = cuda_f32(z, op);
-    float *po = cuda_f32(out, op);
+    const float *pz = op_f32(z, op);
+    float *po = op_f32(out, op);
     const size_t D = z.cols();
     cuda_for_each(z.rows(), [=] __device__(size_t i) {
         double lp = 0.0;
@@ -438,8 +426,8 @@ void CudaBackend::normal_log_prob_backward(const Tensor &z, const Tensor &dlogp,
     const char *op = "normal_log_prob_backward";
     check_same_shape(z, dz, op);
     check_per_row(dlogp, z, op);
-    const float *pz = cuda_f32(z, op), *pdl = cuda_f32(dlogp, op);
-    float *pdz = cuda_f32(dz, op);
+    const float *pz = op_f32(z, op), *pdl = op_f32(dlogp, op);
+    float *pdz = op_f32(dz, op);
     const size_t D = z.cols();
     cuda_for_each(z.size(), [=] __device__(size_t k) { pdz[k] = pdl[k / D] * -pz[k]; });
 }
@@ -447,8 +435,8 @@ void CudaBackend::normal_log_prob_backward(const Tensor &z, const Tensor &dlogp,
 void CudaBackend::logistic_log_prob(const Tensor &z, Tensor &out) {
     const char *op = "logistic_log_prob";
     check_per_row(out, z, op);
-    const float *pz = cuda_f32(z, op);
-    float *po = cuda_f32(out, op);
+    const float *pz = op_f32(z, op);
+    float *po = op_f32(out, op);
     const size_t D = z.cols();
     cuda_for_each(z.rows(), [=] __device__(size_t i) {
         double lp = 0.0;
@@ -461,8 +449,8 @@ void CudaBackend::logistic_log_prob_backward(const Tensor &z, const Tensor &dlog
     const char *op = "logistic_log_prob_backward";
     check_same_shape(z, dz, op);
     check_per_row(dlogp, z, op);
-    const float *pz = cuda_f32(z, op), *pdl = cuda_f32(dlogp, op);
-    float *pdz = cuda_f32(dz, op);
+    const float *pz = op_f32(z, op), *pdl = op_f32(dlogp, op);
+    float *pdz = op_f32(dz, op);
     const size_t D = z.cols();
     // d/dz log Logistic(z) = 1 - 2 sigmoid(z) = -tanh(z / 2)
     cuda_for_each(z.size(), [=] __device__(size_t k) {
@@ -497,10 +485,10 @@ void CudaBackend::adam_update(Tensor &param, const Tensor &grad, Tensor &m, Tens
                               float decoupled_decay, uint64_t step) {
     const char *op = "adam_update";
     const size_t n = param.size();
-    cuda_require(grad.size() == n && m.size() == n && v.size() == n, op, "size mismatch");
-    cuda_require(step >= 1, op, "step counts from 1");
-    float *pp = cuda_f32(param, op), *pm = cuda_f32(m, op), *pv = cuda_f32(v, op);
-    const float *pg = cuda_f32(grad, op);
+    op_check(grad.size() == n && m.size() == n && v.size() == n, op, "size mismatch");
+    op_check(step >= 1, op, "step counts from 1");
+    float *pp = op_f32(param, op), *pm = op_f32(m, op), *pv = op_f32(v, op);
+    const float *pg = op_f32(grad, op);
     // Scalars in double on the host, as the CPU (and PyTorch) computes them.
     const float step_size = (float)(lr / (1.0 - pow((double)beta1, (double)step)));
     const float bias2_sqrt = (float)sqrt(1.0 - pow((double)beta2, (double)step));
@@ -520,9 +508,9 @@ void CudaBackend::sgd_update(Tensor &param, const Tensor &grad, Tensor &velocity
                              float momentum, float l2, bool nesterov, bool first_step) {
     const char *op = "sgd_update";
     const size_t n = param.size();
-    cuda_require(grad.size() == n && velocity.size() == n, op, "size mismatch");
-    float *pp = cuda_f32(param, op), *pbuf = cuda_f32(velocity, op);
-    const float *pg = cuda_f32(grad, op);
+    op_check(grad.size() == n && velocity.size() == n, op, "size mismatch");
+    float *pp = op_f32(param, op), *pbuf = op_f32(velocity, op);
+    const float *pg = op_f32(grad, op);
     cuda_for_each(n, [=] __device__(size_t k) {
         const float g = pg[k] + l2 * pp[k];
         pbuf[k] = first_step ? g : momentum * pbuf[k] + g;

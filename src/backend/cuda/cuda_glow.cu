@@ -11,14 +11,8 @@ namespace flow {
 
 namespace {
 
-void check_rows(const Tensor &x, const Tensor &y, const Tensor *per_row, const char *op) {
-    cuda_require(x.defined() && y.defined(), op, "undefined tensor");
-    cuda_require(x.rows() == y.rows() && x.cols() == y.cols(), op, "shape mismatch");
-    if (per_row) cuda_require(per_row->size() == x.rows(), op, "per-row size mismatch");
-}
-
 const float *param(const Tensor &t, size_t n, const char *op) {
-    cuda_require(t.defined() && t.size() == n, op, "parameter size mismatch");
+    op_check(t.defined() && t.size() == n, op, "parameter size mismatch");
     return t.f32();
 }
 
@@ -43,7 +37,7 @@ void radial_to(glow::Radial *p, const Tensor &x0, const Tensor &a, const Tensor 
 }
 
 size_t mog_size(const Tensor &logits, const char *op) {
-    cuda_require(logits.defined() && logits.size() > 0, op, "no components");
+    op_check(logits.defined() && logits.size() > 0, op, "no components");
     return logits.size();
 }
 
@@ -100,7 +94,7 @@ void CudaBackend::planar_backward(const Tensor &x, const Tensor &w, const Tensor
     check_rows(x, dz, &dlogdet, op);
     check_rows(x, dx, nullptr, op);
     const size_t n = x.rows(), D = x.cols(), cols = glow::planar_param_count(D);
-    cuda_require(dw.size() == D && du.size() == D && db.size() == 1, op,
+    op_check(dw.size() == D && du.size() == D && db.size() == 1, op,
                  "gradient size mismatch");
     // workspace: the scalars | each row's PlanarRow | the column totals
     const size_t at_rows = words<glow::Planar>(1), at_acc = at_rows + words<glow::PlanarRow>(n);
@@ -165,7 +159,7 @@ void CudaBackend::radial_backward(const Tensor &x, const Tensor &x0, const Tenso
     check_rows(x, dz, &dlogdet, op);
     check_rows(x, dx, nullptr, op);
     const size_t n = x.rows(), D = x.cols(), cols = glow::radial_param_count(D);
-    cuda_require(dx0.size() == D && da.size() == 1 && db.size() == 1, op,
+    op_check(dx0.size() == D && da.size() == 1 && db.size() == 1, op,
                  "gradient size mismatch");
     // workspace: the scalars | each row's RadialRow | the column totals
     const size_t at_rows = words<glow::Radial>(1), at_acc = at_rows + words<glow::RadialRow>(n);
@@ -199,7 +193,7 @@ void CudaBackend::radial_backward(const Tensor &x, const Tensor &x0, const Tenso
 void CudaBackend::mog_log_prob(const Tensor &z, const Tensor &logits, const Tensor &means,
                                const Tensor &log_scales, Tensor &out) {
     const char *op = "mog_log_prob";
-    cuda_require(z.defined() && out.defined() && out.size() == z.rows(), op, "shape mismatch");
+    op_check(z.defined() && out.defined() && out.size() == z.rows(), op, "shape mismatch");
     const size_t n = z.rows(), D = z.cols(), K = mog_size(logits, op);
     // scratch: log_pi [K] | inv_var [K D] | each row's component log-densities [n K]
     auto *ws = static_cast<double *>(cuda_scratch((K + K * D + n * K) * sizeof(double)));
@@ -219,7 +213,7 @@ void CudaBackend::mog_log_prob_backward(const Tensor &z, const Tensor &logits,
     const char *op = "mog_log_prob_backward";
     check_rows(z, dz, &dlogp, op);
     const size_t n = z.rows(), D = z.cols(), K = mog_size(logits, op);
-    cuda_require(dlogits.size() == K && dmeans.size() == K * D && dlog_scales.size() == K * D,
+    op_check(dlogits.size() == K && dmeans.size() == K * D && dlog_scales.size() == K * D,
                  op, "gradient size mismatch");
     // workspace: log_pi [K] | inv_var [K D] | each row's responsibilities [n K]
     double *ws = workspace(K + K * D + n * K);
@@ -244,7 +238,7 @@ void CudaBackend::mog_sample(Tensor &z, const Tensor &logits, const Tensor &mean
                              const Tensor &log_scales, uint64_t seed, uint64_t stream,
                              float temperature) {
     const char *op = "mog_sample";
-    cuda_require(z.defined(), op, "undefined tensor");
+    op_check(z.defined(), op, "undefined tensor");
     const size_t n = z.rows(), D = z.cols(), K = mog_size(logits, op);
     auto *ws = static_cast<double *>(cuda_scratch((K + K * D) * sizeof(double)));
     const glow::Mog p = mog_to(ws, ws + K, logits, means, log_scales, D, op);

@@ -15,9 +15,9 @@ constexpr double kHalfLog2Pi = 0.91893853320467274178;
 
 // C from h [n, 3 C D]; checks the shapes.
 size_t mog_components(const Tensor &z, const Tensor &h, const char *op) {
-    cuda_require(z.defined() && h.defined(), op, "undefined tensor");
+    op_check(z.defined() && h.defined(), op, "undefined tensor");
     const size_t D = z.cols();
-    cuda_require(D > 0 && h.rows() == z.rows() && h.cols() % (3 * D) == 0 && h.cols() >= 3 * D,
+    op_check(D > 0 && h.rows() == z.rows() && h.cols() % (3 * D) == 0 && h.cols() >= 3 * D,
                  op, "h must be [n, 3 C D]");
     return h.cols() / (3 * D);
 }
@@ -76,9 +76,9 @@ struct MogDim {
 void CudaBackend::made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out) {
     const char *op = "made_mog_log_prob";
     const size_t C = mog_components(z, h, op);
-    cuda_require(out.size() == z.rows(), op, "per-row tensor length != rows");
+    op_check(out.size() == z.rows(), op, "per-row tensor length != rows");
     const float *pz = z.f32(), *ph = h.f32();
-    float *po = cuda_f32(out, op);
+    float *po = op_f32(out, op);
     const size_t D = z.cols();
     cuda_for_each(z.rows(), [=] __device__(size_t i) {
         double s = 0.0;
@@ -94,11 +94,11 @@ void CudaBackend::made_mog_log_prob_backward(const Tensor &z, const Tensor &h,
                                              const Tensor &dlogp, Tensor &dz, Tensor &dh) {
     const char *op = "made_mog_log_prob_backward";
     const size_t C = mog_components(z, h, op);
-    cuda_require(dlogp.size() == z.rows(), op, "per-row tensor length != rows");
-    cuda_require(dz.rows() == z.rows() && dz.cols() == z.cols(), op, "dz shape mismatch");
-    cuda_require(dh.rows() == h.rows() && dh.cols() == h.cols(), op, "dh shape mismatch");
-    const float *pz = z.f32(), *ph = h.f32(), *pg = cuda_f32(dlogp, op);
-    float *pdz = cuda_f32(dz, op), *pdh = cuda_f32(dh, op);
+    op_check(dlogp.size() == z.rows(), op, "per-row tensor length != rows");
+    op_check(dz.rows() == z.rows() && dz.cols() == z.cols(), op, "dz shape mismatch");
+    op_check(dh.rows() == h.rows() && dh.cols() == h.cols(), op, "dh shape mismatch");
+    const float *pz = z.f32(), *ph = h.f32(), *pg = op_f32(dlogp, op);
+    float *pdz = op_f32(dz, op), *pdh = op_f32(dh, op);
     const size_t D = z.cols();
     // one thread per (row, dimension): they write disjoint entries of dz and dh
     cuda_for_each(z.rows() * D, [=] __device__(size_t t) {
@@ -125,10 +125,10 @@ void CudaBackend::made_mog_sample(Tensor &z, const Tensor &h, size_t column, uin
                                   size_t members, size_t member_id) {
     const char *op = "made_mog_sample";
     const size_t C = mog_components(z, h, op);
-    cuda_require(column < z.cols(), op, "column out of range");
+    op_check(column < z.cols(), op, "column out of range");
     if (member)
-        cuda_require(member->size() == z.rows() && members > 0, op, "member must be per-row");
-    const float *ph = h.f32(), *pm = member ? cuda_f32(*member, op) : nullptr;
+        op_check(member->size() == z.rows() && members > 0, op, "member must be per-row");
+    const float *ph = h.f32(), *pm = member ? op_f32(*member, op) : nullptr;
     float *pz = z.f32();
     const size_t D = z.cols(), d = column;
     cuda_for_each(z.rows(), [=] __device__(size_t i) {
@@ -148,9 +148,9 @@ void CudaBackend::made_mog_sample(Tensor &z, const Tensor &h, size_t column, uin
 void CudaBackend::log_mean_exp(const Tensor &lp, Tensor &out) {
     const char *op = "log_mean_exp";
     const size_t K = lp.rows(), n = lp.cols();
-    cuda_require(K > 0 && out.size() == n, op, "lp must be [K, n], out [n]");
-    const float *pl = cuda_f32(lp, op);
-    float *po = cuda_f32(out, op);
+    op_check(K > 0 && out.size() == n, op, "lp must be [K, n], out [n]");
+    const float *pl = op_f32(lp, op);
+    float *po = op_f32(out, op);
     cuda_for_each(n, [=] __device__(size_t i) {
         double mx = -INFINITY;
         for (size_t k = 0; k < K; ++k) mx = fmax(mx, (double)pl[k * n + i]);
@@ -164,10 +164,10 @@ void CudaBackend::log_mean_exp_backward(const Tensor &lp, const Tensor &out, con
                                         Tensor &dlp) {
     const char *op = "log_mean_exp_backward";
     const size_t K = lp.rows(), n = lp.cols();
-    cuda_require(K > 0 && out.size() == n && dout.size() == n && dlp.size() == K * n, op,
+    op_check(K > 0 && out.size() == n && dout.size() == n && dlp.size() == K * n, op,
                  "lp, dlp must be [K, n], out and dout [n]");
-    const float *pl = cuda_f32(lp, op), *po = cuda_f32(out, op), *pd = cuda_f32(dout, op);
-    float *pg = cuda_f32(dlp, op);
+    const float *pl = op_f32(lp, op), *po = op_f32(out, op), *pd = op_f32(dout, op);
+    float *pg = op_f32(dlp, op);
     cuda_for_each(K * n, [=] __device__(size_t t) {
         const size_t i = t % n;
         pg[t] = (float)((double)pd[i] * exp((double)pl[t] - (double)po[i]) / (double)K);

@@ -96,7 +96,7 @@ static size_t tensor_bytes(const Tensor &t) { return t.size() * sizeof(float); }
 
 // The device address of t's first element, whatever its dtype (both are 4 bytes).
 static void *raw(const Tensor &t, const char *op) {
-    cuda_require(t.defined(), op, "undefined tensor");
+    op_check(t.defined(), op, "undefined tensor");
     return t.dtype() == DType::f32 ? (void *)t.f32() : (void *)t.i32();
 }
 
@@ -114,7 +114,7 @@ void CudaBackend::download(const Tensor &src, void *host) {
 }
 
 void CudaBackend::copy(const Tensor &src, Tensor &dst) {
-    cuda_require(src.size() == dst.size() && src.dtype() == dst.dtype(), "copy",
+    op_check(src.size() == dst.size() && src.dtype() == dst.dtype(), "copy",
                  "size or dtype mismatch");
     if (src.size() == 0) return;
     cuda_check(cudaMemcpyAsync(raw(dst, "copy"), raw(src, "copy"), tensor_bytes(src),
@@ -123,7 +123,7 @@ void CudaBackend::copy(const Tensor &src, Tensor &dst) {
 }
 
 void CudaBackend::fill(Tensor &t, float value) {
-    float *p = cuda_f32(t, "fill");
+    float *p = op_f32(t, "fill");
     cuda_for_each(t.size(), [=] __device__(size_t i) { p[i] = value; });
 }
 
@@ -140,23 +140,23 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
     const char *op = "gemm";
     const size_t m = c.rows(), n = c.cols();
     const size_t k = trans_a ? a.rows() : a.cols();
-    cuda_require((trans_a ? a.cols() : a.rows()) == m, op, "rows of op(a) != rows of c");
-    cuda_require((trans_b ? b.rows() : b.cols()) == n, op, "cols of op(b) != cols of c");
-    cuda_require((trans_b ? b.cols() : b.rows()) == k, op, "inner dimensions differ");
+    op_check((trans_a ? a.cols() : a.rows()) == m, op, "rows of op(a) != rows of c");
+    op_check((trans_b ? b.rows() : b.cols()) == n, op, "cols of op(b) != cols of c");
+    op_check((trans_b ? b.cols() : b.rows()) == k, op, "inner dimensions differ");
     if (m == 0 || n == 0) return;
     cublas_check(cublasSgemm(cuda_context().blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m, (int)k,
-                             &alpha, cuda_f32(b, op), (int)b.cols(), cuda_f32(a, op),
-                             (int)a.cols(), &beta, cuda_f32(c, op), (int)n),
+                             &alpha, op_f32(b, op), (int)b.cols(), op_f32(a, op),
+                             (int)a.cols(), &beta, op_f32(c, op), (int)n),
                  "cublasSgemm");
 }
 
 void CudaBackend::gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
                             const Tensor &v, Tensor &c) {
     const char *op = "gemm_bias";
-    cuda_require(v.size() == c.cols(), op, "bias size != cols of c");
-    float *pc = cuda_f32(c, op);
-    const float *pv = cuda_f32(v, op);
+    op_check(v.size() == c.cols(), op, "bias size != cols of c");
+    float *pc = op_f32(c, op);
+    const float *pv = op_f32(v, op);
     const size_t cols = c.cols();
     cuda_for_each(c.size(), [=] __device__(size_t i) { pc[i] = pv[i % cols]; });
     gemm(trans_a, trans_b, 1.0f, a, b, 1.0f, c);
