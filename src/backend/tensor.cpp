@@ -10,7 +10,14 @@ Storage::Storage(Backend &backend, size_t bytes)
 
 Storage::~Storage() { backend_.release(data_); }
 
-size_t shape_size(const std::vector<size_t> &shape) {
+Shape::Shape(const size_t *dims, size_t ndim) : ndim_(ndim) {
+    if (ndim > kMaxDims)
+        fail(Status::internal, "tensor of " + std::to_string(ndim) + " dimensions (at most " +
+                                   std::to_string(kMaxDims) + ")");
+    for (size_t i = 0; i < ndim; ++i) dims_[i] = dims[i];
+}
+
+size_t shape_size(const Shape &shape) {
     size_t n = 1;
     for (size_t d : shape) n *= d;
     return n;
@@ -18,9 +25,9 @@ size_t shape_size(const std::vector<size_t> &shape) {
 
 static size_t dtype_bytes(DType) { return 4; }
 
-Tensor::Tensor(Backend &backend, std::vector<size_t> shape, DType dtype)
+Tensor::Tensor(Backend &backend, const Shape &shape, DType dtype)
     : storage_(std::make_shared<Storage>(backend, shape_size(shape) * dtype_bytes(dtype))),
-      shape_(std::move(shape)), dtype_(dtype) {}
+      shape_(shape), dtype_(dtype) {}
 
 size_t Tensor::size() const { return shape_size(shape_); }
 
@@ -42,22 +49,22 @@ int32_t *Tensor::i32() const {
     return static_cast<int32_t *>(storage_->data()) + offset_;
 }
 
-Tensor Tensor::view(size_t offset, std::vector<size_t> shape) const {
+Tensor Tensor::view(size_t offset, const Shape &shape) const {
     if (offset + shape_size(shape) > size())
         fail(Status::internal, "tensor view out of range");
     Tensor t = *this;
     t.offset_ = offset_ + offset;
-    t.shape_ = std::move(shape);
+    t.shape_ = shape;
     return t;
 }
 
 Tensor Tensor::row_block(size_t begin, size_t count) const {
-    std::vector<size_t> shape = shape_;
+    Shape shape = shape_;
     shape[0] = count;
     return view(begin * cols(), shape);
 }
 
-void Tensor::ensure(Backend &backend, std::vector<size_t> shape) {
+void Tensor::ensure(Backend &backend, const Shape &shape) {
     size_t need = shape_size(shape) * sizeof(float);
     if (!storage_ || &storage_->backend() != &backend || dtype_ != DType::f32 ||
         storage_->bytes() < need + offset_ * sizeof(float)) {
@@ -65,7 +72,7 @@ void Tensor::ensure(Backend &backend, std::vector<size_t> shape) {
         storage_ = std::make_shared<Storage>(backend, need ? need : sizeof(float));
         offset_ = 0;
     }
-    shape_ = std::move(shape);
+    shape_ = shape;
     dtype_ = DType::f32;
 }
 

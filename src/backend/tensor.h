@@ -5,12 +5,34 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
 namespace flow {
 
 class Backend;
+
+// A tensor's dimensions, held inline: views and workspaces take a new shape
+// on every call, and a heap-allocated one cost an allocation each time.
+class Shape {
+public:
+    static constexpr size_t kMaxDims = 6;
+    Shape() = default;
+    Shape(std::initializer_list<size_t> dims) : Shape(dims.begin(), dims.size()) {}
+    Shape(const std::vector<size_t> &dims) : Shape(dims.data(), dims.size()) {}
+
+    size_t size() const { return ndim_; }
+    size_t operator[](size_t i) const { return dims_[i]; }
+    size_t &operator[](size_t i) { return dims_[i]; }
+    const size_t *begin() const { return dims_; }
+    const size_t *end() const { return dims_ + ndim_; }
+
+private:
+    Shape(const size_t *dims, size_t ndim);
+    size_t dims_[kMaxDims] = {};
+    size_t ndim_ = 0;
+};
 
 enum class DType : uint8_t { f32, i32 };
 
@@ -36,12 +58,12 @@ class Tensor {
 public:
     Tensor() = default;
     // A new uninitialized tensor on backend.
-    Tensor(Backend &backend, std::vector<size_t> shape, DType dtype = DType::f32);
+    Tensor(Backend &backend, const Shape &shape, DType dtype = DType::f32);
 
     bool defined() const { return storage_ != nullptr; }
     Backend &backend() const { return storage_->backend(); }
     DType dtype() const { return dtype_; }
-    const std::vector<size_t> &shape() const { return shape_; }
+    const Shape &shape() const { return shape_; }
     size_t ndim() const { return shape_.size(); }
     size_t dim(size_t i) const { return shape_[i]; }
     size_t size() const; // number of elements
@@ -55,22 +77,22 @@ public:
     int32_t *i32() const;
 
     // A view of `shape` starting `offset` elements into this tensor's data.
-    Tensor view(size_t offset, std::vector<size_t> shape) const;
+    Tensor view(size_t offset, const Shape &shape) const;
     // Rows [begin, begin + count) of a matrix.
     Tensor row_block(size_t begin, size_t count) const;
 
     // Makes this tensor a [shape] f32 tensor, reusing its storage when it is
     // big enough (workspaces call this every batch: no allocation in steady
     // state once the largest batch has been seen).
-    void ensure(Backend &backend, std::vector<size_t> shape);
+    void ensure(Backend &backend, const Shape &shape);
 
 private:
     std::shared_ptr<Storage> storage_;
     size_t offset_ = 0; // in elements
-    std::vector<size_t> shape_;
+    Shape shape_;
     DType dtype_ = DType::f32;
 };
 
-size_t shape_size(const std::vector<size_t> &shape);
+size_t shape_size(const Shape &shape);
 
 } // namespace flow

@@ -4,7 +4,7 @@
 // alias checks it would otherwise give up on. The loops are written so that GCC vectorizes them: no
 // calls into libm inside (exp and tanh are inlined polynomials below), no
 // floating-point reductions across the vectorized index (per-row sums go
-// through a small buffer and are added in order, in double).
+// through a small buffer and are added in double, in a fixed order).
 #include "backend/cpu/cpu_kernels.h"
 
 #include <algorithm>
@@ -122,6 +122,22 @@ FLOW_INLINE float flog1p_unit(float e) {
     return (x + y) + ef * 0.693359375f + c;
 }
 
+// sum of term(j) (a double) over j in [0, w), in kSumLanes interleaved
+// partial sums added in order at the end: one long dependency chain of
+// double adds would cost more than the exp and tanh of the row. The order is
+// fixed, so every clone gets the same result.
+constexpr size_t kSumLanes = 8;
+template <class Term> FLOW_INLINE double sum_in_lanes(size_t w, Term term) {
+    double lanes[kSumLanes] = {};
+    size_t j = 0;
+    for (; j + kSumLanes <= w; j += kSumLanes)
+        for (size_t l = 0; l < kSumLanes; ++l) lanes[l] += term(j + l);
+    for (size_t l = 0; j < w; ++j, ++l) lanes[l] += term(j);
+    double total = 0.0;
+    for (size_t l = 0; l < kSumLanes; ++l) total += lanes[l];
+    return total;
+}
+
 // log(1 + e^x) and the logistic sigmoid, stable at both ends.
 FLOW_INLINE float fsoftplus(float x) {
     return std::max(x, 0.0f) + std::log1p(fexp(-__builtin_fabsf(x)));
@@ -174,8 +190,7 @@ void affine_coupling_rows(const float *in, const float *mask, const float *h,
                     s_buf[j] = s;
                 }
             }
-            FLOW_IVDEP
-            for (size_t j = 0; j < w; ++j) ld += s_buf[j];
+            ld += sum_in_lanes(w, [&](size_t j) { return double(s_buf[j]); });
         }
         logdet[i] = float(logdet[i] + sign * ld);
     }
@@ -347,8 +362,9 @@ void logistic_log_prob_rows(const float *z, float *out, size_t D, size_t r0, siz
             // log Logistic(z) = -|z| - 2 log(1 + e^-|z|)
 FLOW_IVDEP
             for (size_t j = 0; j < w; ++j) l_buf[j] = flog1p_unit(fexp(-__builtin_fabsf(zi[j])));
-            for (size_t j = 0; j < w; ++j)
-                lp += -double(__builtin_fabsf(zi[j])) - 2.0 * double(l_buf[j]);
+            lp += sum_in_lanes(w, [&](size_t j) {
+                return -double(__builtin_fabsf(zi[j])) - 2.0 * double(l_buf[j]);
+            });
         }
         out[i] = float(lp);
     }
