@@ -33,10 +33,8 @@ constexpr size_t kAlignment = 64; // a cache line, and enough for AVX-512 loads
 constexpr double kLogitEps = 1e-12;
 constexpr double kLogTwoPi = 1.8378770664093454835606594728112; // log(2 pi)
 
-// body(i) for i in [0, n), `cost` being the work of one i.
 template <class Body> void parallel_for(size_t n, size_t cost, Body &&body) {
-#pragma omp parallel for schedule(static) if (n * cost > kParallelWork)
-    for (size_t i = 0; i < n; ++i) body(i);
+    cpu_parallel_for(n, cost, kParallelWork, body);
 }
 
 // body(r0, r1) over fixed blocks of `block` rows, the blocks spread over threads.
@@ -45,6 +43,15 @@ void parallel_rows(size_t rows, size_t block, size_t cost_per_row, Body &&body) 
     const size_t blocks = (rows + block - 1) / block;
     parallel_for(blocks, block * cost_per_row,
                  [&](size_t b) { body(b * block, std::min(rows, (b + 1) * block)); });
+}
+
+// count zeroed doubles for the partial sums of one op, reused by the calling
+// thread (no op holds two at once): the many small reductions of a train
+// step would otherwise each allocate.
+double *partial_sums(size_t count) {
+    thread_local std::vector<double> scratch;
+    scratch.assign(count, 0.0);
+    return scratch.data();
 }
 
 // out[j * K + k] = sum over rows i of what term(i, j, acc) adds to acc[k]. The
@@ -69,7 +76,7 @@ std::vector<double> reduce_columns(size_t rows, size_t cols, Term &&term) {
 // sum over k in [0, n) of term(k), in fixed chunks summed in order.
 template <class Term> double reduce_all(size_t n, Term &&term) {
     const size_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
-    std::vector<double> partial(chunks, 0.0);
+    double *partial = partial_sums(chunks);
     parallel_for(chunks, kReduceChunk, [&](size_t c) {
         double acc = 0.0;
         const size_t end = std::min(n, (c + 1) * kReduceChunk);
@@ -77,27 +84,14 @@ template <class Term> double reduce_all(size_t n, Term &&term) {
         partial[c] = acc;
     });
     double total = 0.0;
-    for (double p : partial) total += p;
+    for (size_t c = 0; c < chunks; ++c) total += partial[c];
     return total;
 }
 
 // --- shape checks -----------------------------------------------------------
 
-void check_same_shape(const Tensor &a, const Tensor &b, const char *op) {
-    cpu_check(a.rows() == b.rows() && a.cols() == b.cols(), op,
-              "shape mismatch");
-}
-
-void check_row_vector(const Tensor &v, const Tensor &matrix, const char *op) {
-    cpu_check(v.size() == matrix.cols(), op, "row vector length != columns");
-}
-
-void check_per_row(const Tensor &p, const Tensor &matrix, const char *op) {
-    cpu_check(p.size() == matrix.rows(), op, "per-row tensor length != rows");
-}
-
 void *raw_data(const Tensor &t, const char *op) {
-    cpu_check(t.defined(), op, "undefined tensor");
+    op_check(t.defined(), op, "undefined tensor");
     return t.dtype() == DType::i32 ? static_cast<void *>(t.i32())
                                    : static_cast<void *>(t.f32());
 }
@@ -162,13 +156,13 @@ void CpuBackend::download(const Tensor &src, void *host) {
 }
 
 void CpuBackend::copy(const Tensor &src, Tensor &dst) {
-    cpu_check(src.size() == dst.size() && src.dtype() == dst.dtype(), "copy",
+    op_check(src.size() == dst.size() && src.dtype() == dst.dtype(), "copy",
               "size or dtype mismatch");
     copy_elements(raw_data(dst, "copy"), raw_data(src, "copy"), src.size());
 }
 
 void CpuBackend::fill(Tensor &t, float value) {
-    std::fill_n(cpu_f32(t, "fill"), t.size(), value);
+    std::fill_n(op_f32(t, "fill"), t.size(), value);
 }
 
 // --- dense algebra (gemm is in cpu_gemm.cpp) --------------------------------
@@ -177,8 +171,8 @@ void CpuBackend::gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Te
                            const Tensor &v, Tensor &c) {
     const char *op = "gemm_bias";
     check_row_vector(v, c, op);
-    float *pc = cpu_f32(c, op);
-    const float *pv = cpu_f32(v, op);
+    float *pc = op_f32(c, op);
+    const float *pv = op_f32(v, op);
     const size_t cols = v.size();
     parallel_for(c.rows(), cols, [&](size_t i) {
         std::memcpy(pc + i * cols, pv, cols * sizeof(float));
@@ -189,8 +183,8 @@ void CpuBackend::gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Te
 void CpuBackend::add_row_vector(Tensor &y, const Tensor &v) {
     const char *op = "add_row_vector";
     check_row_vector(v, y, op);
-    float *py = cpu_f32(y, op);
-    const float *pv = cpu_f32(v, op);
+    float *py = op_f32(y, op);
+    const float *pv = op_f32(v, op);
     const size_t cols = v.size();
     parallel_for(y.rows(), cols, [&](size_t i) {
         for (size_t j = 0; j < cols; ++j) py[i * cols + j] += pv[j];
@@ -200,12 +194,12 @@ void CpuBackend::add_row_vector(Tensor &y, const Tensor &v) {
 void CpuBackend::sum_rows(const Tensor &x, Tensor &out, bool accumulate) {
     const char *op = "sum_rows";
     check_row_vector(out, x, op);
-    const float *px = cpu_f32(x, op);
-    float *po = cpu_f32(out, op);
+    const float *px = op_f32(x, op);
+    float *po = op_f32(out, op);
     const size_t cols = out.size(), rows = x.rows();
     // Fixed blocks of kReduceRows rows, partial sums added in block order.
     const size_t blocks = (rows + kReduceRows - 1) / kReduceRows;
-    std::vector<double> partial(blocks * cols, 0.0);
+    double *partial = partial_sums(blocks * cols);
     parallel_rows(rows, kReduceRows, cols, [&](size_t r0, size_t r1) {
         cpu_kernels::column_sums_rows(px, &partial[r0 / kReduceRows * cols], cols, r0, r1);
     });
@@ -221,8 +215,8 @@ void CpuBackend::mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,
     const char *op = "mul_row_vector";
     check_same_shape(x, y, op);
     check_row_vector(v, x, op);
-    const float *px = cpu_f32(x, op), *pv = cpu_f32(v, op);
-    float *py = cpu_f32(y, op);
+    const float *px = op_f32(x, op), *pv = op_f32(v, op);
+    float *py = op_f32(y, op);
     const size_t cols = v.size();
     parallel_for(x.rows(), cols, [&](size_t i) {
         for (size_t j = 0; j < cols; ++j) {
@@ -233,24 +227,24 @@ void CpuBackend::mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,
 }
 
 void CpuBackend::axpy(float alpha, const Tensor &x, Tensor &y) {
-    cpu_check(x.size() == y.size(), "axpy", "size mismatch");
-    const float *px = cpu_f32(x, "axpy");
-    float *py = cpu_f32(y, "axpy");
+    op_check(x.size() == y.size(), "axpy", "size mismatch");
+    const float *px = op_f32(x, "axpy");
+    float *py = op_f32(y, "axpy");
     parallel_for(x.size(), 1, [&](size_t k) { py[k] += alpha * px[k]; });
 }
 
 void CpuBackend::scale(Tensor &x, float alpha) {
-    float *px = cpu_f32(x, "scale");
+    float *px = op_f32(x, "scale");
     parallel_for(x.size(), 1, [&](size_t k) { px[k] *= alpha; });
 }
 
 void CpuBackend::concat_cols(const Tensor &a, const Tensor &b, Tensor &out) {
     const char *op = "concat_cols";
     const size_t ca = a.cols(), cb = b.cols(), co = ca + cb;
-    cpu_check(a.rows() == b.rows() && out.rows() == a.rows() && out.cols() == co,
+    op_check(a.rows() == b.rows() && out.rows() == a.rows() && out.cols() == co,
               op, "shape mismatch");
-    const float *pa = cpu_f32(a, op), *pb = cpu_f32(b, op);
-    float *po = cpu_f32(out, op);
+    const float *pa = op_f32(a, op), *pb = op_f32(b, op);
+    float *po = op_f32(out, op);
     parallel_for(a.rows(), co, [&](size_t i) {
         std::memcpy(po + i * co, pa + i * ca, ca * sizeof(float));
         std::memcpy(po + i * co + ca, pb + i * cb, cb * sizeof(float));
@@ -260,10 +254,10 @@ void CpuBackend::concat_cols(const Tensor &a, const Tensor &b, Tensor &out) {
 void CpuBackend::slice_cols(const Tensor &x, size_t begin, Tensor &out) {
     const char *op = "slice_cols";
     const size_t cx = x.cols(), co = out.cols();
-    cpu_check(x.rows() == out.rows() && begin <= cx && co <= cx - begin, op,
+    op_check(x.rows() == out.rows() && begin <= cx && co <= cx - begin, op,
               "slice out of range");
-    const float *px = cpu_f32(x, op);
-    float *po = cpu_f32(out, op);
+    const float *px = op_f32(x, op);
+    float *po = op_f32(out, op);
     parallel_for(x.rows(), co, [&](size_t i) {
         std::memcpy(po + i * co, px + i * cx + begin, co * sizeof(float));
     });
@@ -272,27 +266,27 @@ void CpuBackend::slice_cols(const Tensor &x, size_t begin, Tensor &out) {
 void CpuBackend::gather_cols(const Tensor &x, const Tensor &index, Tensor &y) {
     const char *op = "gather_cols";
     const size_t cx = x.cols(), cy = y.cols();
-    cpu_check(x.rows() == y.rows(), op, "row count mismatch");
+    op_check(x.rows() == y.rows(), op, "row count mismatch");
     check_row_vector(index, y, op);
-    cpu_check(index.defined() && index.dtype() == DType::i32, op, "index is not int32");
+    op_check(index.defined() && index.dtype() == DType::i32, op, "index is not int32");
     const int32_t *idx = index.i32();
     for (size_t j = 0; j < cy; ++j)
-        cpu_check(idx[j] >= 0 && size_t(idx[j]) < cx, op, "index out of range");
-    const float *px = cpu_f32(x, op);
-    float *py = cpu_f32(y, op);
+        op_check(idx[j] >= 0 && size_t(idx[j]) < cx, op, "index out of range");
+    const float *px = op_f32(x, op);
+    float *py = op_f32(y, op);
     parallel_for(x.rows(), cy, [&](size_t i) {
         for (size_t j = 0; j < cy; ++j) py[i * cy + j] = px[i * cx + idx[j]];
     });
 }
 
 void CpuBackend::add_scalar(Tensor &y, float c) {
-    float *py = cpu_f32(y, "add_scalar");
+    float *py = op_f32(y, "add_scalar");
     parallel_for(y.size(), 1, [&](size_t k) { py[k] += c; });
 }
 
 void CpuBackend::add_vector_sum(Tensor &per_row, const Tensor &v, float sign) {
-    const float *pv = cpu_f32(v, "add_vector_sum");
-    float *pr = cpu_f32(per_row, "add_vector_sum");
+    const float *pv = op_f32(v, "add_vector_sum");
+    float *pr = op_f32(per_row, "add_vector_sum");
     const double total = reduce_all(v.size(), [&](size_t k) { return double(pv[k]); });
     for (size_t i = 0; i < per_row.size(); ++i) pr[i] = float(pr[i] + sign * total);
 }
@@ -301,9 +295,9 @@ void CpuBackend::add_vector_sum(Tensor &per_row, const Tensor &v, float sign) {
 
 void CpuBackend::activation_forward(Activation act, const Tensor &x, Tensor &y) {
     const char *op = "activation_forward";
-    cpu_check(x.size() == y.size(), op, "size mismatch");
-    const float *px = cpu_f32(x, op);
-    float *py = cpu_f32(y, op);
+    op_check(x.size() == y.size(), op, "size mismatch");
+    const float *px = op_f32(x, op);
+    float *py = op_f32(y, op);
     // As one long row: the kernel's loop runs over the whole block.
     const size_t n = x.size(), block = 4096;
     parallel_rows((n + block - 1) / block, 1, 4 * block, [&](size_t b0, size_t b1) {
@@ -315,10 +309,10 @@ void CpuBackend::activation_forward(Activation act, const Tensor &x, Tensor &y) 
 void CpuBackend::activation_backward(Activation act, const Tensor &x, const Tensor &y,
                                      const Tensor &dy, Tensor &dx) {
     const char *op = "activation_backward";
-    cpu_check(x.size() == y.size() && x.size() == dy.size() && x.size() == dx.size(), op,
+    op_check(x.size() == y.size() && x.size() == dy.size() && x.size() == dx.size(), op,
               "size mismatch");
-    const float *px = cpu_f32(x, op), *py = cpu_f32(y, op), *pdy = cpu_f32(dy, op);
-    float *pdx = cpu_f32(dx, op); // may alias pdy: each k reads dy[k] before writing dx[k]
+    const float *px = op_f32(x, op), *py = op_f32(y, op), *pdy = op_f32(dy, op);
+    float *pdx = op_f32(dx, op); // may alias pdy: each k reads dy[k] before writing dx[k]
     const size_t n = x.size(), block = 4096;
     parallel_rows((n + block - 1) / block, 1, 4 * block, [&](size_t b0, size_t b1) {
         const size_t k0 = b0 * block, k1 = std::min(n, b1 * block);
@@ -330,17 +324,17 @@ void CpuBackend::activation_backward(Activation act, const Tensor &x, const Tens
 // --- reductions -------------------------------------------------------------
 
 double CpuBackend::sum(const Tensor &x) {
-    const float *px = cpu_f32(x, "sum");
+    const float *px = op_f32(x, "sum");
     return reduce_all(x.size(), [&](size_t k) { return double(px[k]); });
 }
 
 double CpuBackend::sum_squares(const Tensor &x) {
-    const float *px = cpu_f32(x, "sum_squares");
+    const float *px = op_f32(x, "sum_squares");
     return reduce_all(x.size(), [&](size_t k) { return double(px[k]) * px[k]; });
 }
 
 bool CpuBackend::all_finite(const Tensor &x) {
-    const float *px = cpu_f32(x, "all_finite");
+    const float *px = op_f32(x, "all_finite");
     const size_t n = x.size();
     const size_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
     std::vector<char> ok(chunks, 1);
@@ -367,9 +361,9 @@ CouplingArgs coupling_args(const Tensor &in, const Tensor &mask, const Tensor &h
     check_row_vector(scale, in, op);
     check_per_row(per_row, in, op);
     const size_t cols = in.cols();
-    cpu_check(h.rows() == in.rows() && h.cols() == 2 * cols, op, "h must be [n, 2D]");
-    return {cpu_f32(in, op), cpu_f32(mask, op),    cpu_f32(h, op), cpu_f32(scale, op),
-            cpu_f32(per_row, op), in.rows(), cols};
+    op_check(h.rows() == in.rows() && h.cols() == 2 * cols, op, "h must be [n, 2D]");
+    return {op_f32(in, op), op_f32(mask, op),    op_f32(h, op), op_f32(scale, op),
+            op_f32(per_row, op), in.rows(), cols};
 }
 
 } // namespace
@@ -379,7 +373,7 @@ void CpuBackend::affine_coupling_forward(const Tensor &x, const Tensor &mask, co
     const char *op = "affine_coupling_forward";
     check_same_shape(x, z, op);
     const CouplingArgs a = coupling_args(x, mask, h, scale, logdet, op);
-    float *pz = cpu_f32(z, op), *pld = cpu_f32(logdet, op);
+    float *pz = op_f32(z, op), *pld = op_f32(logdet, op);
     parallel_rows(a.rows, 64, 8 * a.cols, [&](size_t r0, size_t r1) {
         cpu_kernels::affine_coupling_rows(a.in, a.mask, a.h, a.scale, pz, pld, a.cols, r0, r1,
                                           false);
@@ -391,7 +385,7 @@ void CpuBackend::affine_coupling_inverse(const Tensor &z, const Tensor &mask, co
     const char *op = "affine_coupling_inverse";
     check_same_shape(z, x, op);
     const CouplingArgs a = coupling_args(z, mask, h, scale, logdet, op);
-    float *px = cpu_f32(x, op), *pld = cpu_f32(logdet, op);
+    float *px = op_f32(x, op), *pld = op_f32(logdet, op);
     parallel_rows(a.rows, 64, 8 * a.cols, [&](size_t r0, size_t r1) {
         cpu_kernels::affine_coupling_rows(a.in, a.mask, a.h, a.scale, px, pld, a.cols, r0, r1,
                                           true);
@@ -408,12 +402,12 @@ void CpuBackend::affine_coupling_backward(const Tensor &x, const Tensor &mask, c
     check_same_shape(h, dh, op);
     check_row_vector(dscale, x, op);
     const CouplingArgs a = coupling_args(x, mask, h, scale, dlogdet, op);
-    const float *pdz = cpu_f32(dz, op);
-    float *pdx = cpu_f32(dx, op), *pdh = cpu_f32(dh, op), *pdscale = cpu_f32(dscale, op);
+    const float *pdz = op_f32(dz, op);
+    float *pdx = op_f32(dx, op), *pdh = op_f32(dh, op), *pdscale = op_f32(dscale, op);
     const size_t D = a.cols;
     // Fixed blocks of kReduceRows rows, partial sums added in block order.
     const size_t blocks = (a.rows + kReduceRows - 1) / kReduceRows;
-    std::vector<double> partial(blocks * D, 0.0);
+    double *partial = partial_sums(blocks * D);
     parallel_rows(a.rows, kReduceRows, 12 * D, [&](size_t r0, size_t r1) {
         cpu_kernels::affine_coupling_backward_rows(a.in, a.mask, a.h, a.scale, pdz, a.per_row,
                                                    pdx, pdh, &partial[r0 / kReduceRows * D], D,
@@ -432,8 +426,8 @@ void CpuBackend::additive_coupling(const Tensor &x, const Tensor &mask, const Te
     check_same_shape(x, t, op);
     check_same_shape(x, z, op);
     check_row_vector(mask, x, op);
-    const float *px = cpu_f32(x, op), *pm = cpu_f32(mask, op), *pt = cpu_f32(t, op);
-    float *pz = cpu_f32(z, op);
+    const float *px = op_f32(x, op), *pm = op_f32(mask, op), *pt = op_f32(t, op);
+    float *pz = op_f32(z, op);
     const size_t D = mask.size();
     parallel_for(x.rows(), D, [&](size_t i) {
         for (size_t j = 0; j < D; ++j) {
@@ -449,8 +443,8 @@ void CpuBackend::scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor 
     const char *op = "scale_exp";
     check_same_shape(x, y, op);
     check_row_vector(s, x, op);
-    const float *px = cpu_f32(x, op), *ps = cpu_f32(s, op);
-    float *py = cpu_f32(y, op);
+    const float *px = op_f32(x, op), *ps = op_f32(s, op);
+    float *py = op_f32(y, op);
     const size_t D = s.size();
     std::vector<float> factor(D);
     for (size_t j = 0; j < D; ++j) factor[j] = std::exp(sign * ps[j]);
@@ -467,9 +461,9 @@ void CpuBackend::scale_exp_backward(const Tensor &x, const Tensor &s, const Tens
     check_row_vector(s, x, op);
     check_row_vector(ds, x, op);
     check_per_row(dlogdet, x, op);
-    const float *px = cpu_f32(x, op), *ps = cpu_f32(s, op), *pdz = cpu_f32(dz, op);
-    const float *pdl = cpu_f32(dlogdet, op);
-    float *pdx = cpu_f32(dx, op), *pds = cpu_f32(ds, op);
+    const float *px = op_f32(x, op), *ps = op_f32(s, op), *pdz = op_f32(dz, op);
+    const float *pdl = op_f32(dlogdet, op);
+    float *pdx = op_f32(dx, op), *pds = op_f32(ds, op);
     const size_t D = s.size();
     std::vector<float> factor(D);
     for (size_t j = 0; j < D; ++j) factor[j] = std::exp(ps[j]);
@@ -489,9 +483,9 @@ void CpuBackend::batch_norm_stats(const Tensor &x, Tensor &mean, Tensor &var) {
     check_row_vector(mean, x, op);
     check_row_vector(var, x, op);
     const size_t n = x.rows(), D = mean.size();
-    cpu_check(n > 0, op, "empty batch");
-    const float *px = cpu_f32(x, op);
-    float *pmean = cpu_f32(mean, op), *pvar = cpu_f32(var, op);
+    op_check(n > 0, op, "empty batch");
+    const float *px = op_f32(x, op);
+    float *pmean = op_f32(mean, op), *pvar = op_f32(var, op);
     // Two passes: the one-pass E[x^2] - E[x]^2 cancels badly for large means.
     std::vector<double> mu = reduce_columns<1>(
         n, D, [&](size_t i, size_t j, double *acc) { *acc += px[i * D + j]; });
@@ -520,9 +514,9 @@ BatchNormArgs batch_norm_args(const Tensor &in, const Tensor &mean, const Tensor
     check_same_shape(in, out, op);
     for (const Tensor *v : {&mean, &var, &log_gamma, &beta}) check_row_vector(*v, in, op);
     check_per_row(logdet, in, op);
-    return {cpu_f32(in, op),        cpu_f32(mean, op), cpu_f32(var, op),
-            cpu_f32(log_gamma, op), cpu_f32(beta, op), cpu_f32(out, op),
-            cpu_f32(logdet, op),    in.rows(),         in.cols()};
+    return {op_f32(in, op),        op_f32(mean, op), op_f32(var, op),
+            op_f32(log_gamma, op), op_f32(beta, op), op_f32(out, op),
+            op_f32(logdet, op),    in.rows(),         in.cols()};
 }
 
 // The per-row logdet of batch norm: sum_j log_gamma[j] - 0.5 log(var[j] + eps).
@@ -581,9 +575,9 @@ void CpuBackend::batch_norm_backward(const Tensor &x, const Tensor &mean, const 
     check_row_vector(dlog_gamma, x, op);
     check_row_vector(dbeta, x, op);
     const size_t n = x.rows(), D = x.cols();
-    const float *px = cpu_f32(x, op), *pmean = cpu_f32(mean, op), *pvar = cpu_f32(var, op);
-    const float *plg = cpu_f32(log_gamma, op), *pdz = cpu_f32(dz, op), *pdl = cpu_f32(dlogdet, op);
-    float *pdx = cpu_f32(dx, op), *pdlg = cpu_f32(dlog_gamma, op), *pdbeta = cpu_f32(dbeta, op);
+    const float *px = op_f32(x, op), *pmean = op_f32(mean, op), *pvar = op_f32(var, op);
+    const float *plg = op_f32(log_gamma, op), *pdz = op_f32(dz, op), *pdl = op_f32(dlogdet, op);
+    float *pdx = op_f32(dx, op), *pdlg = op_f32(dlog_gamma, op), *pdbeta = op_f32(dbeta, op);
 
     std::vector<float> inv_std(D), gamma(D);
     for (size_t j = 0; j < D; ++j) {
@@ -622,10 +616,10 @@ void CpuBackend::batch_norm_update_running(const Tensor &mean, const Tensor &var
                                            Tensor &running_var) {
     const char *op = "batch_norm_update_running";
     const size_t D = mean.size();
-    cpu_check(var.size() == D && running_mean.size() == D && running_var.size() == D, op,
+    op_check(var.size() == D && running_mean.size() == D && running_var.size() == D, op,
               "size mismatch");
-    const float *pm = cpu_f32(mean, op), *pv = cpu_f32(var, op);
-    float *prm = cpu_f32(running_mean, op), *prv = cpu_f32(running_var, op);
+    const float *pm = op_f32(mean, op), *pv = op_f32(var, op);
+    float *prm = op_f32(running_mean, op), *prv = op_f32(running_var, op);
     const double unbias = n > 1 ? double(n) / double(n - 1) : 1.0;
     for (size_t j = 0; j < D; ++j) {
         prm[j] = (1.0f - momentum) * prm[j] + momentum * pm[j];
@@ -638,9 +632,9 @@ void CpuBackend::batch_norm_update_running(const Tensor &mean, const Tensor &var
 void CpuBackend::dequantize_forward(const Tensor &x, float levels, uint64_t seed,
                                     uint64_t stream, Tensor &y) {
     const char *op = "dequantize_forward";
-    cpu_check(x.size() == y.size(), op, "size mismatch");
-    const float *px = cpu_f32(x, op);
-    float *py = cpu_f32(y, op);
+    op_check(x.size() == y.size(), op, "size mismatch");
+    const float *px = op_f32(x, op);
+    float *py = op_f32(y, op);
     parallel_for(x.size(), 32, [&](size_t k) {
         const float u = philox_uniform(philox4x32_10(seed, stream, k).v[0]);
         py[k] = (px[k] + u) / levels;
@@ -649,9 +643,9 @@ void CpuBackend::dequantize_forward(const Tensor &x, float levels, uint64_t seed
 
 void CpuBackend::dequantize_inverse(const Tensor &y, float levels, Tensor &x) {
     const char *op = "dequantize_inverse";
-    cpu_check(x.size() == y.size(), op, "size mismatch");
-    const float *py = cpu_f32(y, op);
-    float *px = cpu_f32(x, op);
+    op_check(x.size() == y.size(), op, "size mismatch");
+    const float *py = op_f32(y, op);
+    float *px = op_f32(x, op);
     parallel_for(y.size(), 1, [&](size_t k) {
         px[k] = std::clamp(std::floor(py[k] * levels), 0.0f, levels - 1.0f);
     });
@@ -661,8 +655,8 @@ void CpuBackend::logit_forward(const Tensor &x, float alpha, Tensor &z, Tensor &
     const char *op = "logit_forward";
     check_same_shape(x, z, op);
     check_per_row(logdet, x, op);
-    const float *px = cpu_f32(x, op);
-    float *pz = cpu_f32(z, op), *pld = cpu_f32(logdet, op);
+    const float *px = op_f32(x, op);
+    float *pz = op_f32(z, op), *pld = op_f32(logdet, op);
     const size_t D = x.cols();
     const double log_range = std::log1p(-2.0 * alpha);
     parallel_for(x.rows(), 16 * D, [&](size_t i) {
@@ -680,8 +674,8 @@ void CpuBackend::logit_inverse(const Tensor &z, float alpha, Tensor &x, Tensor &
     const char *op = "logit_inverse";
     check_same_shape(z, x, op);
     check_per_row(logdet, z, op);
-    const float *pz = cpu_f32(z, op);
-    float *px = cpu_f32(x, op), *pld = cpu_f32(logdet, op);
+    const float *pz = op_f32(z, op);
+    float *px = op_f32(x, op), *pld = op_f32(logdet, op);
     const size_t D = z.cols();
     const double log_range = std::log1p(-2.0 * alpha);
     parallel_for(z.rows(), 16 * D, [&](size_t i) {
@@ -703,8 +697,8 @@ void CpuBackend::logit_backward(const Tensor &x, float alpha, const Tensor &dz,
     check_same_shape(x, dz, op);
     check_same_shape(x, dx, op);
     check_per_row(dlogdet, x, op);
-    const float *px = cpu_f32(x, op), *pdz = cpu_f32(dz, op), *pdl = cpu_f32(dlogdet, op);
-    float *pdx = cpu_f32(dx, op);
+    const float *px = op_f32(x, op), *pdz = op_f32(dz, op), *pdl = op_f32(dlogdet, op);
+    float *pdx = op_f32(dx, op);
     const size_t D = x.cols();
     const double range = 1.0 - 2.0 * alpha;
     parallel_for(x.rows(), 8 * D, [&](size_t i) {
@@ -724,8 +718,8 @@ namespace {
 template <class LogDensity>
 void per_row_log_prob(const Tensor &z, Tensor &out, const char *op, LogDensity log_density) {
     check_per_row(out, z, op);
-    const float *pz = cpu_f32(z, op);
-    float *po = cpu_f32(out, op);
+    const float *pz = op_f32(z, op);
+    float *po = op_f32(out, op);
     const size_t D = z.cols();
     parallel_for(z.rows(), 8 * D, [&](size_t i) {
         double lp = 0.0;
@@ -740,8 +734,8 @@ void per_row_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz,
                                const char *op, Derivative derivative) {
     check_same_shape(z, dz, op);
     check_per_row(dlogp, z, op);
-    const float *pz = cpu_f32(z, op), *pdl = cpu_f32(dlogp, op);
-    float *pdz = cpu_f32(dz, op);
+    const float *pz = op_f32(z, op), *pdl = op_f32(dlogp, op);
+    float *pdz = op_f32(dz, op);
     const size_t D = z.cols();
     parallel_for(z.rows(), 4 * D, [&](size_t i) {
         for (size_t j = 0; j < D; ++j) pdz[i * D + j] = pdl[i] * derivative(pz[i * D + j]);
@@ -763,8 +757,8 @@ void CpuBackend::normal_log_prob_backward(const Tensor &z, const Tensor &dlogp, 
 void CpuBackend::logistic_log_prob(const Tensor &z, Tensor &out) {
     const char *op = "logistic_log_prob";
     check_per_row(out, z, op);
-    const float *pz = cpu_f32(z, op);
-    float *po = cpu_f32(out, op);
+    const float *pz = op_f32(z, op);
+    float *po = op_f32(out, op);
     const size_t D = z.cols();
     parallel_rows(z.rows(), 64, 16 * D, [&](size_t r0, size_t r1) {
         cpu_kernels::logistic_log_prob_rows(pz, po, D, r0, r1);
@@ -775,8 +769,8 @@ void CpuBackend::logistic_log_prob_backward(const Tensor &z, const Tensor &dlogp
     const char *op = "logistic_log_prob_backward";
     check_same_shape(z, dz, op);
     check_per_row(dlogp, z, op);
-    const float *pz = cpu_f32(z, op), *pdl = cpu_f32(dlogp, op);
-    float *pdz = cpu_f32(dz, op);
+    const float *pz = op_f32(z, op), *pdl = op_f32(dlogp, op);
+    float *pdz = op_f32(dz, op);
     const size_t D = z.cols();
     parallel_rows(z.rows(), 64, 8 * D, [&](size_t r0, size_t r1) {
         cpu_kernels::logistic_log_prob_backward_rows(pz, pdl, pdz, D, r0, r1);
@@ -789,7 +783,7 @@ namespace {
 
 // t[k] = draw(philox block for counter k).
 template <class Draw> void fill_random(Tensor &t, uint64_t seed, uint64_t stream, Draw draw) {
-    float *pt = cpu_f32(t, "fill_random");
+    float *pt = op_f32(t, "fill_random");
     parallel_for(t.size(), 32, [&](size_t k) { pt[k] = draw(philox4x32_10(seed, stream, k)); });
 }
 
@@ -818,10 +812,10 @@ void CpuBackend::adam_update(Tensor &param, const Tensor &grad, Tensor &m, Tenso
                              float decoupled_decay, uint64_t step) {
     const char *op = "adam_update";
     const size_t n = param.size();
-    cpu_check(grad.size() == n && m.size() == n && v.size() == n, op, "size mismatch");
-    cpu_check(step >= 1, op, "step counts from 1");
-    float *pp = cpu_f32(param, op), *pm = cpu_f32(m, op), *pv = cpu_f32(v, op);
-    const float *pg = cpu_f32(grad, op);
+    op_check(grad.size() == n && m.size() == n && v.size() == n, op, "size mismatch");
+    op_check(step >= 1, op, "step counts from 1");
+    float *pp = op_f32(param, op), *pm = op_f32(m, op), *pv = op_f32(v, op);
+    const float *pg = op_f32(grad, op);
     // Scalars in double, as PyTorch computes them in Python floats.
     const float step_size = float(lr / (1.0 - std::pow(double(beta1), double(step))));
     const float bias2_sqrt = float(std::sqrt(1.0 - std::pow(double(beta2), double(step))));
@@ -836,9 +830,9 @@ void CpuBackend::sgd_update(Tensor &param, const Tensor &grad, Tensor &velocity,
                             float momentum, float l2, bool nesterov, bool first_step) {
     const char *op = "sgd_update";
     const size_t n = param.size();
-    cpu_check(grad.size() == n && velocity.size() == n, op, "size mismatch");
-    float *pp = cpu_f32(param, op), *pbuf = cpu_f32(velocity, op);
-    const float *pg = cpu_f32(grad, op);
+    op_check(grad.size() == n && velocity.size() == n, op, "size mismatch");
+    float *pp = op_f32(param, op), *pbuf = op_f32(velocity, op);
+    const float *pg = op_f32(grad, op);
     parallel_for(n, 4, [&](size_t k) {
         const float g = pg[k] + l2 * pp[k];
         pbuf[k] = first_step ? g : momentum * pbuf[k] + g;

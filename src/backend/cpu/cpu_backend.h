@@ -3,22 +3,27 @@
 // includes Eigen; every other op lives in cpu_backend.cpp.
 #pragma once
 
+#include <omp.h>
+
 #include <string>
 
 #include "backend/backend.h"
+#include "backend/op_checks.h"
 #include "core/error.h"
 
 namespace flow {
 
-// Shape and definedness checks: a failure is a bug of the calling layer.
-inline void cpu_check(bool ok, const char *op, const char *what) {
-    if (!ok) fail(Status::internal, std::string(op) + ": " + what);
-}
-
-// The float data of t; an undefined tensor is a layer bug, not a crash.
-inline float *cpu_f32(const Tensor &t, const char *op) {
-    cpu_check(t.defined(), op, "undefined tensor");
-    return t.f32();
+// body(i) for i in [0, n), on OpenMP threads when n * cost (the work of one
+// i, roughly) exceeds min_work and there are threads to use, inline
+// otherwise: even a one-thread parallel region costs libgomp a team set-up
+// and a heap allocation, more than many of these loops themselves.
+template <class Body> void cpu_parallel_for(size_t n, size_t cost, size_t min_work, Body &&body) {
+    if (n * cost <= min_work || omp_get_max_threads() == 1) {
+        for (size_t i = 0; i < n; ++i) body(i);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; ++i) body(i);
 }
 
 class CpuBackend final : public Backend {

@@ -54,10 +54,10 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
     const size_t b_rows = b.rows(), b_cols = b.cols();
     const size_t m = trans_a ? a_cols : a_rows, k = trans_a ? a_rows : a_cols;
     const size_t n = trans_b ? b_rows : b_cols;
-    cpu_check((trans_b ? b_cols : b_rows) == k, op, "inner dimensions differ");
-    cpu_check(c.rows() == m && c.cols() == n, op, "output shape mismatch");
-    const float *pa = cpu_f32(a, op), *pb = cpu_f32(b, op);
-    float *pc = cpu_f32(c, op);
+    op_check((trans_b ? b_cols : b_rows) == k, op, "inner dimensions differ");
+    op_check(c.rows() == m && c.cols() == n, op, "output shape mismatch");
+    const float *pa = op_f32(a, op), *pb = op_f32(b, op);
+    float *pc = op_f32(c, op);
     if (m == 0 || n == 0) return;
 
     const double work = double(m) * double(n) * double(k);

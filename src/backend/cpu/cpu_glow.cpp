@@ -12,14 +12,8 @@ namespace flow {
 
 namespace {
 
-void check_rows(const Tensor &x, const Tensor &y, const Tensor *per_row, const char *op) {
-    cpu_check(x.defined() && y.defined(), op, "undefined tensor");
-    cpu_check(x.rows() == y.rows() && x.cols() == y.cols(), op, "shape mismatch");
-    if (per_row) cpu_check(per_row->size() == x.rows(), op, "per-row size mismatch");
-}
-
 const float *param(const Tensor &t, size_t n, const char *op) {
-    cpu_check(t.defined() && t.size() == n, op, "parameter size mismatch");
+    op_check(t.defined() && t.size() == n, op, "parameter size mismatch");
     return t.f32();
 }
 
@@ -41,7 +35,7 @@ struct HostMog {
     HostMog(const Tensor &logits, const Tensor &means, const Tensor &log_scales, size_t D,
             const char *op) {
         const size_t K = logits.size();
-        cpu_check(K > 0, op, "no components");
+        op_check(K > 0, op, "no components");
         const float *pl = param(logits, K, op), *ps = param(log_scales, K * D, op);
         log_pi.resize(K);
         inv_var.resize(K * D);
@@ -88,7 +82,7 @@ void CpuBackend::planar_backward(const Tensor &x, const Tensor &w, const Tensor 
     check_rows(x, dz, &dlogdet, op);
     check_rows(x, dx, nullptr, op);
     const size_t n = x.rows(), D = x.cols();
-    cpu_check(dw.size() == D && du.size() == D && db.size() == 1, op, "gradient size mismatch");
+    op_check(dw.size() == D && du.size() == D && db.size() == 1, op, "gradient size mismatch");
     const glow::Planar p = planar(w, u, b, D, op);
     const float *px = x.f32(), *pdz = dz.f32(), *pg = dlogdet.f32();
     float *pdx = dx.f32();
@@ -135,7 +129,7 @@ void CpuBackend::radial_backward(const Tensor &x, const Tensor &x0, const Tensor
     check_rows(x, dz, &dlogdet, op);
     check_rows(x, dx, nullptr, op);
     const size_t n = x.rows(), D = x.cols();
-    cpu_check(dx0.size() == D && da.size() == 1 && db.size() == 1, op, "gradient size mismatch");
+    op_check(dx0.size() == D && da.size() == 1 && db.size() == 1, op, "gradient size mismatch");
     const glow::Radial p = radial(x0, a, b, D, op);
     const float *px = x.f32(), *pdz = dz.f32(), *pg = dlogdet.f32();
     float *pdx = dx.f32();
@@ -155,7 +149,7 @@ void CpuBackend::radial_backward(const Tensor &x, const Tensor &x0, const Tensor
 void CpuBackend::mog_log_prob(const Tensor &z, const Tensor &logits, const Tensor &means,
                               const Tensor &log_scales, Tensor &out) {
     const char *op = "mog_log_prob";
-    cpu_check(z.defined() && out.defined() && out.size() == z.rows(), op, "shape mismatch");
+    op_check(z.defined() && out.defined() && out.size() == z.rows(), op, "shape mismatch");
     const size_t n = z.rows(), D = z.cols();
     const HostMog p(logits, means, log_scales, D, op);
     const float *pz = z.f32();
@@ -173,7 +167,7 @@ void CpuBackend::mog_log_prob_backward(const Tensor &z, const Tensor &logits,
     const size_t n = z.rows(), D = z.cols();
     const HostMog p(logits, means, log_scales, D, op);
     const size_t K = p.mog.K;
-    cpu_check(dlogits.size() == K && dmeans.size() == K * D && dlog_scales.size() == K * D, op,
+    op_check(dlogits.size() == K && dmeans.size() == K * D && dlog_scales.size() == K * D, op,
               "gradient size mismatch");
     const float *pz = z.f32(), *pg = dlogp.f32();
     float *pdz = dz.f32();
@@ -193,7 +187,7 @@ void CpuBackend::mog_sample(Tensor &z, const Tensor &logits, const Tensor &means
                             const Tensor &log_scales, uint64_t seed, uint64_t stream,
                             float temperature) {
     const char *op = "mog_sample";
-    cpu_check(z.defined(), op, "undefined tensor");
+    op_check(z.defined(), op, "undefined tensor");
     const size_t n = z.rows(), D = z.cols();
     const HostMog p(logits, means, log_scales, D, op);
     float *pz = z.f32();

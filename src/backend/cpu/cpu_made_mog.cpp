@@ -17,14 +17,13 @@ constexpr size_t kMogParallelWork = 1 << 15;
 constexpr double kHalfLog2Pi = 0.91893853320467274178;
 
 template <class Body> void mog_parallel_for(size_t n, size_t cost, Body &&body) {
-#pragma omp parallel for schedule(static) if (n * cost > kMogParallelWork)
-    for (size_t i = 0; i < n; ++i) body(i);
+    cpu_parallel_for(n, cost, kMogParallelWork, body);
 }
 
 // C from h [n, 3 C D]; checks the shapes.
 size_t mog_components(const Tensor &z, const Tensor &h, const char *op) {
     const size_t D = z.cols();
-    cpu_check(D > 0 && h.rows() == z.rows() && h.cols() % (3 * D) == 0 && h.cols() >= 3 * D, op,
+    op_check(D > 0 && h.rows() == z.rows() && h.cols() % (3 * D) == 0 && h.cols() >= 3 * D, op,
               "h must be [n, 3 C D]");
     return h.cols() / (3 * D);
 }
@@ -61,9 +60,9 @@ double mog_dim_log_prob(const float *hi, size_t C, size_t D, size_t d, double z,
 void CpuBackend::made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out) {
     const char *op = "made_mog_log_prob";
     const size_t C = mog_components(z, h, op);
-    cpu_check(out.size() == z.rows(), op, "per-row tensor length != rows");
-    const float *pz = cpu_f32(z, op), *ph = cpu_f32(h, op);
-    float *po = cpu_f32(out, op);
+    op_check(out.size() == z.rows(), op, "per-row tensor length != rows");
+    const float *pz = op_f32(z, op), *ph = op_f32(h, op);
+    float *po = op_f32(out, op);
     const size_t D = z.cols();
     mog_parallel_for(z.rows(), 3 * C * D, [&](size_t i) {
         const float *hi = ph + i * 3 * C * D;
@@ -79,11 +78,11 @@ void CpuBackend::made_mog_log_prob_backward(const Tensor &z, const Tensor &h,
                                             const Tensor &dlogp, Tensor &dz, Tensor &dh) {
     const char *op = "made_mog_log_prob_backward";
     const size_t C = mog_components(z, h, op);
-    cpu_check(dlogp.size() == z.rows(), op, "per-row tensor length != rows");
-    cpu_check(dz.rows() == z.rows() && dz.cols() == z.cols(), op, "dz shape mismatch");
-    cpu_check(dh.rows() == h.rows() && dh.cols() == h.cols(), op, "dh shape mismatch");
-    const float *pz = cpu_f32(z, op), *ph = cpu_f32(h, op), *pg = cpu_f32(dlogp, op);
-    float *pdz = cpu_f32(dz, op), *pdh = cpu_f32(dh, op);
+    op_check(dlogp.size() == z.rows(), op, "per-row tensor length != rows");
+    op_check(dz.rows() == z.rows() && dz.cols() == z.cols(), op, "dz shape mismatch");
+    op_check(dh.rows() == h.rows() && dh.cols() == h.cols(), op, "dh shape mismatch");
+    const float *pz = op_f32(z, op), *ph = op_f32(h, op), *pg = op_f32(dlogp, op);
+    float *pdz = op_f32(dz, op), *pdh = op_f32(dh, op);
     const size_t D = z.cols();
     mog_parallel_for(z.rows(), 3 * C * D, [&](size_t i) {
         const float *hi = ph + i * 3 * C * D;
@@ -114,11 +113,11 @@ void CpuBackend::made_mog_sample(Tensor &z, const Tensor &h, size_t column, uint
                                  size_t members, size_t member_id) {
     const char *op = "made_mog_sample";
     const size_t C = mog_components(z, h, op);
-    cpu_check(column < z.cols(), op, "column out of range");
+    op_check(column < z.cols(), op, "column out of range");
     if (member)
-        cpu_check(member->size() == z.rows() && members > 0, op, "member must be per-row");
-    const float *ph = cpu_f32(h, op), *pm = member ? cpu_f32(*member, op) : nullptr;
-    float *pz = cpu_f32(z, op);
+        op_check(member->size() == z.rows() && members > 0, op, "member must be per-row");
+    const float *ph = op_f32(h, op), *pm = member ? op_f32(*member, op) : nullptr;
+    float *pz = op_f32(z, op);
     const size_t D = z.cols(), d = column;
     mog_parallel_for(z.rows(), C, [&](size_t i) {
         if (pm) {
@@ -148,9 +147,9 @@ void CpuBackend::made_mog_sample(Tensor &z, const Tensor &h, size_t column, uint
 void CpuBackend::log_mean_exp(const Tensor &lp, Tensor &out) {
     const char *op = "log_mean_exp";
     const size_t K = lp.rows(), n = lp.cols();
-    cpu_check(K > 0 && out.size() == n, op, "lp must be [K, n], out [n]");
-    const float *pl = cpu_f32(lp, op);
-    float *po = cpu_f32(out, op);
+    op_check(K > 0 && out.size() == n, op, "lp must be [K, n], out [n]");
+    const float *pl = op_f32(lp, op);
+    float *po = op_f32(out, op);
     mog_parallel_for(n, K, [&](size_t i) {
         double mx = -INFINITY;
         for (size_t k = 0; k < K; ++k) mx = std::fmax(mx, (double)pl[k * n + i]);
@@ -164,10 +163,10 @@ void CpuBackend::log_mean_exp_backward(const Tensor &lp, const Tensor &out, cons
                                        Tensor &dlp) {
     const char *op = "log_mean_exp_backward";
     const size_t K = lp.rows(), n = lp.cols();
-    cpu_check(K > 0 && out.size() == n && dout.size() == n && dlp.size() == K * n, op,
+    op_check(K > 0 && out.size() == n && dout.size() == n && dlp.size() == K * n, op,
               "lp, dlp must be [K, n], out and dout [n]");
-    const float *pl = cpu_f32(lp, op), *po = cpu_f32(out, op), *pd = cpu_f32(dout, op);
-    float *pg = cpu_f32(dlp, op);
+    const float *pl = op_f32(lp, op), *po = op_f32(out, op), *pd = op_f32(dout, op);
+    float *pg = op_f32(dlp, op);
     mog_parallel_for(n, K, [&](size_t i) {
         for (size_t k = 0; k < K; ++k)
             pg[k * n + i] =
