@@ -342,6 +342,64 @@ Test(cpu_algebra, concat_slice_gather) {
     cr_assert(throws_internal([&] { cpu().gather_cols(cat, tidx, gathered); }), "index 5 of 5");
 }
 
+static Tensor index_tensor(const std::vector<int32_t> &index) {
+    Tensor t(cpu(), {index.size()}, DType::i32);
+    cpu().upload(t, index.data());
+    return t;
+}
+
+// Sub-matrices by rows, columns and both, and back: scatter overwrites or adds
+// at the indexed entries only, reads only the indexed columns' worth of x.
+Test(cpu_algebra, gather_scatter_rows_and_cols) {
+    const size_t rows = 5, cols = 7;
+    const Vec x = random_vec(rows * cols, 42);
+    const Tensor tx = tensor({rows, cols}, x);
+    const std::vector<int32_t> r = {4, 1, 2}, c = {6, 0, 3, 5};
+    const Tensor tr = index_tensor(r), tc = index_tensor(c);
+    auto at = [&](size_t i, size_t j) { return x[i * cols + j]; };
+
+    Tensor both(cpu(), {3, 4}), by_rows(cpu(), {3, cols}), by_cols(cpu(), {rows, 4});
+    cpu().gather(tx, &tr, &tc, both);
+    cpu().gather(tx, &tr, nullptr, by_rows);
+    cpu().gather(tx, nullptr, &tc, by_cols);
+    Vec want_both, want_rows, want_cols;
+    for (size_t i = 0; i < 3; ++i) {
+        for (size_t j = 0; j < 4; ++j) want_both.push_back(at(r[i], c[j]));
+        for (size_t j = 0; j < cols; ++j) want_rows.push_back(at(r[i], j));
+    }
+    for (size_t i = 0; i < rows; ++i)
+        for (size_t j = 0; j < 4; ++j) want_cols.push_back(at(i, c[j]));
+    expect_equal(values(both), want_both, "gather rows and cols");
+    expect_equal(values(by_rows), want_rows, "gather rows");
+    expect_equal(values(by_cols), want_cols, "gather cols");
+
+    // x [5, 7] into y [5, 8] at 4 columns (x's first 4 columns), then added
+    // at rows r of a [6, 7] y.
+    const Vec y0 = random_vec(rows * 8, 43);
+    Tensor y = tensor({rows, 8}, y0);
+    const std::vector<int32_t> wide = {7, 2, 0, 4};
+    const Tensor twide = index_tensor(wide);
+    cpu().scatter(tx, nullptr, &twide, y, false);
+    Vec want = y0;
+    for (size_t i = 0; i < rows; ++i)
+        for (size_t j = 0; j < 4; ++j) want[i * 8 + wide[j]] = at(i, j);
+    expect_equal(values(y), want, "scatter cols");
+
+    const Vec z0 = random_vec(6 * cols, 44);
+    Tensor z = tensor({6, cols}, z0);
+    cpu().scatter(by_rows, &tr, nullptr, z, true);
+    want = z0;
+    for (size_t i = 0; i < 3; ++i)
+        for (size_t j = 0; j < cols; ++j) want[r[i] * cols + j] += at(r[i], j);
+    expect_close(values(z), want, 1e-7, 1e-7, "scatter rows, accumulated");
+
+    const Tensor bad = index_tensor({0, 8, 1, 2});
+    cr_assert(throws_internal([&] { cpu().scatter(tx, nullptr, &bad, y, true); }),
+              "column 8 of 8");
+    cr_assert(throws_internal([&] { cpu().gather(tx, &tc, nullptr, by_rows); }),
+              "4 row indices for 3 rows");
+}
+
 // --- activations ------------------------------------------------------------
 
 static double activation_ref(Activation act, double x) {

@@ -111,6 +111,34 @@ Test(cuda_dense, concat_slice_gather_cols) {
     }
 }
 
+// Sub-matrices by rows, columns and both, and back: overwritten and added,
+// x wider than the column index (its first columns are scattered).
+Test(cuda_dense, gather_scatter_rows_and_cols) {
+    unsigned seed = 520;
+    for (size_t rows : {1, 37}) {
+        Pair x = random_pair({rows, 9}, ++seed);
+        std::vector<int32_t> reversed(rows);
+        for (size_t i = 0; i < rows; ++i) reversed[i] = int32_t(rows - 1 - i);
+        Pair r = index_pair(reversed), c = index_pair({8, 0, 3, 5});
+        Pair both = random_pair({rows, 4}, ++seed), by_rows = random_pair({rows, 9}, ++seed);
+        on_both([&](Backend &be, Side s) { be.gather(x.*s, &(r.*s), &(c.*s), both.*s); });
+        cr_expect(values(both.gpu) == values(both.cpu), "gather rows and cols, rows %zu", rows);
+        on_both([&](Backend &be, Side s) { be.gather(x.*s, &(r.*s), nullptr, by_rows.*s); });
+        cr_expect(values(by_rows.gpu) == values(by_rows.cpu), "gather rows, rows %zu", rows);
+
+        for (bool accumulate : {false, true}) {
+            Pair y = random_pair({rows, 11}, ++seed), z = random_pair({rows, 9}, ++seed);
+            Pair wide = index_pair({10, 2, 0, 4});
+            on_both([&](Backend &be, Side s) {
+                be.scatter(x.*s, nullptr, &(wide.*s), y.*s, accumulate);
+                be.scatter(by_rows.*s, &(r.*s), nullptr, z.*s, accumulate);
+            });
+            expect_close(y, kArith, ("scatter cols, rows " + std::to_string(rows)).c_str());
+            expect_close(z, kArith, ("scatter rows, rows " + std::to_string(rows)).c_str());
+        }
+    }
+}
+
 // The GPU cannot check device-resident indices without waiting for the
 // stream: an out-of-range column reads as NaN instead of an exception.
 Test(cuda_dense, gather_cols_out_of_range_gives_nan_not_a_crash) {

@@ -65,8 +65,20 @@ public:
     virtual void concat_cols(const Tensor &a, const Tensor &b, Tensor &out) = 0;
     // out[i, j] = x[i, begin + j] for j < out.cols()
     virtual void slice_cols(const Tensor &x, size_t begin, Tensor &out) = 0;
+    // y[i, j] = x[rows ? rows[i] : i, cols ? cols[j] : j]: the sub-matrix of x
+    // at the listed rows and columns (i32 index vectors of y.rows() and
+    // y.cols() entries; null = all of them, in order).
+    virtual void gather(const Tensor &x, const Tensor *rows, const Tensor *cols, Tensor &y) = 0;
     // y[i, j] = x[i, index[j]] (index: i32 row vector of y.cols() entries)
-    virtual void gather_cols(const Tensor &x, const Tensor &index, Tensor &y) = 0;
+    void gather_cols(const Tensor &x, const Tensor &index, Tensor &y) {
+        gather(x, nullptr, &index, y);
+    }
+    // The reverse of gather: y[rows ? rows[i] : i, cols ? cols[j] : j] = x[i, j]
+    // (accumulate: +=) for every row i of x and every j < cols->size() (null:
+    // every column of x); the other entries of y keep their values. Indices
+    // must not repeat.
+    virtual void scatter(const Tensor &x, const Tensor *rows, const Tensor *cols, Tensor &y,
+                         bool accumulate) = 0;
     // y[i] += c for every element
     virtual void add_scalar(Tensor &y, float c) = 0;
     // per_row[i] += sign * sum_j v[j] (v a row vector)

@@ -14,21 +14,45 @@ Linear::Linear(ParamArena &params, const std::string &name, size_t in, size_t ou
     bias_ = params.declare(name + ".bias", {out}, init, bound);
 }
 
-void Linear::forward(const ParamArena &params, const Tensor &x, Tensor &y) const {
+void Linear::forward(const ParamArena &params, const Tensor &x, Tensor &y) {
     Backend &be = x.backend();
-    y.ensure(be, {x.rows(), out_});
-    be.gemm_bias(false, true, x, params.value(weight_), params.value(bias_), y);
+    Tensor weight = params.value(weight_), bias = params.value(bias_);
+    if (selected()) {
+        weight_sel_.ensure(be, {out(), in()});
+        be.gather(weight, out_index(), in_index(), weight_sel_);
+        weight = weight_sel_;
+    }
+    if (out_index_.defined()) {
+        bias_sel_.ensure(be, {out()});
+        be.gather(bias, nullptr, &out_index_, bias_sel_);
+        bias = bias_sel_;
+    }
+    y.ensure(be, {x.rows(), out()});
+    be.gemm_bias(false, true, x, weight, bias, y);
 }
 
 void Linear::backward(const ParamArena &params, const Tensor &x, const Tensor &dy,
-                      Tensor *dx) const {
+                      Tensor *dx) {
     Backend &be = x.backend();
     Tensor dweight = params.grad(weight_), dbias = params.grad(bias_);
-    be.gemm(true, false, 1.0f, dy, x, 1.0f, dweight);
-    be.sum_rows(dy, dbias, true);
+    if (selected()) {
+        dweight_sel_.ensure(be, {out(), in()});
+        be.gemm(true, false, 1.0f, dy, x, 0.0f, dweight_sel_);
+        be.scatter(dweight_sel_, out_index(), in_index(), dweight, true);
+    } else {
+        be.gemm(true, false, 1.0f, dy, x, 1.0f, dweight);
+    }
+    if (out_index_.defined()) {
+        dbias_sel_.ensure(be, {out()});
+        be.sum_rows(dy, dbias_sel_, false);
+        be.scatter(dbias_sel_, nullptr, &out_index_, dbias, true);
+    } else {
+        be.sum_rows(dy, dbias, true);
+    }
     if (dx) {
-        dx->ensure(be, {x.rows(), in_});
-        be.gemm(false, false, 1.0f, dy, params.value(weight_), 0.0f, *dx);
+        dx->ensure(be, {x.rows(), in()});
+        be.gemm(false, false, 1.0f, dy, selected() ? weight_sel_ : params.value(weight_), 0.0f,
+                *dx);
     }
 }
 

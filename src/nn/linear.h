@@ -16,17 +16,34 @@ public:
     Linear(ParamArena &params, const std::string &name, size_t in, size_t out,
            bool zero_init);
 
-    size_t in() const { return in_; }
-    size_t out() const { return out_; }
+    // Restricts the layer to the inputs an i32 index lists (the others are
+    // known to be zero: x then has inputs.size() columns) or to the outputs
+    // one lists (the others are not needed: y has outputs.size() columns).
+    // The product skips the rest; the parameters keep their full layout, and
+    // their unused entries get no gradient, as in the full product, where
+    // they meet only zeros.
+    void select_inputs(const Tensor &inputs) { in_index_ = inputs; }
+    void select_outputs(const Tensor &outputs) { out_index_ = outputs; }
 
-    void forward(const ParamArena &params, const Tensor &x, Tensor &y) const;
+    size_t in() const { return in_index_.defined() ? in_index_.size() : in_; }
+    size_t out() const { return out_index_.defined() ? out_index_.size() : out_; }
+
+    void forward(const ParamArena &params, const Tensor &x, Tensor &y);
     // Accumulates dW, db into the gradient arena; writes dx when non-null.
-    void backward(const ParamArena &params, const Tensor &x, const Tensor &dy,
-                  Tensor *dx) const;
+    // Needs the last forward().
+    void backward(const ParamArena &params, const Tensor &x, const Tensor &dy, Tensor *dx);
 
 private:
+    bool selected() const { return in_index_.defined() || out_index_.defined(); }
+    const Tensor *in_index() const { return in_index_.defined() ? &in_index_ : nullptr; }
+    const Tensor *out_index() const { return out_index_.defined() ? &out_index_ : nullptr; }
+
     size_t in_, out_;
     size_t weight_, bias_; // arena ids
+    Tensor in_index_, out_index_; // i32 selections; undefined = all
+    // The selected parameters, gathered by every forward() (the optimizer
+    // moves the full ones), and their gradients before they are scattered.
+    Tensor weight_sel_, bias_sel_, dweight_sel_, dbias_sel_;
 };
 
 } // namespace flow

@@ -15,6 +15,11 @@ Mlp::Mlp(ParamArena &params, const std::string &name, size_t in,
                          zero_last);
 }
 
+void Mlp::select(const Tensor &inputs, const Tensor &outputs) {
+    layers_.front().select_inputs(inputs);
+    layers_.back().select_outputs(outputs);
+}
+
 const Tensor &Mlp::forward(const ParamArena &params, const Tensor &x) {
     Backend &be = x.backend();
     input_ = x;

@@ -17,6 +17,10 @@ public:
         const std::vector<size_t> &hidden, size_t out, Activation activation,
         bool zero_last);
 
+    // Restricts the net to the listed inputs (the others are known zeros) and
+    // outputs (the others are not needed); see Linear::select_inputs.
+    void select(const Tensor &inputs, const Tensor &outputs);
+
     // Returns the output [n, out]; valid until the next forward().
     const Tensor &forward(const ParamArena &params, const Tensor &x);
     // From the output gradient dy: accumulates parameter gradients and, when

@@ -263,19 +263,49 @@ void CpuBackend::slice_cols(const Tensor &x, size_t begin, Tensor &out) {
     });
 }
 
-void CpuBackend::gather_cols(const Tensor &x, const Tensor &index, Tensor &y) {
-    const char *op = "gather_cols";
+namespace {
+
+// The data of an optional i32 index of `count` entries, each below `limit`
+// (null: the identity, which needs count == limit).
+const int32_t *index_data(const Tensor *index, size_t count, size_t limit, const char *op) {
+    if (!index) {
+        op_check(count == limit, op, "shape mismatch");
+        return nullptr;
+    }
+    op_check(index->defined() && index->dtype() == DType::i32, op, "index is not int32");
+    op_check(index->size() == count, op, "index length mismatch");
+    const int32_t *idx = index->i32();
+    for (size_t k = 0; k < count; ++k)
+        op_check(idx[k] >= 0 && size_t(idx[k]) < limit, op, "index out of range");
+    return idx;
+}
+
+} // namespace
+
+void CpuBackend::gather(const Tensor &x, const Tensor *rows, const Tensor *cols, Tensor &y) {
+    const char *op = "gather";
     const size_t cx = x.cols(), cy = y.cols();
-    op_check(x.rows() == y.rows(), op, "row count mismatch");
-    check_row_vector(index, y, op);
-    op_check(index.defined() && index.dtype() == DType::i32, op, "index is not int32");
-    const int32_t *idx = index.i32();
-    for (size_t j = 0; j < cy; ++j)
-        op_check(idx[j] >= 0 && size_t(idx[j]) < cx, op, "index out of range");
+    const int32_t *row_idx = index_data(rows, y.rows(), x.rows(), op);
+    const int32_t *col_idx = index_data(cols, cy, cx, op);
     const float *px = op_f32(x, op);
     float *py = op_f32(y, op);
-    parallel_for(x.rows(), cy, [&](size_t i) {
-        for (size_t j = 0; j < cy; ++j) py[i * cy + j] = px[i * cx + idx[j]];
+    parallel_rows(y.rows(), 64, cy, [&](size_t r0, size_t r1) {
+        cpu_kernels::gather_rows(px, cx, row_idx, col_idx, py, cy, r0, r1);
+    });
+}
+
+void CpuBackend::scatter(const Tensor &x, const Tensor *rows, const Tensor *cols, Tensor &y,
+                         bool accumulate) {
+    const char *op = "scatter";
+    const size_t cx = x.cols(), cy = y.cols();
+    const size_t width = cols ? cols->size() : cx;
+    op_check(width <= cx, op, "more column indices than columns");
+    const int32_t *row_idx = index_data(rows, x.rows(), y.rows(), op);
+    const int32_t *col_idx = index_data(cols, width, cy, op);
+    const float *px = op_f32(x, op);
+    float *py = op_f32(y, op);
+    parallel_rows(x.rows(), 64, width, [&](size_t r0, size_t r1) {
+        cpu_kernels::scatter_rows(px, cx, width, row_idx, col_idx, py, cy, accumulate, r0, r1);
     });
 }
 

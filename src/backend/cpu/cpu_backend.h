@@ -49,7 +49,9 @@ public:
     void scale(Tensor &x, float alpha) override;
     void concat_cols(const Tensor &a, const Tensor &b, Tensor &out) override;
     void slice_cols(const Tensor &x, size_t begin, Tensor &out) override;
-    void gather_cols(const Tensor &x, const Tensor &index, Tensor &y) override;
+    void gather(const Tensor &x, const Tensor *rows, const Tensor *cols, Tensor &y) override;
+    void scatter(const Tensor &x, const Tensor *rows, const Tensor *cols, Tensor &y,
+                 bool accumulate) override;
     void add_scalar(Tensor &y, float c) override;
     void add_vector_sum(Tensor &per_row, const Tensor &v, float sign) override;
 

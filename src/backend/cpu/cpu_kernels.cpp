@@ -385,6 +385,45 @@ FLOW_IVDEP
 
 // --- reductions ---------------------------------------------------------------
 
+// --- gather / scatter ----------------------------------------------------------
+
+FLOW_CLONES
+void gather_rows(const float *x, size_t x_cols, const int32_t *rows, const int32_t *cols,
+                 float *y, size_t y_cols, size_t r0, size_t r1) {
+    for (size_t i = r0; i < r1; ++i) {
+        const float *__restrict xi = x + (rows ? size_t(rows[i]) : i) * x_cols;
+        float *__restrict yi = y + i * y_cols;
+        if (!cols) {
+            std::memcpy(yi, xi, y_cols * sizeof(float));
+            continue;
+        }
+        FLOW_IVDEP
+        for (size_t j = 0; j < y_cols; ++j) yi[j] = xi[cols[j]];
+    }
+}
+
+FLOW_CLONES
+void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *rows,
+                  const int32_t *cols, float *y, size_t y_cols, bool accumulate, size_t r0,
+                  size_t r1) {
+    for (size_t i = r0; i < r1; ++i) {
+        const float *__restrict xi = x + i * x_cols;
+        float *__restrict yi = y + (rows ? size_t(rows[i]) : i) * y_cols;
+        if (!cols && !accumulate) {
+            std::memcpy(yi, xi, width * sizeof(float));
+        } else if (!cols) {
+            FLOW_IVDEP
+            for (size_t j = 0; j < width; ++j) yi[j] += xi[j];
+        } else if (accumulate) {
+            FLOW_IVDEP
+            for (size_t j = 0; j < width; ++j) yi[cols[j]] += xi[j];
+        } else {
+            FLOW_IVDEP
+            for (size_t j = 0; j < width; ++j) yi[cols[j]] = xi[j];
+        }
+    }
+}
+
 FLOW_CLONES
 void column_sums_rows(const float *x, double *acc, size_t cols, size_t r0, size_t r1) {
     for (size_t i = r0; i < r1; ++i) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "backend/backend.h"
 
@@ -46,6 +47,16 @@ void logistic_log_prob_rows(const float *z, float *out, size_t D, size_t r0, siz
 // dz[i, j] = dlogp[i] * d/dz log Logistic(z[i, j]) over rows [r0, r1).
 void logistic_log_prob_backward_rows(const float *z, const float *dlogp, float *dz, size_t D,
                                      size_t r0, size_t r1);
+
+// Row i in [r0, r1) of Backend::gather: y[i, j] = x[rows[i], cols[j]] for
+// j < y_cols (rows, cols nullable = the identity). Vectorizes as gather loads.
+void gather_rows(const float *x, size_t x_cols, const int32_t *rows, const int32_t *cols,
+                 float *y, size_t y_cols, size_t r0, size_t r1);
+// Row i in [r0, r1) of Backend::scatter: y[rows[i], cols[j]] (+)= x[i, j] for
+// j < width (indices distinct; AVX-512 scatter stores).
+void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *rows,
+                  const int32_t *cols, float *y, size_t y_cols, bool accumulate, size_t r0,
+                  size_t r1);
 
 // acc[j] += sum of x[i, j] over rows [r0, r1) of [n, cols], in row order.
 void column_sums_rows(const float *x, double *acc, size_t cols, size_t r0, size_t r1);

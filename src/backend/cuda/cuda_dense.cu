@@ -111,20 +111,60 @@ void CudaBackend::slice_cols(const Tensor &x, size_t begin, Tensor &out) {
     });
 }
 
-void CudaBackend::gather_cols(const Tensor &x, const Tensor &index, Tensor &y) {
-    const char *op = "gather_cols";
-    const size_t cx = x.cols(), cy = y.cols();
-    op_check(x.rows() == y.rows(), op, "row count mismatch");
-    check_row_vector(index, y, op);
-    op_check(index.defined() && index.dtype() == DType::i32, op, "index is not int32");
-    const int32_t *idx = index.i32();
+namespace {
+
+// The device data of an optional i32 index of `count` entries (null: the
+// identity, which needs count == limit). The entries live on the device:
+// checking them here would wait for the stream, so the kernels check them.
+const int32_t *index_data(const Tensor *index, size_t count, size_t limit, const char *op) {
+    if (!index) {
+        op_check(count == limit, op, "shape mismatch");
+        return nullptr;
+    }
+    op_check(index->defined() && index->dtype() == DType::i32, op, "index is not int32");
+    op_check(index->size() == count, op, "index length mismatch");
+    return index->i32();
+}
+
+// Entry k of an optional index, or k itself; -1 when out of [0, limit).
+FLOW_HD long index_at(const int32_t *index, size_t k, size_t limit) {
+    const long v = index ? (long)index[k] : (long)k;
+    return v >= 0 && (size_t)v < limit ? v : -1;
+}
+
+} // namespace
+
+void CudaBackend::gather(const Tensor &x, const Tensor *rows, const Tensor *cols, Tensor &y) {
+    const char *op = "gather";
+    const size_t rx = x.rows(), cx = x.cols(), cy = y.cols();
+    const int32_t *row_idx = index_data(rows, y.rows(), rx, op);
+    const int32_t *col_idx = index_data(cols, cy, cx, op);
     const float *px = op_f32(x, op);
     float *py = op_f32(y, op);
-    // The indices live on the device: checking them on the host (as the CPU
-    // does) would wait for the stream, so an index out of range gives NaN.
+    // An index out of range gives NaN.
     cuda_for_each(y.size(), [=] __device__(size_t k) {
-        const int32_t c = idx[k % cy];
-        py[k] = c >= 0 && (size_t)c < cx ? px[k / cy * cx + (size_t)c] : nanf("");
+        const long r = index_at(row_idx, k / cy, rx), c = index_at(col_idx, k % cy, cx);
+        py[k] = r >= 0 && c >= 0 ? px[(size_t)r * cx + (size_t)c] : nanf("");
+    });
+}
+
+void CudaBackend::scatter(const Tensor &x, const Tensor *rows, const Tensor *cols, Tensor &y,
+                          bool accumulate) {
+    const char *op = "scatter";
+    const size_t cx = x.cols(), ry = y.rows(), cy = y.cols();
+    const size_t width = cols ? cols->size() : cx;
+    op_check(width <= cx, op, "more column indices than columns");
+    const int32_t *row_idx = index_data(rows, x.rows(), ry, op);
+    const int32_t *col_idx = index_data(cols, width, cy, op);
+    const float *px = op_f32(x, op);
+    float *py = op_f32(y, op);
+    // Distinct indices: every element of y has one writer. Out of range: skipped.
+    cuda_for_each(x.rows() * width, [=] __device__(size_t k) {
+        const size_t i = k / width, j = k % width;
+        const long r = index_at(row_idx, i, ry), c = index_at(col_idx, j, cy);
+        if (r < 0 || c < 0) return;
+        float &out = py[(size_t)r * cy + (size_t)c];
+        out = accumulate ? out + px[i * cx + j] : px[i * cx + j];
     });
 }
 

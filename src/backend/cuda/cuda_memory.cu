@@ -1,4 +1,5 @@
 // The CUDA module's entry point, per-thread contexts, memory and GEMM.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -144,10 +145,13 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
     op_check((trans_b ? b.rows() : b.cols()) == n, op, "cols of op(b) != cols of c");
     op_check((trans_b ? b.cols() : b.rows()) == k, op, "inner dimensions differ");
     if (m == 0 || n == 0) return;
+    // cuBLAS wants leading dimensions >= 1 even where k = 0 (a layer that
+    // reads no input columns) leaves the matrix empty.
+    const int ldb = (int)std::max<size_t>(b.cols(), 1), lda = (int)std::max<size_t>(a.cols(), 1);
     cublas_check(cublasSgemm(cuda_context().blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m, (int)k,
-                             &alpha, op_f32(b, op), (int)b.cols(), op_f32(a, op),
-                             (int)a.cols(), &beta, op_f32(c, op), (int)n),
+                             &alpha, op_f32(b, op), ldb, op_f32(a, op), lda, &beta,
+                             op_f32(c, op), (int)n),
                  "cublasSgemm");
 }
 
