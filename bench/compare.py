@@ -2,10 +2,16 @@
 """flowlib vs PyTorch, alternating in one run, as ratios of medians.
 
   /usr/bin/python3 bench/compare.py [--bench build/bench/flowlib_bench]
-        [--coretype inherit|unset|NAME] [--models realnvp,nice] [--dims 8,64]
-        [--hidden 64,256] [--batch 256,4096] [--threads 1,2]
-        [--ops train_step,log_prob,sample] [--rounds 5] [--round-time 0.2]
-        [--json results.jsonl] [--no-check]
+        [--coretype inherit|unset|NAME] [--models realnvp,nice,maf,iaf,glow]
+        [--dims 8,64] [--hidden 64,256] [--batch 256,4096] [--threads 1,2]
+        [--layers K] [--ops train_step,log_prob,sample] [--rounds 5]
+        [--round-time 0.2] [--json results.jsonl] [--no-check] [--quick]
+
+Models: realnvp, nice, realnvp_bn, maf, iaf, glow, planar, radial (K = 8
+layers, 5 MADE layers for maf / iaf; planar and radial have no hidden width,
+so they run once per dimension and batch, H shown as "-"). --quick keeps the
+small configurations only (H 64, batch 256, 1 thread: both dims) of every
+model the grid names, for a run of a few minutes.
 
 First checks that both compute the same thing (flowlib_bench --check writes a
 trained model and flowlib's outputs; torch_reference.check loads the same
@@ -41,20 +47,25 @@ def parse_args():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", help="the flowlib_bench program (default: search build*/bench)")
     ap.add_argument("--coretype", default="inherit")
-    ap.add_argument("--models", default="realnvp,nice")
+    ap.add_argument("--models", default="realnvp,nice,maf,iaf,glow")
     ap.add_argument("--dims", default="8,64")
     ap.add_argument("--hidden", default="64,256")
     ap.add_argument("--batch", default="256,4096")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--layers", type=int, default=0,
-                    help="K (default: 8 couplings for realnvp / nice)")
+                    help="K (default: 8 layers, 5 MADE layers for maf / iaf)")
     ap.add_argument("--ops", default="train_step,log_prob,sample")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--round-time", type=float, default=0.2)
     ap.add_argument("--json", help="also write one JSON line per measurement here")
     ap.add_argument("--no-check", action="store_true", help="skip the equality check")
     ap.add_argument("--no-gemm", action="store_true", help="skip the sgemm rate")
-    return ap.parse_args()
+    ap.add_argument("--quick", action="store_true",
+                    help="small configurations only: --hidden 64 --batch 256 --threads 1")
+    args = ap.parse_args()
+    if args.quick:
+        args.hidden, args.batch, args.threads = "64", "256", "1"
+    return args
 
 
 def find_bench(path):
@@ -119,24 +130,22 @@ def alternate(run_a, run_b, op, rounds, round_time, extra=None):
     return meds, times
 
 
-def dense_weights(model, dim, hidden, layers):
-    out = dim if model == "nice" else 2 * dim
-    return layers * (dim * hidden + hidden * hidden + hidden * out)
-
-
 def summarize(results):
     """The issue's targets, per model: small = hidden 64, batch 256 (train step
-    and log_prob >= 3x PyTorch); large = hidden 256, batch 4096 (>= 1.3x, and a
-    train step at >= 75% of the sgemm rate)."""
+    and log_prob >= 3x PyTorch, and MAF sampling); large = hidden 256, batch
+    4096 (>= 1.3x, and a train step at >= 75% of the sgemm rate). Models
+    without a hidden width (H None) are classed by batch alone."""
     print("\n# targets (min ratio over dims and threads; met / total)")
     for model in sorted({r[0] for r in results}):
         rows = [r for r in results if r[0] == model]
-        small = [r for r in rows if r[2] == 64 and r[3] == 256 and r[7] in ("train_step", "log_prob")]
-        large = [r for r in rows if r[2] == 256 and r[3] == 4096]
+        small_ops = ("train_step", "log_prob") + (("sample",) if model == "maf" else ())
+        small = [r for r in rows if r[2] in (64, None) and r[3] == 256 and r[7] in small_ops]
+        large = [r for r in rows if r[2] in (256, None) and r[3] == 4096]
         share = [r for r in large if r[7] == "train_step" and r[6] == r[6]]
         if small:
-            print("#   %s small: train/log_prob >= 3x: %d/%d (min %.2fx)"
-                  % (model, sum(r[5] >= 3 for r in small), len(small), min(r[5] for r in small)))
+            print("#   %s small: %s >= 3x: %d/%d (min %.2fx)"
+                  % (model, "/".join(small_ops), sum(r[5] >= 3 for r in small), len(small),
+                     min(r[5] for r in small)))
         if large:
             print("#   %s large: >= 1.3x: %d/%d (min %.2fx)"
                   % (model, sum(r[5] >= 1.3 for r in large), len(large), min(r[5] for r in large)))
@@ -194,13 +203,17 @@ def main():
     print("# flowlib_bench: %s; %d alternating rounds of ~%.2f s, medians"
           % (bench, args.rounds, args.round_time))
 
+    unknown = [m for m in models if m not in ref.MODELS]
+    if unknown:
+        sys.exit("compare.py: no PyTorch reference for %s (known: %s)"
+                 % (", ".join(unknown), ", ".join(ref.MODELS)))
     if not args.no_check:
         with tempfile.TemporaryDirectory() as d:
             subprocess.run([bench, "--check", d], check=True, stdout=subprocess.DEVNULL)
             saved = sys.stdout
             sys.stdout = open(os.devnull, "w")
             try:
-                same = ref.check(d)
+                same = ref.check(d, models)
             finally:
                 sys.stdout.close()
                 sys.stdout = saved
@@ -240,13 +253,10 @@ def main():
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for model in models:
-        if model not in ("realnvp", "nice", "realnvp_bn"):
-            print("# %s: no PyTorch reference in torch_reference.py yet; skipped "
-                  "(flowlib alone: flowlib_bench --models %s)" % (model, model))
-            continue
-        layers = args.layers or 8
+        layers = args.layers or ref.default_layers(model)
         for dim in dims:
-            for hidden in hiddens:
+            # The hidden width means nothing to planar / radial: run once.
+            for hidden in hiddens if ref.has_hidden(model) else hiddens[:1]:
                 for batch in batches:
                     for t in threads_list:
                         params = server.setup(model, dim, hidden, batch, t, layers)
@@ -264,21 +274,20 @@ def main():
                             mf, mt = meds[0], meds[1]
                             tf, tt = times[0], times[1]
                             flops = (6.0 if op == "train_step" else 2.0) * \
-                                dense_weights(model, dim, hidden, layers) * batch
+                                ref.dense_weights(model, dim, hidden, layers) * batch
                             gf = flops / mf / 1e9
                             rate = 2.0 * 1024 ** 3 / meds[2] / 1e9 if extra else gemm.get(t)
-                            share = 100.0 * gf / rate if rate else float("nan")
-                            if op == "train_step":
-                                results.append((model, dim, hidden, batch, t, mt / mf, share,
-                                                "train_step"))
-                            else:
-                                results.append((model, dim, hidden, batch, t, mt / mf, None, op))
-                            print("| %s | %d | %d | %d | %d | %s | %.3f | %.3f | %.2f | %.1f | %s |"
-                                  % (model, dim, hidden, batch, t, op, 1e3 * mf, 1e3 * mt,
+                            # No GEMM work (planar, radial): no share to report.
+                            share = 100.0 * gf / rate if rate and flops else float("nan")
+                            h = hidden if ref.has_hidden(model) else None
+                            results.append((model, dim, h, batch, t, mt / mf,
+                                            share if op == "train_step" else None, op))
+                            print("| %s | %d | %s | %d | %d | %s | %.3f | %.3f | %.2f | %.1f | %s |"
+                                  % (model, dim, h or "-", batch, t, op, 1e3 * mf, 1e3 * mt,
                                      mt / mf, gf, "%.0f%% of %.0f" % (share, rate)
-                                     if op == "train_step" and rate else ""),
+                                     if op == "train_step" and rate and flops else ""),
                                   flush=True)
-                            emit({"model": model, "dim": dim, "hidden": hidden, "batch": batch,
+                            emit({"model": model, "dim": dim, "hidden": h, "batch": batch,
                                   "threads": t, "layers": layers, "op": op,
                                   "params": params, "flowlib_ms": 1e3 * mf, "torch_ms": 1e3 * mt,
                                   "ratio": mt / mf, "flowlib_gflops": gf,

@@ -6,8 +6,8 @@
 //                 [--round-time 0.25] [--ops train_step,log_prob,sample]
 //                 [--device cpu,cuda] [--gemm] [--quick]
 //   flowlib_bench --serve      (line protocol for bench/compare.py)
-//   flowlib_bench --check DIR  (writes a trained model + reference outputs
-//                               for bench/torch_reference.py --check DIR)
+//   flowlib_bench --check DIR  (writes a trained model of every type + reference
+//                               outputs for bench/torch_reference.py --check DIR)
 //
 // Each (configuration, op) is warmed up (>= 2 calls and >= 0.1 s), then timed
 // in `rounds` rounds of a fixed number of calls (chosen so a round lasts about
@@ -26,9 +26,10 @@
 //
 // Models: "realnvp" (K affine couplings), "nice" (K additive couplings +
 // diagonal scale), "realnvp_bn" (realnvp with batch norm between couplings),
-// and any other preset by name (e.g. "maf", "iaf" where the library has
-// them); K = --layers (default 8 couplings, 5 for maf / iaf / made), hidden =
-// [H, H], ReLU. Data: standard normal rows from a
+// and any other preset by name: "maf", "iaf" (K MADE layers), "glow" (K
+// actnorm + LU linear + affine coupling steps), "planar", "radial" (K layers,
+// no hidden width: H is ignored); K = --layers (default 8, 5 for maf / iaf /
+// made), hidden = [H, H], ReLU. Data: standard normal rows from a
 // counter-based generator that bench/torch_reference.py reproduces.
 #include <flowlib.h>
 
@@ -120,39 +121,59 @@ bool autoregressive(const std::string &model) {
     return model == "maf" || model == "iaf" || model == "made";
 }
 
+// Planar and radial layers have no conditioner network (no hidden width).
+bool conditioner_free(const std::string &model) { return model == "planar" || model == "radial"; }
+
+// The K: 5 MADE layers for maf / iaf, 8 layers otherwise.
+int default_layers(const std::string &model) { return autoregressive(model) ? 5 : 8; }
+
 std::string spec_json(const Config &c) {
     // realnvp / nice (optionally with batch norm) are the presets of the same
-    // name; any other name is passed through as a preset (maf, iaf, ...).
+    // name; any other name is passed through as a preset (maf, iaf, glow, ...).
     std::string preset = c.model == "realnvp_bn" ? "realnvp" : c.model;
     std::string spec = "{\"preset\": \"" + preset + "\", \"dim\": " + std::to_string(c.dim) +
-                       ", \"layers\": " + std::to_string(c.layers) + ", \"hidden\": [" +
-                       std::to_string(c.hidden) + ", " + std::to_string(c.hidden) + "]";
+                       ", \"layers\": " + std::to_string(c.layers);
+    if (!conditioner_free(c.model))
+        spec += ", \"hidden\": [" + std::to_string(c.hidden) + ", " +
+                std::to_string(c.hidden) + "]";
     if (c.model == "realnvp_bn") spec += ", \"batch_norm\": true";
     return spec + "}";
 }
 
 // Weights of the dense layers (the GEMM work), biases excluded. A MADE
-// conditioner (maf, iaf) is the same D -> H -> H -> 2D MLP with masked weights.
+// conditioner (maf, iaf) is the same D -> H -> H -> 2D MLP with masked
+// weights; a Glow step adds its D x D invertible linear map. Planar and
+// radial layers do no GEMM (reported as 0 GFLOP/s).
 double dense_weights(const Config &c) {
+    if (conditioner_free(c.model)) return 0.0;
     const double D = c.dim, H = c.hidden, out = c.model == "nice" ? D : 2 * D;
-    return c.layers * (D * H + H * H + H * out);
+    return c.layers * (D * H + H * H + H * out + (c.model == "glow" ? D * D : 0.0));
 }
 
 double flops_per_call(const Config &c, const std::string &op) {
     return (op == "train_step" ? 6.0 : 2.0) * dense_weights(c) * c.batch;
 }
 
+// Train steps cycle through this many batches (bench_data rows, the first
+// batch being the log_prob data): hundreds of Adam steps on one fixed batch
+// overfit it until the loss diverges (IAF within a few hundred, in flowlib
+// and PyTorch alike), which no real training run does. (The pool counts in
+// peak_rss_mb: 16 x batch x D floats, 16 MiB at batch 4096, D 64.)
+constexpr size_t kTrainBatches = 16;
+
 struct Bench {
     Config config;
     flow_model *model = nullptr;
-    std::vector<float> x, out, lp;
+    std::vector<float> train, x, out, lp;
     uint64_t sample_seed = 1;
+    size_t train_steps = 0;
 
     explicit Bench(const Config &c) : config(c) {
         check(flow_set_num_threads(c.threads), "flow_set_num_threads");
         check(flow_model_create(&model, spec_json(c).c_str(), c.device, 42),
               "flow_model_create");
-        x = bench_data(size_t(c.batch), size_t(c.dim));
+        train = bench_data(kTrainBatches * size_t(c.batch), size_t(c.dim));
+        x.assign(train.begin(), train.begin() + ptrdiff_t(size_t(c.batch) * size_t(c.dim)));
         out.resize(x.size());
         lp.resize(size_t(c.batch));
     }
@@ -162,8 +183,10 @@ struct Bench {
 
     void call(const std::string &op) {
         const size_t n = size_t(config.batch);
-        if (op == "train_step")
-            check(flow_train_step(model, x.data(), nullptr, n, nullptr), "flow_train_step");
+        if (op == "train_step") {
+            const float *batch = train.data() + (train_steps++ % kTrainBatches) * x.size();
+            check(flow_train_step(model, batch, nullptr, n, nullptr), "flow_train_step");
+        }
         else if (op == "log_prob")
             check(flow_log_prob(model, x.data(), nullptr, n, lp.data()), "flow_log_prob");
         else if (op == "sample")
@@ -287,7 +310,7 @@ void grid(const Options &o) {
                         for (int threads : o.threads) {
                             if (device == FLOW_DEVICE_CUDA && threads != o.threads.front()) continue;
                             Config c{model, dim, hidden, batch, threads,
-                                     o.layers ? o.layers : autoregressive(model) ? 5 : 8, device};
+                                     o.layers ? o.layers : default_layers(model), device};
                             run_config(o, c, cpu_seconds);
                         }
                 }
@@ -341,14 +364,18 @@ void write_f32(const std::string &path, const std::vector<float> &v) {
     if (!f) die("cannot write " + path);
 }
 
+// Every model type torch_reference.py mirrors.
+const std::vector<std::string> check_models{"realnvp", "nice", "realnvp_bn", "maf",
+                                            "iaf",     "glow", "planar",     "radial"};
+
 // For every model type: train a few steps so no weight is zero any more, save
 // the model, then write what flowlib computes from it on fresh data:
 // log_prob, forward (z, logdet), inverse of z, loss_grad (loss, parameter
 // gradients), and the parameters after one more Adam step.
+// (A small D keeps IAF's D-pass training and the D x D Glow matrices cheap.)
 int check_outputs(const std::string &dir, int layers) {
-    const std::vector<std::string> models{"realnvp", "nice", "realnvp_bn"};
-    for (const std::string &model : models) {
-        Config c{model, 6, 32, 128, 1, layers};
+    for (const std::string &model : check_models) {
+        Config c{model, 6, 32, 128, 1, layers ? layers : default_layers(model)};
         Bench b(c);
         std::vector<float> train = bench_data(512, size_t(c.dim));
         for (int step = 0; step < 30; ++step)
@@ -401,7 +428,7 @@ int main(int argc, char **argv) {
             return argv[++i];
         };
         if (a == "--serve") return serve();
-        if (a == "--check") return check_outputs(value(), o.layers ? o.layers : 8);
+        if (a == "--check") return check_outputs(value(), o.layers);
         if (a == "--models") o.models = split(value());
         else if (a == "--dims") o.dims = split_ints(value());
         else if (a == "--hidden") o.hidden = split_ints(value());
@@ -421,7 +448,7 @@ int main(int argc, char **argv) {
         else if (a == "--gemm") o.gemm = true;
         else if (a == "--quick") {
             // A smoke run: every model and op on tiny sizes, in well under a second.
-            o.models = {"realnvp", "nice", "realnvp_bn"};
+            o.models = check_models;
             o.dims = {4};
             o.hidden = {16};
             o.batch = {32};

@@ -9,17 +9,25 @@ The architectures are flowlib's own (see README "Model specs"):
   diagonal_scale     z = x exp(s), logdet += sum s
   batch_norm         batch statistics (biased variance) in training, running
                      averages (unbiased batch variance, momentum 0.1) otherwise
-  base               standard normal (realnvp) or standard logistic (nice)
+  made_affine        [mu, alpha] = MADE(u) (masked MLP, masks from the saved
+                     order and mask_seed); maf: z = (x - mu(x)) exp(-alpha(x)),
+                     one pass, and a D-pass inverse; iaf: the other way round
+  actnorm            z = (x + bias) exp(log_scale), data-dependent init on the
+                     first training batch
+  invertible_linear  z = x W^T, W = P L (U + diag(sign exp(log_s))) ("lu") or
+                     a plain matrix
+  planar, radial     Rezende & Mohamed's flows (inverse: Newton / closed form)
+  base               standard normal or standard logistic (nice)
 
 MLPs are Linear -> ReLU -> Linear -> ReLU -> Linear with torch.nn.Linear's
 default initialization, U(-1/sqrt(in), 1/sqrt(in)) for weights and biases, as
 flowlib; the last layer starts at zero. Parameter names are flowlib's
-("t0.net.0.weight", "t0.scale", "t1.log_gamma", ...), so a flowlib
-safetensors file loads with load_flowlib() (a small reader: the safetensors
-package is not needed). The optimizer is torch.optim.Adam(lr=1e-3), flowlib's
-default.
+("t0.net.0.weight", "t0.scale", "t1.made.2.bias", "t3.log_s", ...), so a
+flowlib safetensors file loads with load_flowlib() (a small reader: the
+safetensors package is not needed). The optimizer is
+torch.optim.Adam(lr=1e-3), flowlib's default.
 
-  /usr/bin/python3 bench/torch_reference.py --check DIR
+  /usr/bin/python3 bench/torch_reference.py --check DIR [--models maf,glow]
       compares with what `flowlib_bench --check DIR` wrote (same weights in
       both: log_prob, forward, inverse, loss gradients, one Adam step).
 """
@@ -33,6 +41,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 LOG_TWO_PI = math.log(2.0 * math.pi)
@@ -77,10 +86,96 @@ def read_safetensors(path):
     return tensors, meta
 
 
+# --- flowlib's counter-based randomness (backend/philox.h) -------------------
+# MADE masks and Glow permutations are pure functions of saved seeds; these
+# reproduce them bit for bit.
+
+_M32 = np.uint64(0xFFFFFFFF)
+
+
+def philox4x32_10(seed, stream, index):
+    """The four 32-bit words of Philox-4x32-10 at counters `index` (array)."""
+    index = np.asarray(index, dtype=np.uint64)
+    c0, c1 = index & _M32, index >> np.uint64(32)
+    c2 = np.full_like(index, stream & 0xFFFFFFFF)
+    c3 = np.full_like(index, stream >> 32)
+    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32)
+    for _ in range(10):
+        p0, p1 = np.uint64(0xD2511F53) * c0, np.uint64(0xCD9E8D57) * c2
+        c0, c1, c2, c3 = ((p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & _M32,
+                          (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & _M32)
+        k0, k1 = (k0 + np.uint64(0x9E3779B9)) & _M32, (k1 + np.uint64(0xBB67AE85)) & _M32
+    return c0, c1, c2, c3
+
+
+def random_permutation(n, seed, stream):
+    """flowlib's Fisher-Yates (model/spec.cpp), uniforms rounded as in float."""
+    bits = philox4x32_10(seed, stream, np.arange(n + 1))[0]
+    p = list(range(n))
+    for j in range(n, 1, -1):
+        u = np.float32(bits[j] >> np.uint64(8)) * np.float32(1.0 / 16777216.0)
+        k = min(int(u * np.float32(j)), j - 1)
+        p[j - 1], p[k] = p[k], p[j - 1]
+    return p
+
+
+def made_masks(order, hidden, mask_seed, blocks=2):
+    """MADE's 0/1 masks [out, in] per layer (nn/made.cpp: made_masks)."""
+    dim = len(order)
+    in_degree = np.empty(dim, dtype=np.int64)
+    in_degree[np.asarray(order)] = np.arange(1, dim + 1)
+    masks, prev = [], in_degree
+    for layer, width in enumerate(hidden):
+        lo = int(prev.min())
+        hi = max(lo, dim - 1)
+        bits = philox4x32_10(mask_seed, 0x6D61646500000000 + layer, np.arange(width))[0]
+        degree = lo + (bits % np.uint64(hi - lo + 1)).astype(np.int64)
+        masks.append(degree[:, None] >= prev[None, :])
+        prev = degree
+    masks.append(np.tile(in_degree[:, None] > prev[None, :], (blocks, 1)))
+    return [torch.from_numpy(m.astype(np.float32)) for m in masks]
+
+
 # --- layers -----------------------------------------------------------------
+# Every layer has forward(x) -> (z, logdet or None) (data -> latent) and
+# inverse(z) -> (x, logdet or None). Fixed masks and index tensors are
+# non-persistent buffers, so state_dict() holds exactly what flowlib saves.
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.Softplus,
                "leaky_relu": nn.LeakyReLU}
+
+
+class MLP(nn.Module):
+    """Linear layers widths[0] -> ... -> widths[-1] with an activation
+    between them, the last starting at zero (an identity flow), named 0, 1,
+    ... as flowlib's "net" / "made" parameters. With `masks` (MADE) each
+    weight is multiplied by a fixed 0/1 mask, as in nflows and zuko."""
+
+    def __init__(self, widths, activation="relu", masks=None):
+        super().__init__()
+        self.linears = [nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])]
+        for k, layer in enumerate(self.linears):
+            self.add_module(str(k), layer)
+        nn.init.zeros_(self.linears[-1].weight)
+        nn.init.zeros_(self.linears[-1].bias)
+        self.act = ACTIVATIONS[activation]()
+        self.masked = masks is not None
+        for k, mask in enumerate(masks or []):
+            self.register_buffer("mask%d" % k, mask, persistent=False)
+
+    def weights(self):
+        """(weight, bias) per layer, masks applied: computed once per call
+        and reused by every pass of a D-pass MADE solve."""
+        return [(layer.weight * getattr(self, "mask%d" % k) if self.masked else layer.weight,
+                 layer.bias) for k, layer in enumerate(self.linears)]
+
+    def forward(self, h, weights=None):
+        weights = weights or self.weights()
+        for k, (w, b) in enumerate(weights):
+            h = F.linear(h, w, b)
+            if k + 1 < len(weights):
+                h = self.act(h)
+        return h
 
 
 def make_mask(t, dim):
@@ -100,46 +195,219 @@ class Coupling(nn.Module):
     def __init__(self, dim, hidden, affine, mask, activation="relu"):
         super().__init__()
         self.affine = affine
-        linears, width = [], dim
-        for h in hidden:
-            linears.append(nn.Linear(width, h))
-            width = h
-        last = nn.Linear(width, 2 * dim if affine else dim)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        linears.append(last)
-        # Named like flowlib's parameters: net.0, net.1, net.2 are the Linears.
-        self.net = nn.ModuleList(linears)
-        self.act = ACTIVATIONS[activation]()
-        self.register_buffer("mask", mask)
-        self.register_buffer("free", 1.0 - mask)
+        self.net = MLP([dim] + list(hidden) + [2 * dim if affine else dim], activation)
+        self.register_buffer("mask", mask, persistent=False)
+        self.register_buffer("free", 1.0 - mask, persistent=False)
         if affine:
             self.scale = nn.Parameter(torch.ones(dim))
         self.dim = dim
-
-    def _h(self, x):
-        h = x * self.mask
-        for linear in self.net[:-1]:
-            h = self.act(linear(h))
-        return self.net[-1](h)
 
     def _s_t(self, h):
         raw, t = h[:, :self.dim], h[:, self.dim:]
         return self.free * self.scale * torch.tanh(raw), t
 
     def forward(self, x):
-        h = self._h(x)
+        h = self.net(x * self.mask)
         if not self.affine:
             return x + self.free * h, None
         s, t = self._s_t(h)
         return self.mask * x + self.free * (x * torch.exp(s) + t), s.sum(1)
 
     def inverse(self, z):
-        h = self._h(z)
+        h = self.net(z * self.mask)
         if not self.affine:
             return z - self.free * h, None
         s, t = self._s_t(h)
         return self.mask * z + self.free * (z - t) * torch.exp(-s), -s.sum(1)
+
+
+class MadeAffine(nn.Module):
+    """A Gaussian autoregressive layer on a MADE (flows/made.h):
+    maf: forward z = (x - mu(x)) exp(-alpha(x)) in one pass, inverse by D
+    passes; iaf: forward by D passes, inverse in one pass."""
+
+    def __init__(self, dim, hidden, order, mask_seed, iaf=False, activation="relu"):
+        super().__init__()
+        self.made = MLP([dim] + list(hidden) + [2 * dim], activation,
+                        made_masks(order, hidden, mask_seed))
+        self.dim, self.iaf = dim, iaf
+
+    def _affine(self, u, weights=None):
+        h = self.made(u, weights)
+        return h[:, :self.dim], h[:, self.dim:]
+
+    def _one_pass(self, y):
+        """(y - mu(y)) exp(-alpha(y)), logdet -sum alpha."""
+        mu, alpha = self._affine(y)
+        return (y - mu) * torch.exp(-alpha), -alpha.sum(1)
+
+    def _d_passes(self, y):
+        """out solving out = y exp(alpha(out)) + mu(out), logdet +sum alpha:
+        as nflows / zuko, D full MADE passes, pass k making dimension k of the
+        order exact (the weights masked once for all passes). Differentiable:
+        IAF training backpropagates through it."""
+        weights = self.made.weights()
+        out = torch.zeros_like(y)
+        for _ in range(self.dim):
+            mu, alpha = self._affine(out, weights)
+            out = y * torch.exp(alpha) + mu
+        # alpha of the last pass saw every dimension but the last of the
+        # order, which no output depends on: it is alpha(out).
+        return out, alpha.sum(1)
+
+    def forward(self, x):
+        return self._d_passes(x) if self.iaf else self._one_pass(x)
+
+    def inverse(self, z):
+        return self._one_pass(z) if self.iaf else self._d_passes(z)
+
+
+class ActNorm(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("initialized", torch.zeros(1))
+        self._known = False  # the flag is known to be set: no tensor read per call
+
+    def forward(self, x):
+        if self.training and not self._known:
+            if not self.initialized.item():
+                self._data_init(x)
+            self._known = True
+        return (x + self.bias) * torch.exp(self.log_scale), self.log_scale.sum().expand(x.shape[0])
+
+    @torch.no_grad()
+    def _data_init(self, x):
+        """Glow's data-dependent init: zero mean, unit variance on this batch."""
+        std = x.var(0, unbiased=False).sqrt() if x.shape[0] > 1 else torch.ones_like(x[0])
+        self.bias.copy_(-x.mean(0))
+        self.log_scale.copy_(-torch.log(std.clamp_min(1e-6)))
+        self.initialized.fill_(1.0)
+
+    def inverse(self, z):
+        return z * torch.exp(-self.log_scale) - self.bias, (-self.log_scale.sum()).expand(z.shape[0])
+
+
+class InvertibleLinear(nn.Module):
+    """z = x W^T. LU: W = P L (U + diag(sign exp(log_s))) with W[i] = (L U)[perm[i]]
+    and log|det W| = sum log_s; plain: W is the parameter "weight"."""
+
+    def __init__(self, dim, lu=True, perm=None):
+        super().__init__()
+        q = torch.linalg.qr(torch.randn(dim, dim))[0]  # a random rotation, as Glow
+        self.lu = lu
+        if not lu:
+            self.weight = nn.Parameter(q)
+            return
+        _, lower, upper = torch.linalg.lu(q)
+        diag = upper.diagonal()
+        self.lower = nn.Parameter(lower.tril(-1))
+        self.upper = nn.Parameter(upper.triu(1))
+        self.log_s = nn.Parameter(diag.abs().log())
+        self.register_buffer("sign", torch.sign(diag))
+        self.register_buffer("perm", torch.tensor(perm if perm is not None else range(dim)),
+                             persistent=False)
+        self.register_buffer("eye", torch.eye(dim), persistent=False)
+
+    def weight_matrix(self):
+        if not self.lu:
+            return self.weight, torch.linalg.slogdet(self.weight)[1]
+        lower = self.lower.tril(-1) + self.eye
+        upper = self.upper.triu(1) + torch.diag(self.sign * torch.exp(self.log_s))
+        return (lower @ upper)[self.perm], self.log_s.sum()
+
+    def forward(self, x):
+        w, logdet = self.weight_matrix()
+        return F.linear(x, w), logdet.expand(x.shape[0])
+
+    def inverse(self, z):
+        w, logdet = self.weight_matrix()
+        return F.linear(z, torch.inverse(w)), (-logdet).expand(z.shape[0])
+
+
+class Planar(nn.Module):
+    """z = x + u_hat tanh(w.x + b) (backend/glow_math.h); the inverse solves
+    the scalar a = w.x + b by safeguarded Newton, in double, batched."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.w = nn.Parameter(torch.empty(dim).uniform_(-1.0, 1.0))
+        self.u = nn.Parameter(torch.empty(dim).uniform_(-0.5, 0.5))
+        self.b = nn.Parameter(torch.zeros(1))
+
+    def _u_hat(self):
+        # w.u_hat = -1 + softplus(w.u) > -1 keeps the map invertible.
+        s, ww = self.w @ self.u, self.w @ self.w
+        c = torch.where(ww > 0, (F.softplus(s) - 1.0 - s) / ww, torch.zeros_like(ww))
+        u_hat = self.u + c * self.w
+        return u_hat, self.w @ u_hat
+
+    def forward(self, x):
+        u_hat, psi = self._u_hat()
+        t = torch.tanh(x @ self.w + self.b)
+        return x + t[:, None] * u_hat, torch.log(1.0 + (1.0 - t * t) * psi)
+
+    def inverse(self, z, tol=1e-10, iterations=200):
+        u_hat, psi = self._u_hat()
+        with torch.no_grad():
+            # Root of a + psi tanh(a) = w.z + b, bracketed within |psi|; each
+            # row stops once converged, as flowlib's per-row loop.
+            c = (z @ self.w + self.b).double()
+            p = psi.double()
+            lo, hi, a = c - p.abs(), c + p.abs(), c.clone()
+            active = torch.ones_like(c, dtype=torch.bool)
+            for _ in range(iterations):
+                t = torch.tanh(a)
+                g = a + p * t - c
+                hi = torch.where(g > 0, a, hi)
+                lo = torch.where(g > 0, lo, a)
+                slope = 1.0 + p * (1.0 - t * t)
+                nxt = a - g / slope
+                nxt = torch.where((slope > 0) & (nxt > lo) & (nxt < hi), nxt, 0.5 * (lo + hi))
+                move = active & (g != 0)
+                small = tol * (1.0 + nxt.abs())
+                active = move & ((nxt - a).abs() > small) & (hi - lo > small)
+                a = torch.where(move, nxt, a)
+                if not bool(active.any()):
+                    break
+            t = torch.tanh(a).to(z.dtype)
+        return z - t[:, None] * u_hat, -torch.log(1.0 + (1.0 - t * t) * psi)
+
+
+class Radial(nn.Module):
+    """z = x + beta / (alpha + r) (x - x0), r = |x - x0|; closed-form inverse."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.x0 = nn.Parameter(torch.empty(dim).uniform_(-1.0, 1.0))
+        self.alpha_raw = nn.Parameter(torch.zeros(1))
+        self.beta_raw = nn.Parameter(torch.zeros(1))
+
+    def _alpha_beta(self):
+        alpha = F.softplus(self.alpha_raw)
+        return alpha, -alpha + F.softplus(self.beta_raw)
+
+    def _logdet(self, r, alpha, beta):
+        h = 1.0 / (alpha + r)
+        return (self.x0.shape[0] - 1) * torch.log1p(beta * h) + torch.log1p(alpha * beta * h * h)
+
+    def forward(self, x):
+        alpha, beta = self._alpha_beta()
+        d = x - self.x0
+        r = d.norm(dim=1)
+        return x + (beta / (alpha + r))[:, None] * d, self._logdet(r, alpha, beta)
+
+    def inverse(self, z):
+        alpha, beta = self._alpha_beta()
+        d = z - self.x0
+        rz = d.norm(dim=1)
+        # r^2 + B r - alpha rz = 0: the positive root, cancellation-free.
+        big_b = alpha + beta - rz
+        disc = torch.sqrt(big_b * big_b + 4.0 * alpha * rz)
+        r = torch.where(big_b >= 0, 2.0 * alpha * rz / (big_b + disc), 0.5 * (disc - big_b))
+        f = torch.where(rz > 0, r / rz.clamp_min(1e-30), torch.zeros_like(rz))
+        return self.x0 + d * f[:, None], -self._logdet(r, alpha, beta)
 
 
 class BatchNormFlow(nn.Module):
@@ -193,6 +461,29 @@ class Reverse(nn.Module):
         return z.flip(1), None
 
 
+def _hidden(t):
+    return t.get("hidden", [64, 64])
+
+
+# One builder per transform type: (expanded spec entry, dim) -> layer.
+BUILDERS = {
+    "affine_coupling": lambda t, dim: Coupling(dim, _hidden(t), True, make_mask(t, dim),
+                                               t.get("activation", "relu")),
+    "additive_coupling": lambda t, dim: Coupling(dim, _hidden(t), False, make_mask(t, dim),
+                                                 t.get("activation", "relu")),
+    "batch_norm": lambda t, dim: BatchNormFlow(dim, t.get("momentum", 0.1), t.get("eps", 1e-5)),
+    "diagonal_scale": lambda t, dim: DiagonalScale(dim),
+    "reverse": lambda t, dim: Reverse(),
+    "made_affine": lambda t, dim: MadeAffine(dim, _hidden(t), t["order"], t["mask_seed"],
+                                             t.get("direction", "maf") == "iaf",
+                                             t.get("activation", "relu")),
+    "actnorm": lambda t, dim: ActNorm(dim),
+    "invertible_linear": lambda t, dim: InvertibleLinear(dim, t.get("lu", True), t.get("perm")),
+    "planar": lambda t, dim: Planar(dim),
+    "radial": lambda t, dim: Radial(dim),
+}
+
+
 class Flow(nn.Module):
     """Transforms named t0, t1, ... as in flowlib; forward = data -> latent."""
 
@@ -203,21 +494,13 @@ class Flow(nn.Module):
             raise ValueError("conditional models are not mirrored here")
         self.dim = dim
         self.base = spec.get("base", {"type": "normal"})["type"]
+        if self.base not in ("normal", "logistic"):
+            raise ValueError("base %s is not mirrored here" % self.base)
         self.names = []
         for k, t in enumerate(spec["transforms"]):
-            kind = t["type"]
-            if kind in ("affine_coupling", "additive_coupling"):
-                layer = Coupling(dim, t.get("hidden", [64, 64]), kind == "affine_coupling",
-                                 make_mask(t, dim), t.get("activation", "relu"))
-            elif kind == "batch_norm":
-                layer = BatchNormFlow(dim, t.get("momentum", 0.1), t.get("eps", 1e-5))
-            elif kind == "diagonal_scale":
-                layer = DiagonalScale(dim)
-            elif kind == "reverse":
-                layer = Reverse()
-            else:
-                raise ValueError("transform %s is not mirrored here" % kind)
-            self.add_module("t%d" % k, layer)
+            if t["type"] not in BUILDERS:
+                raise ValueError("transform %s is not mirrored here" % t["type"])
+            self.add_module("t%d" % k, BUILDERS[t["type"]](t, dim))
             self.names.append("t%d" % k)
 
     def layers(self):
@@ -260,15 +543,54 @@ class Flow(nn.Module):
         return x
 
 
-def preset_spec(model, dim, hidden, layers):
-    """The expanded spec of flowlib_bench's models (realnvp, nice, realnvp_bn)."""
-    affine = model != "nice"
+MODELS = ("realnvp", "nice", "realnvp_bn", "maf", "iaf", "glow", "planar", "radial")
+
+
+def default_layers(model):
+    """The issue's K: 5 MADE layers for maf / iaf, 8 layers otherwise."""
+    return 5 if model in ("maf", "iaf") else 8
+
+
+def has_hidden(model):
+    """Planar and radial layers have no conditioner network."""
+    return model not in ("planar", "radial")
+
+
+def dense_weights(model, dim, hidden, layers):
+    """Weights of the dense layers per model (flowlib_bench.cpp: dense_weights)."""
+    if not has_hidden(model):
+        return 0
+    out = dim if model == "nice" else 2 * dim
+    return layers * (dim * hidden + hidden * hidden + hidden * out
+                     + (dim * dim if model == "glow" else 0))
+
+
+def preset_spec(model, dim, hidden, layers, seed=42):
+    """The expanded spec flowlib makes of flowlib_bench's model (model/spec.cpp:
+    same orders, MADE mask seeds and permutations for model seed `seed`)."""
+    h = [hidden, hidden]
     transforms = []
     for k in range(layers):
-        transforms.append({"type": "affine_coupling" if affine else "additive_coupling",
-                           "mask": "alternate", "parity": k % 2, "hidden": [hidden, hidden]})
-        if model == "realnvp_bn" and k + 1 < layers:
-            transforms.append({"type": "batch_norm"})
+        if model in ("maf", "iaf"):
+            index = len(transforms)
+            order = list(range(dim)) if k % 2 == 0 else list(range(dim - 1, -1, -1))
+            mask_seed = int(philox4x32_10(seed, 0x6D61646500000000 + index, [0])[0][0])
+            transforms.append({"type": "made_affine", "direction": model, "order": order,
+                               "mask_seed": mask_seed, "hidden": h})
+        elif model == "glow":
+            perm = random_permutation(dim, seed, 0x7065726D00000000 + len(transforms) + 1)
+            transforms += [{"type": "actnorm"},
+                           {"type": "invertible_linear", "lu": True, "perm": perm},
+                           {"type": "affine_coupling", "mask": "half", "parity": k % 2,
+                            "hidden": h}]
+        elif model in ("planar", "radial"):
+            transforms.append({"type": model})
+        else:
+            transforms.append({"type": "additive_coupling" if model == "nice" else
+                               "affine_coupling", "mask": "alternate", "parity": k % 2,
+                               "hidden": h})
+            if model == "realnvp_bn" and k + 1 < layers:
+                transforms.append({"type": "batch_norm"})
     if model == "nice":
         transforms.append({"type": "diagonal_scale"})
     return {"dim": dim, "base": {"type": "logistic" if model == "nice" else "normal"},
@@ -280,27 +602,21 @@ def load_flowlib(path):
     tensors, meta = read_safetensors(path)
     flow = Flow(json.loads(meta["flowlib.spec"]))
     state = flow.state_dict()
-    for name in state:
-        if name.endswith(".mask") or name.endswith(".free"):
-            continue
-        if name not in tensors:
-            raise KeyError("%s: no tensor %s" % (path, name))
-        state[name] = torch.from_numpy(tensors[name])
-    flow.load_state_dict(state)
+    missing = [name for name in state if name not in tensors]
+    if missing:
+        raise KeyError("%s: no tensor %s" % (path, ", ".join(missing)))
+    flow.load_state_dict({name: torch.from_numpy(tensors[name]) for name in state})
     return flow
 
 
-def param_order(path):
-    """Trainable parameter names in flowlib's arena order (file offsets)."""
-    tensors, meta = read_safetensors(path)
+def param_order(path, flow):
+    """flow's trainable parameter names in flowlib's arena order (file offsets)."""
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(n))
     header.pop("__metadata__", None)
-    names = [k for k in sorted(header, key=lambda k: header[k]["data_offsets"][0])
-             if not k.startswith("optimizer.") and not k.endswith("running_mean")
-             and not k.endswith("running_var")]
-    return names
+    params = dict(flow.named_parameters())
+    return [k for k in sorted(header, key=lambda k: header[k]["data_offsets"][0]) if k in params]
 
 
 # --- the equality check -----------------------------------------------------
@@ -310,13 +626,13 @@ def _load(base, name, shape=None):
     return a.reshape(shape) if shape else a
 
 
-def check(directory, models=("realnvp", "nice", "realnvp_bn")):
+def check(directory, models=MODELS):
     ok = True
     torch.set_num_threads(1)
     for model in models:
         base = os.path.join(directory, model)
         flow = load_flowlib(base + ".safetensors")
-        names = param_order(base + ".safetensors")
+        names = param_order(base + ".safetensors", flow)
         params = dict(flow.named_parameters())
         dim = flow.dim
         x = torch.from_numpy(_load(base, "x", (-1, dim)))
@@ -387,6 +703,11 @@ def check(directory, models=("realnvp", "nice", "realnvp_bn")):
 
 # --- benchmarking -----------------------------------------------------------
 
+# Train steps cycle through this many batches, as flowlib_bench (kTrainBatches:
+# one fixed batch is overfitted until the loss diverges).
+TRAIN_BATCHES = 16
+
+
 class TorchBench:
     """One configuration; run(op, calls) returns the seconds taken."""
 
@@ -395,7 +716,10 @@ class TorchBench:
         torch.manual_seed(42)
         self.flow = Flow(preset_spec(model, dim, hidden, layers))
         self.opt = torch.optim.Adam(self.flow.parameters(), lr=1e-3)
-        self.x = torch.from_numpy(bench_data(batch, dim))
+        self.train = torch.from_numpy(bench_data(TRAIN_BATCHES * batch, dim)).view(
+            TRAIN_BATCHES, batch, dim)
+        self.x = self.train[0]
+        self.steps = 0
         self.batch = batch
         self.gen = torch.Generator().manual_seed(1)
 
@@ -405,7 +729,8 @@ class TorchBench:
     def train_step(self):
         self.flow.train()
         self.opt.zero_grad(set_to_none=True)
-        loss = -self.flow.log_prob(self.x).mean()
+        loss = -self.flow.log_prob(self.train[self.steps % TRAIN_BATCHES]).mean()
+        self.steps += 1
         loss.backward()
         self.opt.step()
         return loss
@@ -432,9 +757,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", metavar="DIR", help="compare with flowlib_bench --check DIR")
+    ap.add_argument("--models", default=",".join(MODELS), help="models to check")
     args = ap.parse_args()
     if args.check:
-        sys.exit(0 if check(args.check) else 1)
+        sys.exit(0 if check(args.check, args.models.split(",")) else 1)
     ap.print_help()
 
 
