@@ -4,7 +4,8 @@
 // zeroes C before a beta = 0 product (one more pass over C) and always lets
 // the BLAS use every thread. Tiny products (the 2-to-8-wide matrices of small
 // flows) stay in Eigen's inline coefficient-based product, which beats a BLAS
-// call there. Only this file includes Eigen.
+// call there, and the small products of small flows' MLPs go to
+// cpu_small_gemm.cpp's kernel. Only this file includes Eigen.
 #ifndef EIGEN_USE_BLAS
 #define EIGEN_USE_BLAS
 #endif
@@ -14,6 +15,7 @@
 #include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_small_gemm.h"
 
 // sgemm_ is declared by Eigen's BLAS header (EIGEN_USE_BLAS).
 
@@ -25,6 +27,12 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 
 // m * n * k below which Eigen's inline product wins over a BLAS call.
 constexpr double kTinyGemm = 32768.0;
+// Where small_gemm beats a one-thread OpenBLAS 0.3.21 sgemm (AMD Zen 4): m * n
+// * k below kSmallGemm and, with B transposed (the layers' forward x W^T, whose
+// narrow outputs OpenBLAS handles worst), C at least 8 wide; otherwise, every
+// side at least 64 (below that OpenBLAS's kernels for dy W and dy^T x win).
+// Both run near the FMA units' peak there; the gain is OpenBLAS's set-up.
+constexpr double kSmallGemm = 2.0 * 1024 * 1024;
 // m * n * k below which the product runs on one thread: splitting ~1 ms of
 // work or less costs more in wake-ups and barriers than it saves, and on a
 // busy machine a waiting thread can lose its core for a whole time slice.
@@ -64,6 +72,12 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
     const size_t int_max = size_t(2147483647);
     const bool blas = work >= kTinyGemm && k >= 4 &&
                       std::max({a_rows, a_cols, b_rows, b_cols}) <= int_max;
+    const bool small = work < kSmallGemm && (trans_b ? n >= 8 : std::min({m, n, k}) >= 64);
+    if (blas && small) {
+        cpu_kernels::small_gemm(trans_a, trans_b, m, n, k, alpha, pa, a_cols, pb, b_cols, beta, pc,
+                                n);
+        return;
+    }
     if (blas) {
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T,
         // and a row-major matrix is its transpose in column-major order.

@@ -1,0 +1,143 @@
+// Register-blocked GEMM: each tile of C (6 rows x 16 columns, or 12 x 8) is
+// kept in vector accumulators while k runs, every step one row of op(B)
+// loaded and one element of op(A) broadcast per row. op(B) is read in place
+// when it is already row-major with whole vectors per row; otherwise (B
+// transposed, or a partial last vector) it is first copied into a padded
+// k x n panel, which costs k * n against the product's m * k * n.
+#include "backend/cpu/cpu_small_gemm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+// One clone per instruction set, as in cpu_kernels.cpp.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(FLOWLIB_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
+#define FLOW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FLOW_CLONES
+#endif
+#define FLOW_INLINE inline __attribute__((always_inline))
+
+namespace flow::cpu_kernels {
+
+namespace {
+
+constexpr size_t kLanes = 8;
+// Eight floats: one AVX register, so that the AVX2 and AVX-512 clones share
+// the tiles (tuned on Zen 4, whose FMA units are 256 bits wide either way).
+// may_alias and 4-byte alignment: loads and stores straight from float
+// arrays at any offset.
+typedef float Vec
+    __attribute__((vector_size(kLanes * sizeof(float)), aligned(alignof(float)), may_alias));
+// Rows in a tile: enough independent accumulators to hide the FMA latency,
+// and AVX2's 16 registers still enough for the tile, one row of op(B) and a
+// broadcast.
+template <size_t V> constexpr size_t kRows = V == 1 ? 12 : 6;
+
+// The first `cols` floats of acc to c. Out of line (and taking acc by
+// reference) so that the tile's accumulators stay in registers.
+__attribute__((noinline)) void store_part(const Vec &acc, float *c, size_t cols, float alpha,
+                                          float beta) {
+    float part[kLanes];
+    std::memcpy(part, &acc, sizeof(part));
+    for (size_t j = 0; j < cols; ++j)
+        c[j] = beta == 0.0f ? alpha * part[j] : alpha * part[j] + beta * c[j];
+}
+
+// Rows [0, R) x columns [0, V * kLanes) of C (rows ldc apart), of which the
+// first `cols` are stored. op(A)(r, p) = a[r * a_row + p * a_step]; b is
+// op(B), row-major with rows ldb apart and V * kLanes readable floats in each.
+template <size_t R, size_t V>
+FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *b, size_t ldb,
+                      size_t k, float alpha, float beta, float *c, size_t ldc, size_t cols) {
+    Vec acc[R][V] = {};
+    for (size_t p = 0; p < k; ++p, a += a_step, b += ldb) {
+        Vec bv[V];
+        for (size_t v = 0; v < V; ++v) bv[v] = *reinterpret_cast<const Vec *>(b + v * kLanes);
+        for (size_t r = 0; r < R; ++r) {
+            const float ar = a[r * a_row];
+            for (size_t v = 0; v < V; ++v) acc[r][v] += ar * bv[v];
+        }
+    }
+    for (size_t r = 0; r < R; ++r, c += ldc)
+        for (size_t v = 0; v < V; ++v) {
+            if (cols == V * kLanes) {
+                Vec *out = reinterpret_cast<Vec *>(c + v * kLanes);
+                *out = beta == 0.0f ? alpha * acc[r][v] : alpha * acc[r][v] + beta * *out;
+            } else if (cols > v * kLanes) {
+                store_part(acc[r][v], c + v * kLanes, std::min(cols - v * kLanes, kLanes), alpha,
+                           beta);
+            }
+        }
+}
+
+// A tile of `rows` (1..R) rows.
+template <size_t R, size_t V>
+FLOW_INLINE void tile_of(size_t rows, const float *a, size_t a_row, size_t a_step,
+                         const float *b, size_t ldb, size_t k, float alpha, float beta, float *c,
+                         size_t ldc, size_t cols) {
+    if (rows == R) return tile<R, V>(a, a_row, a_step, b, ldb, k, alpha, beta, c, ldc, cols);
+    if constexpr (R > 1)
+        tile_of<R - 1, V>(rows, a, a_row, a_step, b, ldb, k, alpha, beta, c, ldc, cols);
+}
+
+// All m rows of one block of V * kLanes columns (cols of them stored).
+template <size_t V>
+FLOW_INLINE void column_block(size_t m, size_t k, const float *a, size_t a_row, size_t a_step,
+                              const float *b, size_t ldb, float alpha, float beta, float *c,
+                              size_t ldc, size_t cols) {
+    constexpr size_t R = kRows<V>;
+    size_t i = 0;
+    for (; i + 2 * R <= m; i += R)
+        tile<R, V>(a + i * a_row, a_row, a_step, b, ldb, k, alpha, beta, c + i * ldc, ldc, cols);
+    // The last R + 1 .. 2R - 1 rows go as two tiles of about equal size
+    // rather than a full one and a thin one with too few accumulators.
+    for (size_t left = m - i; left > 0; left = m - i) {
+        const size_t rows = left > R ? left / 2 : left;
+        tile_of<R, V>(rows, a + i * a_row, a_row, a_step, b, ldb, k, alpha, beta, c + i * ldc,
+                      ldc, cols);
+        i += rows;
+    }
+}
+
+// b: op(B) row-major, rows ldb apart, readable to n rounded up to kLanes.
+FLOW_CLONES
+void multiply(size_t m, size_t n, size_t k, const float *a, size_t a_row, size_t a_step,
+              const float *b, size_t ldb, float alpha, float beta, float *c, size_t ldc) {
+    constexpr size_t wide = 2 * kLanes;
+    size_t j = 0;
+    for (; j + wide <= n; j += wide)
+        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, alpha, beta, c + j, ldc, wide);
+    if (n - j > kLanes)
+        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, alpha, beta, c + j, ldc, n - j);
+    else if (j < n)
+        column_block<1>(m, k, a, a_row, a_step, b + j, ldb, alpha, beta, c + j, ldc, n - j);
+}
+
+} // namespace
+
+void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
+                const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                size_t ldc) {
+    if (m == 0 || n == 0) return;
+    const size_t a_row = trans_a ? 1 : lda, a_step = trans_a ? lda : 1;
+    if (!trans_b && n % kLanes == 0)
+        return multiply(m, n, k, a, a_row, a_step, b, ldb, alpha, beta, c, ldc);
+
+    // Grows to the largest panel this thread has needed; the zero padding
+    // feeds only accumulators that are never stored.
+    thread_local std::vector<float> panel;
+    const size_t width = (n + kLanes - 1) / kLanes * kLanes;
+    panel.assign(k * width, 0.0f);
+    for (size_t p = 0; p < k; ++p) {
+        float *row = panel.data() + p * width;
+        if (trans_b)
+            for (size_t j = 0; j < n; ++j) row[j] = b[j * ldb + p];
+        else
+            std::copy_n(b + p * ldb, n, row);
+    }
+    multiply(m, n, k, a, a_row, a_step, panel.data(), width, alpha, beta, c, ldc);
+}
+
+} // namespace flow::cpu_kernels

@@ -1,0 +1,19 @@
+// GEMM for the small products of small flows (conditioner MLPs a few dozen
+// units wide, batches of a few hundred rows), where a BLAS call spends more
+// on its set-up (argument checks, packing both operands, thread hand-off)
+// than on the arithmetic. Used by CpuBackend::gemm below a size threshold.
+#pragma once
+
+#include <cstddef>
+
+namespace flow::cpu_kernels {
+
+// C[m, n] = alpha * op(A) op(B) + beta * C, row-major; lda, ldb and ldc are
+// the lengths of the stored rows of A, B and C. op(A) is m x k, op(B) k x n.
+// beta = 0 never reads C. One thread, no cache blocking: meant for operands
+// that fit in L2.
+void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
+                const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                size_t ldc);
+
+} // namespace flow::cpu_kernels
