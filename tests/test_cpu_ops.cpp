@@ -63,12 +63,6 @@ static Vec random_vec(size_t n, unsigned seed, float lo = -1.0f, float hi = 1.0f
     return v;
 }
 
-static Vec binary_mask(size_t n, size_t parity) {
-    Vec m(n);
-    for (size_t j = 0; j < n; ++j) m[j] = float((j + parity) % 2);
-    return m;
-}
-
 static double dot(const Vec &a, const Vec &b) {
     double s = 0.0;
     for (size_t k = 0; k < a.size(); ++k) s += double(a[k]) * b[k];
@@ -492,87 +486,97 @@ Test(cpu_reduction, results_do_not_depend_on_thread_count) {
 
 // --- coupling layers --------------------------------------------------------
 
+// An affine coupling on f free columns: x [n, f], h [n, 2f], scale [f].
 struct CouplingCase {
-    size_t n, d;
-    Vec x, mask, h, scale;
+    size_t n, f;
+    Vec x, h, scale;
 };
 
-static CouplingCase coupling_case(size_t n, size_t d, unsigned seed) {
-    return {n, d, random_vec(n * d, seed), binary_mask(d, seed % 2),
-            random_vec(n * 2 * d, seed + 1, -2.0f, 2.0f), random_vec(d, seed + 2, 0.2f, 1.5f)};
+static CouplingCase coupling_case(size_t n, size_t f, unsigned seed) {
+    return {n, f, random_vec(n * f, seed), random_vec(n * 2 * f, seed + 1, -2.0f, 2.0f),
+            random_vec(f, seed + 2, 0.2f, 1.5f)};
 }
 
-// z and logdet of the affine coupling forward, in double.
-static void affine_ref(const CouplingCase &c, Ref &z, Ref &logdet) {
-    z.assign(c.n * c.d, 0.0);
-    logdet.assign(c.n, 0.0);
-    for (size_t i = 0; i < c.n; ++i)
-        for (size_t j = 0; j < c.d; ++j) {
-            const double m = c.mask[j], x = c.x[i * c.d + j];
-            const double s = (1 - m) * c.scale[j] * std::tanh(double(c.h[i * 2 * c.d + j]));
-            const double t = c.h[i * 2 * c.d + c.d + j];
-            z[i * c.d + j] = m * x + (1 - m) * (x * std::exp(s) + t);
-            logdet[i] += s;
+// The forward's z and logdet, and the backward's dx, dh and dscale for the
+// loss weights dz and dl, in double.
+struct CouplingRef {
+    Ref z, logdet, dx, dh, dscale;
+};
+
+static CouplingRef affine_ref(const CouplingCase &c, const Vec &dz, const Vec &dl) {
+    const size_t n = c.n, f = c.f;
+    CouplingRef r{Ref(n * f), Ref(n, 0.0), Ref(n * f), Ref(n * 2 * f), Ref(f, 0.0)};
+    for (size_t i = 0; i < n; ++i)
+        for (size_t j = 0; j < f; ++j) {
+            const size_t k = i * f + j;
+            const double th = std::tanh(double(c.h[i * 2 * f + j])), s = c.scale[j] * th;
+            const double e = std::exp(s), x = c.x[k];
+            r.z[k] = x * e + c.h[i * 2 * f + f + j];
+            r.logdet[i] += s;
+            r.dx[k] = dz[k] * e;
+            const double ds = dz[k] * x * e + dl[i];
+            r.dh[i * 2 * f + j] = ds * c.scale[j] * (1.0 - th * th);
+            r.dh[i * 2 * f + f + j] = dz[k];
+            r.dscale[j] += ds * th;
         }
+    return r;
 }
 
-Test(cpu_coupling, affine_forward_inverse_match_reference) {
-    for (size_t n : {size_t(5), size_t(3000)}) { // 3000 rows take the threaded path
-        const CouplingCase c = coupling_case(n, 6, 70);
-        Ref z_ref, ld_ref;
-        affine_ref(c, z_ref, ld_ref);
-        Tensor x = tensor({n, 6}, c.x), mask = tensor({6}, c.mask), h = tensor({n, 12}, c.h),
-               scale = tensor({6}, c.scale), z(cpu(), {n, 6}), ld = filled({n}, 1.0f);
-        cpu().affine_coupling_forward(x, mask, h, scale, z, ld);
-        expect_close(values(z), z_ref, 1e-5, 1e-5, "affine_coupling_forward z");
-        for (double &v : ld_ref) v += 1.0; // logdet accumulates
-        expect_close(values(ld), ld_ref, 1e-5, 1e-5, "affine_coupling_forward logdet");
+// Rows of no free column, of one, of a few (several rows per kernel block,
+// the last block partial), of a whole block each, and wider than a block
+// (column slices).
+Test(cpu_coupling, affine_ops_match_reference) {
+    const struct {
+        size_t n, f;
+    } shapes[] = {{4, 0}, {5, 1}, {3000, 4}, {301, 6}, {37, 200}, {9, 300}, {3, 1300}};
+    unsigned seed = 70;
+    for (const auto &shape : shapes) {
+        const size_t n = shape.n, f = shape.f;
+        const CouplingCase c = coupling_case(n, f, seed += 5);
+        const Vec dz = random_vec(n * f, seed + 3), dl = random_vec(n, seed + 4);
+        CouplingRef r = affine_ref(c, dz, dl);
+        const double ld_tol = 1e-5 + 1e-6 * double(f); // a float sum of f log-scales
+        Tensor x = tensor({n, f}, c.x), h = tensor({n, 2 * f}, c.h), scale = tensor({f}, c.scale);
+        Tensor z(cpu(), {n, f}), ld = filled({n}, 1.0f);
+        cpu().affine_coupling_forward(x, h, scale, z, ld);
+        expect_close(values(z), r.z, 1e-5, 1e-5, "affine_coupling_forward z");
+        for (double &v : r.logdet) v += 1.0; // logdet accumulates
+        expect_close(values(ld), r.logdet, ld_tol, 1e-5, "affine_coupling_forward logdet");
 
-        Tensor back(cpu(), {n, 6});
-        cpu().affine_coupling_inverse(z, mask, h, scale, back, ld);
+        Tensor back(cpu(), {n, f});
+        cpu().affine_coupling_inverse(z, h, scale, back, ld);
         expect_close(values(back), c.x, 1e-5, 1e-5, "affine_coupling_inverse round trip");
-        expect_close(values(ld), Vec(n, 1.0f), 1e-5, 0, "affine_coupling_inverse logdet");
+        expect_close(values(ld), Vec(n, 1.0f), ld_tol, 0, "affine_coupling_inverse logdet");
+
+        Tensor dx(cpu(), {n, f}), dh = filled({n, 2 * f}, NAN), dscale = filled({f}, 0.5f);
+        cpu().affine_coupling_backward(x, h, scale, tensor({n, f}, dz), tensor({n}, dl), dx, dh,
+                                       dscale);
+        expect_close(values(dx), r.dx, 1e-5, 1e-5, "affine_coupling_backward dx");
+        expect_close(values(dh), r.dh, 1e-5, 1e-5, "affine_coupling_backward dh");
+        for (double &v : r.dscale) v += 0.5; // dscale accumulates
+        expect_close(values(dscale), r.dscale, 1e-4, 1e-5, "affine_coupling_backward dscale");
     }
 }
 
-// Rows wider than the kernels' 1024-column scratch buffer go in pieces.
-Test(cpu_coupling, affine_wide_rows_match_reference) {
-    const size_t n = 3, d = 2500;
-    const CouplingCase c = coupling_case(n, d, 75);
-    Ref z_ref, ld_ref;
-    affine_ref(c, z_ref, ld_ref);
-    Tensor x = tensor({n, d}, c.x), mask = tensor({d}, c.mask), h = tensor({n, 2 * d}, c.h),
-           scale = tensor({d}, c.scale), z(cpu(), {n, d}), ld = filled({n}, 0.0f);
-    cpu().affine_coupling_forward(x, mask, h, scale, z, ld);
-    expect_close(values(z), z_ref, 1e-5, 1e-5, "wide affine_coupling_forward z");
-    expect_close(values(ld), ld_ref, 1e-3, 1e-5, "wide affine_coupling_forward logdet");
-    // Backward against the narrow path, column block by column block: the
-    // result of one column does not depend on the others.
-    const Vec dz = random_vec(n * d, 76), dl = random_vec(n, 77);
-    Tensor dx(cpu(), {n, d}), dh(cpu(), {n, 2 * d}), dscale = filled({d}, 0.0f);
-    cpu().affine_coupling_backward(x, mask, h, scale, tensor({n, d}, dz), tensor({n}, dl), dx, dh,
-                                   dscale);
-    const Vec gdx = values(dx), gdh = values(dh), gds = values(dscale);
-    for (size_t j = 0; j < d; j += 997) {
-        Vec x1(n), h1(2 * n), dz1(n);
-        for (size_t i = 0; i < n; ++i) {
-            x1[i] = c.x[i * d + j];
-            h1[2 * i] = c.h[i * 2 * d + j];
-            h1[2 * i + 1] = c.h[i * 2 * d + d + j];
-            dz1[i] = dz[i * d + j];
-        }
-        Tensor dx1(cpu(), {n, 1}), dh1(cpu(), {n, 2}), ds1 = filled({1}, 0.0f);
-        cpu().affine_coupling_backward(tensor({n, 1}, x1), tensor({1}, Vec{c.mask[j]}),
-                                       tensor({n, 2}, h1), tensor({1}, Vec{c.scale[j]}),
-                                       tensor({n, 1}, dz1), tensor({n}, dl), dx1, dh1, ds1);
-        const Vec a = values(dx1), b = values(dh1), e = values(ds1);
-        for (size_t i = 0; i < n; ++i) {
-            cr_assert_float_eq(gdx[i * d + j], a[i], 1e-6, "wide dx at column %zu", j);
-            cr_assert_float_eq(gdh[i * 2 * d + j], b[2 * i], 1e-6, "wide dh at column %zu", j);
-            cr_assert_float_eq(gdh[i * 2 * d + d + j], b[2 * i + 1], 1e-6, "wide dt at %zu", j);
-        }
-        cr_assert_float_eq(gds[j], e[0], 1e-6, "wide dscale at column %zu", j);
-    }
+Test(cpu_coupling, results_do_not_depend_on_thread_count) {
+    const size_t n = 20000, f = 4; // enough work for several threads
+    const CouplingCase c = coupling_case(n, f, 95);
+    const Tensor x = tensor({n, f}, c.x), h = tensor({n, 2 * f}, c.h), scale = tensor({f}, c.scale);
+    const Tensor dz = tensor({n, f}, random_vec(n * f, 96)), dl = tensor({n}, random_vec(n, 97));
+    auto run = [&](int threads) {
+        cpu_set_num_threads(threads);
+        Tensor z(cpu(), {n, f}), ld = filled({n}, 0.0f), dx(cpu(), {n, f}), dh(cpu(), {n, 2 * f});
+        Tensor dscale = filled({f}, 0.0f);
+        cpu().affine_coupling_forward(x, h, scale, z, ld);
+        cpu().affine_coupling_backward(x, h, scale, dz, dl, dx, dh, dscale);
+        Vec out;
+        for (const Tensor *t : {&z, &ld, &dx, &dh, &dscale})
+            for (float v : values(*t)) out.push_back(v);
+        return out;
+    };
+    const Vec one = run(1), many = run(4);
+    cpu_set_num_threads(0);
+    expect_equal(many, one, "4 threads vs 1");
 }
 
 // The inlined exp / tanh / sqrt of the vectorized kernels against libm.
@@ -606,19 +610,19 @@ Test(cpu_kernels, approximations_match_libm) {
 }
 
 Test(cpu_coupling, affine_backward_matches_finite_differences) {
-    const size_t n = 4, d = 5;
-    const CouplingCase c = coupling_case(n, d, 80);
-    const Vec wz = random_vec(n * d, 81), wld = random_vec(n, 82);
+    const size_t n = 4, f = 5;
+    const CouplingCase c = coupling_case(n, f, 80);
+    const Vec wz = random_vec(n * f, 81), wld = random_vec(n, 82);
     // The loss sum(wz * z) + sum(wld * logdet) as a function of one input.
     auto loss_of = [&](const Vec &x, const Vec &h, const Vec &scale) {
-        Tensor z(cpu(), {n, d}), ld = filled({n}, 0.0f);
-        cpu().affine_coupling_forward(tensor({n, d}, x), tensor({d}, c.mask), tensor({n, 2 * d}, h),
-                                      tensor({d}, scale), z, ld);
+        Tensor z(cpu(), {n, f}), ld = filled({n}, 0.0f);
+        cpu().affine_coupling_forward(tensor({n, f}, x), tensor({n, 2 * f}, h),
+                                      tensor({f}, scale), z, ld);
         return dot(values(z), wz) + dot(values(ld), wld);
     };
-    Tensor dx(cpu(), {n, d}), dh = filled({n, 2 * d}, NAN), dscale = filled({d}, 0.5f);
-    cpu().affine_coupling_backward(tensor({n, d}, c.x), tensor({d}, c.mask), tensor({n, 2 * d}, c.h),
-                                   tensor({d}, c.scale), tensor({n, d}, wz), tensor({n}, wld), dx,
+    Tensor dx(cpu(), {n, f}), dh = filled({n, 2 * f}, NAN), dscale = filled({f}, 0.5f);
+    cpu().affine_coupling_backward(tensor({n, f}, c.x), tensor({n, 2 * f}, c.h),
+                                   tensor({f}, c.scale), tensor({n, f}, wz), tensor({n}, wld), dx,
                                    dh, dscale);
     expect_grad(values(dx), [&](const Vec &x) { return loss_of(x, c.h, c.scale); }, c.x, 1e-2f,
                 "affine dx");
@@ -628,18 +632,6 @@ Test(cpu_coupling, affine_backward_matches_finite_differences) {
     for (float &v : dscale_got) v -= 0.5f; // dscale accumulates
     expect_grad(dscale_got, [&](const Vec &s) { return loss_of(c.x, c.h, s); }, c.scale, 1e-2f,
                 "affine dscale");
-}
-
-Test(cpu_coupling, additive_coupling_matches_reference) {
-    const size_t n = 3, d = 4;
-    const Vec x = random_vec(n * d, 90), t = random_vec(n * d, 91), mask = binary_mask(d, 1);
-    Tensor tz(cpu(), {n, d}), back(cpu(), {n, d});
-    cpu().additive_coupling(tensor({n, d}, x), tensor({d}, mask), tensor({n, d}, t), 1.0f, tz);
-    Ref want(n * d);
-    for (size_t k = 0; k < n * d; ++k) want[k] = x[k] + (1.0 - mask[k % d]) * t[k];
-    expect_close(values(tz), want, 1e-6, 1e-6, "additive_coupling");
-    cpu().additive_coupling(tz, tensor({d}, mask), tensor({n, d}, t), -1.0f, back);
-    expect_close(values(back), x, 1e-6, 1e-6, "additive_coupling inverse");
 }
 
 Test(cpu_coupling, scale_exp_and_backward) {

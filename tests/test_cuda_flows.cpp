@@ -5,8 +5,8 @@
 // Bounds (normalized error, cuda_parity.h):
 //   0     the same float ops with no rounding choice (dequantize_inverse);
 //   1e-6  the same formulas up to contraction into FMAs or a last-ulp libm
-//         difference (Philox fills, dequantize, additive coupling, optimizers,
-//         batch-norm running stats, normal density);
+//         difference (Philox fills, dequantize, optimizers, batch-norm
+//         running stats, normal density);
 //   1e-5  where the CPU uses its polynomial exp/tanh/log1p and the CUDA
 //         kernels the real ones, or sums in a different order (everything else).
 // Accumulated outputs start from the same nonzero random values on both sides.
@@ -34,13 +34,6 @@ void expect(const Pair &p, double bound, const char *what, Shape s) {
     expect_close(p, bound, label(what, s).c_str());
 }
 
-// A 0/1 mask with both values, odd and even positions differing.
-Pair mask_pair(size_t cols, unsigned seed) {
-    Vec m(cols);
-    for (size_t j = 0; j < cols; ++j) m[j] = float((j + seed) % 2);
-    return pair({cols}, m);
-}
-
 constexpr double kExact = 0.0, kSameMath = 1e-6, kApprox = 1e-5;
 
 } // namespace
@@ -52,17 +45,16 @@ Test(cuda_flows, affine_coupling_forward_and_inverse) {
     for (const Shape s : kShapes)
         for (int inverse = 0; inverse < 2; ++inverse) {
             Pair in = random_pair({s.rows, s.cols}, ++seed, -2.0f, 2.0f);
-            Pair mask = mask_pair(s.cols, seed);
             Pair h = random_pair({s.rows, 2 * s.cols}, ++seed, -2.0f, 2.0f);
             Pair scale = random_pair({s.cols}, ++seed, -1.5f, 1.5f);
             Pair out = filled_pair({s.rows, s.cols}, 0.0f);
             Pair logdet = random_pair({s.rows}, ++seed); // accumulates
             if (inverse) {
-                cpu().affine_coupling_inverse(in.cpu, mask.cpu, h.cpu, scale.cpu, out.cpu, logdet.cpu);
-                gpu().affine_coupling_inverse(in.gpu, mask.gpu, h.gpu, scale.gpu, out.gpu, logdet.gpu);
+                cpu().affine_coupling_inverse(in.cpu, h.cpu, scale.cpu, out.cpu, logdet.cpu);
+                gpu().affine_coupling_inverse(in.gpu, h.gpu, scale.gpu, out.gpu, logdet.gpu);
             } else {
-                cpu().affine_coupling_forward(in.cpu, mask.cpu, h.cpu, scale.cpu, out.cpu, logdet.cpu);
-                gpu().affine_coupling_forward(in.gpu, mask.gpu, h.gpu, scale.gpu, out.gpu, logdet.gpu);
+                cpu().affine_coupling_forward(in.cpu, h.cpu, scale.cpu, out.cpu, logdet.cpu);
+                gpu().affine_coupling_forward(in.gpu, h.gpu, scale.gpu, out.gpu, logdet.gpu);
             }
             expect(out, kApprox, inverse ? "affine_coupling_inverse x" : "affine_coupling_forward z", s);
             expect(logdet, kApprox, inverse ? "affine_coupling_inverse logdet" : "affine_coupling_forward logdet", s);
@@ -73,7 +65,6 @@ Test(cuda_flows, affine_coupling_backward) {
     unsigned seed = 200;
     for (const Shape s : kShapes) {
         Pair x = random_pair({s.rows, s.cols}, ++seed, -2.0f, 2.0f);
-        Pair mask = mask_pair(s.cols, seed);
         Pair h = random_pair({s.rows, 2 * s.cols}, ++seed, -2.0f, 2.0f);
         Pair scale = random_pair({s.cols}, ++seed, -1.5f, 1.5f);
         Pair dz = random_pair({s.rows, s.cols}, ++seed);
@@ -81,28 +72,14 @@ Test(cuda_flows, affine_coupling_backward) {
         Pair dx = filled_pair({s.rows, s.cols}, 0.0f);
         Pair dh = random_pair({s.rows, 2 * s.cols}, ++seed); // overwritten
         Pair dscale = random_pair({s.cols}, ++seed);         // accumulates
-        cpu().affine_coupling_backward(x.cpu, mask.cpu, h.cpu, scale.cpu, dz.cpu, dlogdet.cpu,
-                                       dx.cpu, dh.cpu, dscale.cpu);
-        gpu().affine_coupling_backward(x.gpu, mask.gpu, h.gpu, scale.gpu, dz.gpu, dlogdet.gpu,
-                                       dx.gpu, dh.gpu, dscale.gpu);
+        cpu().affine_coupling_backward(x.cpu, h.cpu, scale.cpu, dz.cpu, dlogdet.cpu, dx.cpu,
+                                       dh.cpu, dscale.cpu);
+        gpu().affine_coupling_backward(x.gpu, h.gpu, scale.gpu, dz.gpu, dlogdet.gpu, dx.gpu,
+                                       dh.gpu, dscale.gpu);
         expect(dx, kApprox, "affine_coupling_backward dx", s);
         expect(dh, kApprox, "affine_coupling_backward dh", s);
         expect(dscale, kApprox, "affine_coupling_backward dscale", s);
     }
-}
-
-Test(cuda_flows, additive_coupling_both_signs) {
-    unsigned seed = 300;
-    for (const Shape s : kShapes)
-        for (float sign : {1.0f, -1.0f}) {
-            Pair x = random_pair({s.rows, s.cols}, ++seed);
-            Pair mask = mask_pair(s.cols, seed);
-            Pair t = random_pair({s.rows, s.cols}, ++seed);
-            Pair z = filled_pair({s.rows, s.cols}, 0.0f);
-            cpu().additive_coupling(x.cpu, mask.cpu, t.cpu, sign, z.cpu);
-            gpu().additive_coupling(x.gpu, mask.gpu, t.gpu, sign, z.gpu);
-            expect(z, kSameMath, "additive_coupling", s);
-        }
 }
 
 // --- diagonal scaling ---------------------------------------------------------
@@ -398,14 +375,14 @@ Test(cuda_flows, sgd_several_steps_plain_and_nesterov) {
 Test(cuda_flows, empty_batches_leave_accumulated_gradients_unchanged) {
     const Shape s{0, 5};
     Pair x = filled_pair({0, 5}, 0.0f), dz = filled_pair({0, 5}, 0.0f), dx = filled_pair({0, 5}, 0.0f);
-    Pair dlogdet = filled_pair({0}, 0.0f), mask = mask_pair(5, 1);
+    Pair dlogdet = filled_pair({0}, 0.0f);
     Pair h = filled_pair({0, 10}, 0.0f), dh = filled_pair({0, 10}, 0.0f);
     Pair params = random_pair({5}, 1800);
     Pair grad_a = random_pair({5}, 1801), grad_b = random_pair({5}, 1802);
-    cpu().affine_coupling_backward(x.cpu, mask.cpu, h.cpu, params.cpu, dz.cpu, dlogdet.cpu,
-                                   dx.cpu, dh.cpu, grad_a.cpu);
-    gpu().affine_coupling_backward(x.gpu, mask.gpu, h.gpu, params.gpu, dz.gpu, dlogdet.gpu,
-                                   dx.gpu, dh.gpu, grad_a.gpu);
+    cpu().affine_coupling_backward(x.cpu, h.cpu, params.cpu, dz.cpu, dlogdet.cpu, dx.cpu,
+                                   dh.cpu, grad_a.cpu);
+    gpu().affine_coupling_backward(x.gpu, h.gpu, params.gpu, dz.gpu, dlogdet.gpu, dx.gpu,
+                                   dh.gpu, grad_a.gpu);
     expect(grad_a, kExact, "affine_coupling_backward dscale", s);
     cpu().scale_exp_backward(x.cpu, params.cpu, dz.cpu, dlogdet.cpu, dx.cpu, grad_a.cpu);
     gpu().scale_exp_backward(x.gpu, params.gpu, dz.gpu, dlogdet.gpu, dx.gpu, grad_a.gpu);
@@ -422,10 +399,10 @@ Test(cuda_flows, empty_batches_leave_accumulated_gradients_unchanged) {
 // --- errors -----------------------------------------------------------------------------
 
 Test(cuda_flows, shape_errors_are_internal_errors) {
-    Tensor x(gpu(), {4, 3}), mask(gpu(), {3}), scale(gpu(), {3}), z(gpu(), {4, 3});
+    Tensor x(gpu(), {4, 3}), scale(gpu(), {3}), z(gpu(), {4, 3});
     Tensor bad_h(gpu(), {4, 5}), logdet(gpu(), {4});
     try {
-        gpu().affine_coupling_forward(x, mask, bad_h, scale, z, logdet);
+        gpu().affine_coupling_forward(x, bad_h, scale, z, logdet);
         cr_assert_fail("an affine coupling with h of the wrong width succeeded");
     } catch (const flow::Error &e) {
         cr_expect_eq(e.status(), flow::Status::internal, "%s", e.what());

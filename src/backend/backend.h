@@ -96,28 +96,22 @@ public:
     virtual bool all_finite(const Tensor &x) = 0;
 
     // --- coupling layers --------------------------------------------------
-    // Affine coupling on a binary mask m (row vector, 1 = passed through).
-    // h is [n, 2D]: h[:, :D] raw log-scale, h[:, D:] shift t. With
-    // s = (1 - m) * scale * tanh(raw) (scale a learnable row vector):
-    //   forward:  z = m*x + (1-m)*(x*exp(s) + t),   logdet[i] += sum_j s[i, j]
-    //   inverse:  x = m*z + (1-m)*(z - t)*exp(-s),   logdet[i] -= sum_j s[i, j]
-    virtual void affine_coupling_forward(const Tensor &x, const Tensor &mask,
-                                         const Tensor &h, const Tensor &scale,
+    // Affine coupling on the free columns of a coupling layer (the caller
+    // gathers them): x [n, F], h [n, 2F] with h[:, :F] the raw log-scale and
+    // h[:, F:] the shift t, scale a learnable row vector, s = scale * tanh(raw):
+    //   forward:  z = x * exp(s) + t,    logdet[i] += sum_j s[i, j]
+    //   inverse:  x = (z - t) * exp(-s), logdet[i] -= sum_j s[i, j]
+    virtual void affine_coupling_forward(const Tensor &x, const Tensor &h, const Tensor &scale,
                                          Tensor &z, Tensor &logdet) = 0;
-    virtual void affine_coupling_inverse(const Tensor &z, const Tensor &mask,
-                                         const Tensor &h, const Tensor &scale,
+    virtual void affine_coupling_inverse(const Tensor &z, const Tensor &h, const Tensor &scale,
                                          Tensor &x, Tensor &logdet) = 0;
     // Given x, the loss gradient dz w.r.t. z and dlogdet (per row) w.r.t. the
-    // forward logdet: dx = dz * dz/dx through the direct path only (the path
-    // through h is the caller's), dh = gradient w.r.t. h (overwritten),
-    // dscale accumulates.
-    virtual void affine_coupling_backward(const Tensor &x, const Tensor &mask,
-                                          const Tensor &h, const Tensor &scale,
-                                          const Tensor &dz, const Tensor &dlogdet,
-                                          Tensor &dx, Tensor &dh, Tensor &dscale) = 0;
-    // Additive coupling: z = x + sign * (1 - m) * t.
-    virtual void additive_coupling(const Tensor &x, const Tensor &mask,
-                                   const Tensor &t, float sign, Tensor &z) = 0;
+    // forward logdet: dx = dz * exp(s), the direct path only (the path through
+    // h is the caller's), dh = gradient w.r.t. h (overwritten), dscale
+    // accumulates.
+    virtual void affine_coupling_backward(const Tensor &x, const Tensor &h, const Tensor &scale,
+                                          const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
+                                          Tensor &dh, Tensor &dscale) = 0;
 
     // --- autoregressive flows (MADE / MAF / IAF) ----------------------------
     // Implemented for the CPU in cpu/cpu_autoregressive.cpp.

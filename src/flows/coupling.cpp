@@ -16,7 +16,7 @@ Tensor index_tensor(Backend &backend, const std::vector<int32_t> &index) {
 // 0) of its output move x. So the layer works on the free columns alone:
 // the net reads just the passed columns and the context (the masked-out
 // inputs are zeros) and computes just the outputs of the free columns, and
-// the coupling op runs on the gathered free columns with an all-zero mask.
+// the coupling op runs on the gathered free columns.
 // The full computation's numbers (up to the order of float sums) for about
 // half its work.
 class Coupling final : public Transform {
@@ -35,8 +35,6 @@ public:
         if (affine_) // log-scales in the first dim_ outputs, shifts in the next
             for (int32_t j : free) net_outputs.push_back(int32_t(dim_) + j);
         net_.select(index_tensor(be, net_inputs), index_tensor(be, net_outputs));
-        zero_mask_ = Tensor(be, {free.size()});
-        be.fill(zero_mask_, 0.0f);
         if (affine_) scale_ = params.declare(name + ".scale", {dim_}, Init::ones);
     }
 
@@ -63,8 +61,8 @@ public:
             dx_free_.ensure(be, {n, free});
             dscale_free_.ensure(be, {free});
             be.fill(dscale_free_, 0.0f);
-            be.affine_coupling_backward(in_free_, zero_mask_, net_.output(), scale_free_,
-                                        dz_free_, dlogdet, dx_free_, dh_, dscale_free_);
+            be.affine_coupling_backward(in_free_, net_.output(), scale_free_, dz_free_, dlogdet,
+                                        dx_free_, dh_, dscale_free_);
             Tensor dscale = params.grad(scale_);
             be.scatter(dscale_free_, nullptr, &free_, dscale, true);
         }
@@ -82,22 +80,26 @@ private:
                 Tensor &logdet, bool inverse) {
         Backend &be = in.backend();
         const Tensor &h = condition(params, in, context);
-        in_free_.ensure(be, {in.rows(), free_.size()});
-        be.gather_cols(in, free_, in_free_);
-        out_free_.ensure(be, in_free_.shape());
-        if (affine_) {
-            scale_free_.ensure(be, {free_.size()});
-            be.gather_cols(params.value(scale_), free_, scale_free_);
-            if (inverse)
-                be.affine_coupling_inverse(in_free_, zero_mask_, h, scale_free_, out_free_,
-                                           logdet);
-            else
-                be.affine_coupling_forward(in_free_, zero_mask_, h, scale_free_, out_free_,
-                                           logdet);
-        } else {
-            be.additive_coupling(in_free_, zero_mask_, h, inverse ? -1.0f : 1.0f, out_free_);
-        }
         be.copy(in, out);
+        out_free_.ensure(be, {in.rows(), free_.size()});
+        if (!affine_) { // the free columns move by t = h (forward) or -t
+            const Tensor *t = &h;
+            if (inverse) {
+                be.copy(h, out_free_);
+                be.scale(out_free_, -1.0f);
+                t = &out_free_;
+            }
+            be.scatter(*t, nullptr, &free_, out, true);
+            return;
+        }
+        in_free_.ensure(be, out_free_.shape());
+        be.gather_cols(in, free_, in_free_);
+        scale_free_.ensure(be, {free_.size()});
+        be.gather_cols(params.value(scale_), free_, scale_free_);
+        if (inverse)
+            be.affine_coupling_inverse(in_free_, h, scale_free_, out_free_, logdet);
+        else
+            be.affine_coupling_forward(in_free_, h, scale_free_, out_free_, logdet);
         be.scatter(out_free_, nullptr, &free_, out, false);
     }
 
@@ -122,7 +124,6 @@ private:
     Mlp net_;
     size_t scale_ = 0;
     Tensor passed_, free_; // i32 column indices: mask 1, mask 0
-    Tensor zero_mask_;     // the coupling ops' mask on the free columns
     // in_free_, scale_free_ and the net's output stay from the last forward()
     // for backward().
     Tensor in_free_, out_free_, scale_free_, passed_in_, net_in_;

@@ -379,92 +379,71 @@ bool CpuBackend::all_finite(const Tensor &x) {
 
 namespace {
 
-// The inputs every coupling op shares, checked against the [n, D] matrix `in`.
+// The inputs every coupling op shares, checked against the [n, F] matrix `in`.
 struct CouplingArgs {
-    const float *in, *mask, *h, *scale, *per_row;
+    const float *in, *h, *scale, *per_row;
     size_t rows, cols;
 };
 
-CouplingArgs coupling_args(const Tensor &in, const Tensor &mask, const Tensor &h,
-                           const Tensor &scale, const Tensor &per_row, const char *op) {
-    check_row_vector(mask, in, op);
+CouplingArgs coupling_args(const Tensor &in, const Tensor &h, const Tensor &scale,
+                           const Tensor &per_row, const char *op) {
     check_row_vector(scale, in, op);
     check_per_row(per_row, in, op);
     const size_t cols = in.cols();
-    op_check(h.rows() == in.rows() && h.cols() == 2 * cols, op, "h must be [n, 2D]");
-    return {op_f32(in, op), op_f32(mask, op),    op_f32(h, op), op_f32(scale, op),
-            op_f32(per_row, op), in.rows(), cols};
+    op_check(h.rows() == in.rows() && h.cols() == 2 * cols, op, "h must be [n, 2F]");
+    return {op_f32(in, op), op_f32(h, op), op_f32(scale, op), op_f32(per_row, op), in.rows(),
+            cols};
+}
+
+void affine_coupling(const Tensor &in, const Tensor &h, const Tensor &scale, Tensor &out,
+                     Tensor &logdet, bool inverse, const char *op) {
+    check_same_shape(in, out, op);
+    const CouplingArgs a = coupling_args(in, h, scale, logdet, op);
+    float *pout = op_f32(out, op), *pld = op_f32(logdet, op);
+    if (!a.cols) return; // no free columns: logdet += 0
+    parallel_rows(a.rows, 64, 8 * a.cols, [&](size_t r0, size_t r1) {
+        cpu_kernels::affine_coupling_rows(a.in, a.h, a.scale, pout, pld, a.cols, r0, r1,
+                                          inverse);
+    });
 }
 
 } // namespace
 
-void CpuBackend::affine_coupling_forward(const Tensor &x, const Tensor &mask, const Tensor &h,
-                                         const Tensor &scale, Tensor &z, Tensor &logdet) {
-    const char *op = "affine_coupling_forward";
-    check_same_shape(x, z, op);
-    const CouplingArgs a = coupling_args(x, mask, h, scale, logdet, op);
-    float *pz = op_f32(z, op), *pld = op_f32(logdet, op);
-    parallel_rows(a.rows, 64, 8 * a.cols, [&](size_t r0, size_t r1) {
-        cpu_kernels::affine_coupling_rows(a.in, a.mask, a.h, a.scale, pz, pld, a.cols, r0, r1,
-                                          false);
-    });
+void CpuBackend::affine_coupling_forward(const Tensor &x, const Tensor &h, const Tensor &scale,
+                                         Tensor &z, Tensor &logdet) {
+    affine_coupling(x, h, scale, z, logdet, false, "affine_coupling_forward");
 }
 
-void CpuBackend::affine_coupling_inverse(const Tensor &z, const Tensor &mask, const Tensor &h,
-                                         const Tensor &scale, Tensor &x, Tensor &logdet) {
-    const char *op = "affine_coupling_inverse";
-    check_same_shape(z, x, op);
-    const CouplingArgs a = coupling_args(z, mask, h, scale, logdet, op);
-    float *px = op_f32(x, op), *pld = op_f32(logdet, op);
-    parallel_rows(a.rows, 64, 8 * a.cols, [&](size_t r0, size_t r1) {
-        cpu_kernels::affine_coupling_rows(a.in, a.mask, a.h, a.scale, px, pld, a.cols, r0, r1,
-                                          true);
-    });
+void CpuBackend::affine_coupling_inverse(const Tensor &z, const Tensor &h, const Tensor &scale,
+                                         Tensor &x, Tensor &logdet) {
+    affine_coupling(z, h, scale, x, logdet, true, "affine_coupling_inverse");
 }
 
-void CpuBackend::affine_coupling_backward(const Tensor &x, const Tensor &mask, const Tensor &h,
-                                          const Tensor &scale, const Tensor &dz,
-                                          const Tensor &dlogdet, Tensor &dx, Tensor &dh,
-                                          Tensor &dscale) {
+void CpuBackend::affine_coupling_backward(const Tensor &x, const Tensor &h, const Tensor &scale,
+                                          const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
+                                          Tensor &dh, Tensor &dscale) {
     const char *op = "affine_coupling_backward";
     check_same_shape(x, dz, op);
     check_same_shape(x, dx, op);
     check_same_shape(h, dh, op);
     check_row_vector(dscale, x, op);
-    const CouplingArgs a = coupling_args(x, mask, h, scale, dlogdet, op);
+    const CouplingArgs a = coupling_args(x, h, scale, dlogdet, op);
     const float *pdz = op_f32(dz, op);
     float *pdx = op_f32(dx, op), *pdh = op_f32(dh, op), *pdscale = op_f32(dscale, op);
-    const size_t D = a.cols;
+    const size_t F = a.cols;
+    if (!F) return; // no free columns: nothing to write
     // Fixed blocks of kReduceRows rows, partial sums added in block order.
     const size_t blocks = (a.rows + kReduceRows - 1) / kReduceRows;
-    double *partial = partial_sums(blocks * D);
-    parallel_rows(a.rows, kReduceRows, 12 * D, [&](size_t r0, size_t r1) {
-        cpu_kernels::affine_coupling_backward_rows(a.in, a.mask, a.h, a.scale, pdz, a.per_row,
-                                                   pdx, pdh, &partial[r0 / kReduceRows * D], D,
-                                                   r0, r1);
+    double *partial = partial_sums(blocks * F);
+    parallel_rows(a.rows, kReduceRows, 12 * F, [&](size_t r0, size_t r1) {
+        cpu_kernels::affine_coupling_backward_rows(a.in, a.h, a.scale, pdz, a.per_row, pdx, pdh,
+                                                   &partial[r0 / kReduceRows * F], F, r0, r1);
     });
-    for (size_t j = 0; j < D; ++j) {
+    for (size_t j = 0; j < F; ++j) {
         double total = 0.0;
-        for (size_t b = 0; b < blocks; ++b) total += partial[b * D + j];
+        for (size_t b = 0; b < blocks; ++b) total += partial[b * F + j];
         pdscale[j] = float(pdscale[j] + total);
     }
-}
-
-void CpuBackend::additive_coupling(const Tensor &x, const Tensor &mask, const Tensor &t,
-                                   float sign, Tensor &z) {
-    const char *op = "additive_coupling";
-    check_same_shape(x, t, op);
-    check_same_shape(x, z, op);
-    check_row_vector(mask, x, op);
-    const float *px = op_f32(x, op), *pm = op_f32(mask, op), *pt = op_f32(t, op);
-    float *pz = op_f32(z, op);
-    const size_t D = mask.size();
-    parallel_for(x.rows(), D, [&](size_t i) {
-        for (size_t j = 0; j < D; ++j) {
-            const size_t k = i * D + j;
-            pz[k] = px[k] + sign * (1.0f - pm[j]) * pt[k];
-        }
-    });
 }
 
 // --- diagonal scaling -------------------------------------------------------

@@ -63,16 +63,13 @@ public:
     double sum_squares(const Tensor &x) override;
     bool all_finite(const Tensor &x) override;
 
-    void affine_coupling_forward(const Tensor &x, const Tensor &mask, const Tensor &h,
-                                 const Tensor &scale, Tensor &z, Tensor &logdet) override;
-    void affine_coupling_inverse(const Tensor &z, const Tensor &mask, const Tensor &h,
-                                 const Tensor &scale, Tensor &x, Tensor &logdet) override;
-    void affine_coupling_backward(const Tensor &x, const Tensor &mask, const Tensor &h,
-                                  const Tensor &scale, const Tensor &dz,
-                                  const Tensor &dlogdet, Tensor &dx, Tensor &dh,
-                                  Tensor &dscale) override;
-    void additive_coupling(const Tensor &x, const Tensor &mask, const Tensor &t,
-                           float sign, Tensor &z) override;
+    void affine_coupling_forward(const Tensor &x, const Tensor &h, const Tensor &scale,
+                                 Tensor &z, Tensor &logdet) override;
+    void affine_coupling_inverse(const Tensor &z, const Tensor &h, const Tensor &scale,
+                                 Tensor &x, Tensor &logdet) override;
+    void affine_coupling_backward(const Tensor &x, const Tensor &h, const Tensor &scale,
+                                  const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
+                                  Tensor &dh, Tensor &dscale) override;
 
     // autoregressive flows (defined in cpu_autoregressive.cpp)
     void mul_elementwise(const Tensor &a, const Tensor &b, Tensor &y, bool accumulate) override;

@@ -29,6 +29,9 @@
 #define FLOW_CLONES
 #endif
 #define FLOW_INLINE inline __attribute__((always_inline))
+// A lambda body inlined into its (cloned) caller: an out-of-line lambda
+// would be compiled once, for baseline x86-64.
+#define FLOW_INLINE_LAMBDA __attribute__((always_inline))
 
 namespace flow::cpu_kernels {
 
@@ -128,6 +131,11 @@ FLOW_INLINE float flog1p_unit(float e) {
 // fixed, so every clone gets the same result.
 constexpr size_t kSumLanes = 8;
 template <class Term> FLOW_INLINE double sum_in_lanes(size_t w, Term term) {
+    if (w < kSumLanes) { // the same sum: the unused lanes would add +0.0
+        double total = 0.0;
+        for (size_t j = 0; j < w; ++j) total += term(j);
+        return total;
+    }
     double lanes[kSumLanes] = {};
     size_t j = 0;
     for (; j + kSumLanes <= w; j += kSumLanes)
@@ -158,77 +166,139 @@ float tanh_approx(float x) { return ftanh(x); }
 
 // --- affine coupling --------------------------------------------------------
 
-FLOW_CLONES
-void affine_coupling_rows(const float *in, const float *mask, const float *h,
-                          const float *scale, float *out, float *logdet, size_t D, size_t r0,
-                          size_t r1, bool inverse) {
-    float s_buf[kRowBuffer];
-    const float sign = inverse ? -1.0f : 1.0f;
-    for (size_t i = r0; i < r1; ++i) {
-        const float *xi = in + i * D, *raw = h + i * 2 * D, *shift = raw + D;
-        float *oi = out + i * D;
-        double ld = 0.0;
-        for (size_t j0 = 0; j0 < D; j0 += kRowBuffer) {
-            const size_t w = std::min(kRowBuffer, D - j0);
-            const float *m = mask + j0, *sc = scale + j0, *xr = xi + j0, *rr = raw + j0,
-                        *tr = shift + j0;
-            float *orow = oi + j0;
-            if (!inverse) {
-                FLOW_IVDEP
-                for (size_t j = 0; j < w; ++j) {
-                    const float free = 1.0f - m[j];
-                    const float s = free * sc[j] * ftanh(rr[j]);
-                    orow[j] = m[j] * xr[j] + free * (xr[j] * fexp(s) + tr[j]);
-                    s_buf[j] = s;
-                }
-            } else {
-                FLOW_IVDEP
-                for (size_t j = 0; j < w; ++j) {
-                    const float free = 1.0f - m[j];
-                    const float s = free * sc[j] * ftanh(rr[j]);
-                    orow[j] = m[j] * xr[j] + free * (xr[j] - tr[j]) * fexp(-s);
-                    s_buf[j] = s;
-                }
-            }
-            ld += sum_in_lanes(w, [&](size_t j) { return double(s_buf[j]); });
-        }
-        logdet[i] = float(logdet[i] + sign * ld);
+namespace {
+
+// The coupling kernels run exp and tanh over flat blocks of up to kBlock
+// values: several whole rows when the rows are narrow (a coupling's free
+// columns are often only a few, less than one vector), else column slices
+// of one row.
+constexpr size_t kBlock = 512;
+
+// Either `rows` whole rows from row i0 (j0 = 0, w = F) or the columns
+// [j0, j0 + w) of row i0 (rows = 1): contiguous in an [n, F] matrix either way.
+struct Block {
+    size_t i0, rows, j0, w;
+    size_t size() const { return rows * w; }
+};
+
+// body(block) over rows [r0, r1) of [n, F] (F > 0) in blocks of at most kBlock values.
+template <class Body> FLOW_INLINE void for_each_block(size_t F, size_t r0, size_t r1, Body body) {
+    if (F > kBlock) {
+        for (size_t i = r0; i < r1; ++i)
+            for (size_t j0 = 0; j0 < F; j0 += kBlock)
+                body(Block{i, 1, j0, std::min(kBlock, F - j0)});
+        return;
     }
+    const size_t per = kBlock / F;
+    for (size_t i0 = r0; i0 < r1; i0 += per) body(Block{i0, std::min(per, r1 - i0), 0, F});
+}
+
+// The block's columns of one half of h [n, 2F] (at column `half`: 0 raw
+// log-scales, F shifts) as a flat array: in place for a single row, else
+// gathered into buf.
+FLOW_INLINE const float *load_h_half(const float *h, size_t F, size_t half, const Block &b,
+                                     float *buf) {
+    const float *src = h + b.i0 * 2 * F + half + b.j0;
+    if (b.rows == 1) return src;
+    for (size_t r = 0; r < b.rows; ++r)
+        std::memcpy(buf + r * F, src + r * 2 * F, F * sizeof(float));
+    return buf;
+}
+
+// The reverse of load_h_half: the flat block src into its columns of dh.
+FLOW_INLINE void store_h_half(const float *src, size_t F, size_t half, const Block &b, float *dh) {
+    float *dst = dh + b.i0 * 2 * F + half + b.j0;
+    for (size_t r = 0; r < b.rows; ++r)
+        std::memcpy(dst + r * 2 * F, src + r * b.w, b.w * sizeof(float));
+}
+
+// scale as the flat blocks see it (before adding Block::j0): copies of it
+// back to back when blocks hold several rows, scale itself otherwise.
+FLOW_INLINE const float *block_scale(const float *scale, size_t F, size_t rows, float *buf) {
+    if (F > kBlock / 2 || rows < 2) return scale;
+    const size_t per = std::min(kBlock / F, rows);
+    for (size_t r = 0; r < per; ++r) std::memcpy(buf + r * F, scale, F * sizeof(float));
+    return buf;
+}
+
+} // namespace
+
+FLOW_CLONES
+void affine_coupling_rows(const float *in, const float *h, const float *scale, float *out,
+                          float *logdet, size_t F, size_t r0, size_t r1, bool inverse) {
+    float raw_buf[kBlock], t_buf[kBlock], sc_buf[kBlock], s_buf[kBlock];
+    const float *sc_all = block_scale(scale, F, r1 - r0, sc_buf);
+    const double sign = inverse ? -1.0 : 1.0;
+    double carry = 0.0; // a wide row's log-det over its earlier column slices
+    for_each_block(F, r0, r1, [&](const Block &b) FLOW_INLINE_LAMBDA {
+        const size_t k0 = b.i0 * F + b.j0, count = b.size();
+        const float *__restrict raw = load_h_half(h, F, 0, b, raw_buf);
+        const float *__restrict t = load_h_half(h, F, F, b, t_buf);
+        const float *__restrict sc = sc_all + b.j0;
+        const float *__restrict x = in + k0;
+        float *__restrict o = out + k0;
+        if (!inverse) {
+            FLOW_IVDEP
+            for (size_t k = 0; k < count; ++k) {
+                const float s = sc[k] * ftanh(raw[k]);
+                o[k] = x[k] * fexp(s) + t[k];
+                s_buf[k] = s;
+            }
+        } else {
+            FLOW_IVDEP
+            for (size_t k = 0; k < count; ++k) {
+                const float s = sc[k] * ftanh(raw[k]);
+                o[k] = (x[k] - t[k]) * fexp(-s);
+                s_buf[k] = s;
+            }
+        }
+        for (size_t r = 0; r < b.rows; ++r) {
+            const float *sr = s_buf + r * b.w;
+            const double ld = carry + sum_in_lanes(b.w, [&](size_t j) { return double(sr[j]); });
+            if (b.j0 + b.w < F) {
+                carry = ld;
+                continue;
+            }
+            carry = 0.0;
+            float &l = logdet[b.i0 + r];
+            l = float(l + sign * ld);
+        }
+    });
 }
 
 FLOW_CLONES
-void affine_coupling_backward_rows(const float *x, const float *mask, const float *h,
-                                   const float *scale, const float *dz, const float *dlogdet,
-                                   float *dx, float *dh, double *acc, size_t D, size_t r0,
-                                   size_t r1) {
-    float c_buf[kRowBuffer];
-    for (size_t i = r0; i < r1; ++i) {
-        const float dl = dlogdet[i];
-        for (size_t j0 = 0; j0 < D; j0 += kRowBuffer) {
-            const size_t w = std::min(kRowBuffer, D - j0);
-            const float *__restrict xi = x + i * D + j0, *__restrict raw = h + i * 2 * D + j0;
-            const float *__restrict dzi = dz + i * D + j0, *__restrict m = mask + j0;
-            const float *__restrict sc = scale + j0;
-            float *__restrict dxi = dx + i * D + j0, *__restrict dhs = dh + i * 2 * D + j0;
-            float *__restrict dht = dh + i * 2 * D + D + j0;
-            FLOW_IVDEP
-            for (size_t j = 0; j < w; ++j) {
-                const float free = 1.0f - m[j];
-                const float th = ftanh(raw[j]);
-                const float s = free * sc[j] * th;
-                const float e = fexp(s);
-                dxi[j] = dzi[j] * (m[j] + free * e);
-                // dL/ds: through z = x e^s + t and through logdet += s.
-                const float ds = dzi[j] * free * xi[j] * e + dl;
-                dhs[j] = ds * free * sc[j] * (1.0f - th * th);
-                dht[j] = dzi[j] * free;
-                c_buf[j] = ds * free * th;
-            }
-            double *a = acc + j0;
-            FLOW_IVDEP
-            for (size_t j = 0; j < w; ++j) a[j] += double(c_buf[j]);
+void affine_coupling_backward_rows(const float *x, const float *h, const float *scale,
+                                   const float *dz, const float *dlogdet, float *dx, float *dh,
+                                   double *acc, size_t F, size_t r0, size_t r1) {
+    float raw_buf[kBlock], sc_buf[kBlock], dl_buf[kBlock], dhs_buf[kBlock], c_buf[kBlock];
+    const float *sc_all = block_scale(scale, F, r1 - r0, sc_buf);
+    for_each_block(F, r0, r1, [&](const Block &b) FLOW_INLINE_LAMBDA {
+        const size_t k0 = b.i0 * F + b.j0, count = b.size();
+        for (size_t r = 0; r < b.rows; ++r)
+            std::fill(dl_buf + r * b.w, dl_buf + (r + 1) * b.w, dlogdet[b.i0 + r]);
+        const float *__restrict raw = load_h_half(h, F, 0, b, raw_buf);
+        const float *__restrict sc = sc_all + b.j0;
+        const float *__restrict xk = x + k0, *__restrict dzk = dz + k0;
+        float *__restrict dxk = dx + k0;
+        FLOW_IVDEP
+        for (size_t k = 0; k < count; ++k) {
+            const float th = ftanh(raw[k]);
+            const float e = fexp(sc[k] * th);
+            dxk[k] = dzk[k] * e;
+            // dL/ds: through z = x e^s + t and through logdet += s.
+            const float ds = dzk[k] * xk[k] * e + dl_buf[k];
+            dhs_buf[k] = ds * sc[k] * (1.0f - th * th);
+            c_buf[k] = ds * th;
         }
-    }
+        store_h_half(dhs_buf, F, 0, b, dh);
+        store_h_half(dzk, F, F, b, dh); // dL/dt = dz
+        double *a = acc + b.j0;
+        for (size_t r = 0; r < b.rows; ++r) {
+            const float *cr = c_buf + r * b.w;
+            FLOW_IVDEP
+            for (size_t j = 0; j < b.w; ++j) a[j] += double(cr[j]);
+        }
+    });
 }
 
 // --- bias + activation --------------------------------------------------------

@@ -17,16 +17,15 @@
 
 namespace flow::cpu_kernels {
 
-// Affine coupling (see Backend::affine_coupling_forward/inverse): rows of
-// x [n, D], h [n, 2D]; logdet[i] += sign * sum_j s (sign +1 forward, -1 inverse).
-void affine_coupling_rows(const float *in, const float *mask, const float *h,
-                          const float *scale, float *out, float *logdet, size_t D, size_t r0,
-                          size_t r1, bool inverse);
+// Affine coupling on the free columns (see Backend::affine_coupling_forward/
+// inverse): rows [r0, r1) of in [n, F], h [n, 2F];
+// logdet[i] += sign * sum_j s (sign +1 forward, -1 inverse).
+void affine_coupling_rows(const float *in, const float *h, const float *scale, float *out,
+                          float *logdet, size_t F, size_t r0, size_t r1, bool inverse);
 // Affine coupling backward on rows [r0, r1); acc[j] += d(loss)/d(scale[j]).
-void affine_coupling_backward_rows(const float *x, const float *mask, const float *h,
-                                   const float *scale, const float *dz, const float *dlogdet,
-                                   float *dx, float *dh, double *acc, size_t D, size_t r0,
-                                   size_t r1);
+void affine_coupling_backward_rows(const float *x, const float *h, const float *scale,
+                                   const float *dz, const float *dlogdet, float *dx, float *dh,
+                                   double *acc, size_t F, size_t r0, size_t r1);
 
 // y = act(x + bias) over rows [r0, r1) of [n, cols]; pre (nullable) receives x + bias.
 // x and pre may alias.

@@ -17,21 +17,15 @@ constexpr double kLogTwoPi = 1.8378770664093454835606594728112; // log(2 pi)
 
 // --- shape checks -----------------------------------------------------------
 
-// The checks every affine coupling op shares: in [n, D], h [n, 2D].
-void check_coupling(const Tensor &in, const Tensor &mask, const Tensor &h, const Tensor &scale,
+// The checks every affine coupling op shares: in [n, F], h [n, 2F].
+void check_coupling(const Tensor &in, const Tensor &h, const Tensor &scale,
                     const Tensor &per_row, const char *op) {
-    check_row_vector(mask, in, op);
     check_row_vector(scale, in, op);
     check_per_row(per_row, in, op);
-    op_check(h.rows() == in.rows() && h.cols() == 2 * in.cols(), op, "h must be [n, 2D]");
+    op_check(h.rows() == in.rows() && h.cols() == 2 * in.cols(), op, "h must be [n, 2F]");
 }
 
 // --- scalar math --------------------------------------------------------------
-
-// The coupling's log-scale s = (1 - m) * scale * tanh(raw).
-FLOW_HD float coupling_log_scale(float m, float scale, float raw) {
-    return (1.0f - m) * scale * tanhf(raw);
-}
 
 FLOW_HD double sigmoid(double x) {
     if (x >= 0) return 1.0 / (1.0 + exp(-x));
@@ -75,84 +69,64 @@ void fill_random(Tensor &t, uint64_t seed, uint64_t stream, const char *op, Draw
 
 // One thread per row: out and the row's logdet in double (sign +1 forward,
 // -1 inverse).
-static void affine_coupling(const Tensor &in, const Tensor &mask, const Tensor &h,
-                            const Tensor &scale, Tensor &out, Tensor &logdet, bool inverse,
-                            const char *op) {
+static void affine_coupling(const Tensor &in, const Tensor &h, const Tensor &scale, Tensor &out,
+                            Tensor &logdet, bool inverse, const char *op) {
     check_same_shape(in, out, op);
-    check_coupling(in, mask, h, scale, logdet, op);
-    const float *pin = op_f32(in, op), *pm = op_f32(mask, op), *ph = op_f32(h, op);
-    const float *psc = op_f32(scale, op);
+    check_coupling(in, h, scale, logdet, op);
+    const float *pin = op_f32(in, op), *ph = op_f32(h, op), *psc = op_f32(scale, op);
     float *pout = op_f32(out, op), *pld = op_f32(logdet, op);
-    const size_t D = in.cols();
+    const size_t F = in.cols();
     cuda_for_each(in.rows(), [=] __device__(size_t i) {
-        const float *raw = ph + i * 2 * D, *shift = raw + D;
+        const float *raw = ph + i * 2 * F, *shift = raw + F;
         double ld = 0.0;
-        for (size_t j = 0; j < D; ++j) {
-            const size_t k = i * D + j;
-            const float free = 1.0f - pm[j];
-            const float s = coupling_log_scale(pm[j], psc[j], raw[j]);
-            pout[k] = inverse ? pm[j] * pin[k] + free * (pin[k] - shift[j]) * expf(-s)
-                              : pm[j] * pin[k] + free * (pin[k] * expf(s) + shift[j]);
+        for (size_t j = 0; j < F; ++j) {
+            const size_t k = i * F + j;
+            const float s = psc[j] * tanhf(raw[j]);
+            pout[k] = inverse ? (pin[k] - shift[j]) * expf(-s) : pin[k] * expf(s) + shift[j];
             ld += s;
         }
         pld[i] = (float)(pld[i] + (inverse ? -ld : ld));
     });
 }
 
-void CudaBackend::affine_coupling_forward(const Tensor &x, const Tensor &mask, const Tensor &h,
-                                          const Tensor &scale, Tensor &z, Tensor &logdet) {
-    affine_coupling(x, mask, h, scale, z, logdet, false, "affine_coupling_forward");
+void CudaBackend::affine_coupling_forward(const Tensor &x, const Tensor &h, const Tensor &scale,
+                                          Tensor &z, Tensor &logdet) {
+    affine_coupling(x, h, scale, z, logdet, false, "affine_coupling_forward");
 }
 
-void CudaBackend::affine_coupling_inverse(const Tensor &z, const Tensor &mask, const Tensor &h,
-                                          const Tensor &scale, Tensor &x, Tensor &logdet) {
-    affine_coupling(z, mask, h, scale, x, logdet, true, "affine_coupling_inverse");
+void CudaBackend::affine_coupling_inverse(const Tensor &z, const Tensor &h, const Tensor &scale,
+                                          Tensor &x, Tensor &logdet) {
+    affine_coupling(z, h, scale, x, logdet, true, "affine_coupling_inverse");
 }
 
-void CudaBackend::affine_coupling_backward(const Tensor &x, const Tensor &mask, const Tensor &h,
-                                           const Tensor &scale, const Tensor &dz,
-                                           const Tensor &dlogdet, Tensor &dx, Tensor &dh,
-                                           Tensor &dscale) {
+void CudaBackend::affine_coupling_backward(const Tensor &x, const Tensor &h, const Tensor &scale,
+                                           const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
+                                           Tensor &dh, Tensor &dscale) {
     const char *op = "affine_coupling_backward";
     check_same_shape(x, dz, op);
     check_same_shape(x, dx, op);
     check_same_shape(h, dh, op);
     check_row_vector(dscale, x, op);
-    check_coupling(x, mask, h, scale, dlogdet, op);
-    const float *px = op_f32(x, op), *pm = op_f32(mask, op), *ph = op_f32(h, op);
-    const float *psc = op_f32(scale, op), *pdz = op_f32(dz, op), *pdl = op_f32(dlogdet, op);
+    check_coupling(x, h, scale, dlogdet, op);
+    const float *px = op_f32(x, op), *ph = op_f32(h, op), *psc = op_f32(scale, op);
+    const float *pdz = op_f32(dz, op), *pdl = op_f32(dlogdet, op);
     float *pdx = op_f32(dx, op), *pdh = op_f32(dh, op), *pdscale = op_f32(dscale, op);
-    const size_t D = x.cols();
+    const size_t F = x.cols();
     // The reduction visits every (i, j) once, so its term also writes dx and dh.
     cuda_column_reduce(
-        x.rows(), D,
+        x.rows(), F,
         [=] __device__(size_t i, size_t j) -> double {
-            const size_t k = i * D + j;
-            const float free = 1.0f - pm[j];
-            const float th = tanhf(ph[i * 2 * D + j]);
-            const float e = expf(free * psc[j] * th);
-            pdx[k] = pdz[k] * (pm[j] + free * e);
+            const size_t k = i * F + j;
+            const float th = tanhf(ph[i * 2 * F + j]);
+            const float e = expf(psc[j] * th);
+            pdx[k] = pdz[k] * e;
             // dL/ds: through z = x e^s + t and through logdet += s.
-            const float ds = pdz[k] * free * px[k] * e + pdl[i];
-            pdh[i * 2 * D + j] = ds * free * psc[j] * (1.0f - th * th);
-            pdh[i * 2 * D + D + j] = pdz[k] * free;
-            return (double)(ds * free * th);
+            const float ds = pdz[k] * px[k] * e + pdl[i];
+            pdh[i * 2 * F + j] = ds * psc[j] * (1.0f - th * th);
+            pdh[i * 2 * F + F + j] = pdz[k];
+            return (double)(ds * th);
         },
         [=] __device__(size_t j, double total) { pdscale[j] = (float)(pdscale[j] + total); });
-}
-
-void CudaBackend::additive_coupling(const Tensor &x, const Tensor &mask, const Tensor &t,
-                                    float sign, Tensor &z) {
-    const char *op = "additive_coupling";
-    check_same_shape(x, t, op);
-    check_same_shape(x, z, op);
-    check_row_vector(mask, x, op);
-    const float *px = op_f32(x, op), *pm = op_f32(mask, op), *pt = op_f32(t, op);
-    float *pz = op_f32(z, op);
-    const size_t D = x.cols();
-    cuda_for_each(x.size(), [=] __device__(size_t k) {
-        pz[k] = px[k] + sign * (1.0f - pm[k % D]) * pt[k];
-    });
 }
 
 // --- diagonal scaling -----------------------------------------------------------
