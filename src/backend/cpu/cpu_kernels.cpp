@@ -6,6 +6,7 @@
 // floating-point reductions across the vectorized index (per-row sums go
 // through a small buffer and are added in double, in a fixed order).
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/cpu_clones.h"
 
 #include <algorithm>
 #include <cmath>
@@ -22,13 +23,6 @@
 #define FLOW_IVDEP
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(FLOWLIB_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
-#define FLOW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FLOW_CLONES
-#endif
-#define FLOW_INLINE inline __attribute__((always_inline))
 // A lambda body inlined into its (cloned) caller: an out-of-line lambda
 // would be compiled once, for baseline x86-64.
 #define FLOW_INLINE_LAMBDA __attribute__((always_inline))

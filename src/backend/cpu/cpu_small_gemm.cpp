@@ -5,19 +5,12 @@
 // transposed, or a partial last vector) it is first copied into a padded
 // k x n panel, which costs k * n against the product's m * k * n.
 #include "backend/cpu/cpu_small_gemm.h"
+#include "backend/cpu/cpu_clones.h"
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
-// One clone per instruction set, as in cpu_kernels.cpp.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(FLOWLIB_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
-#define FLOW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FLOW_CLONES
-#endif
-#define FLOW_INLINE inline __attribute__((always_inline))
 
 namespace flow::cpu_kernels {
 

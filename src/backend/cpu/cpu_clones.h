@@ -1,0 +1,15 @@
+// Function multiversioning of the CPU backend's hot kernels: FLOW_CLONES
+// builds a function for AVX-512 (x86-64-v4), AVX2 (x86-64-v3) and baseline
+// x86-64, and the loader picks one for the CPU it runs on, so the shipped
+// library is fast without -march=native. Sanitizer builds and other
+// compilers get one plain version.
+#pragma once
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(FLOWLIB_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
+#define FLOW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FLOW_CLONES
+#endif
+// Inlined into its (cloned) caller, so compiled for the caller's instruction set.
+#define FLOW_INLINE inline __attribute__((always_inline))
