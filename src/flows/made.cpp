@@ -86,19 +86,24 @@ private:
     // out = in * exp(alpha(out)) + mu(out): D passes, pass k writing only the
     // dimension order[k] (the dimensions not yet fixed stay 0, so no pass
     // ever sees an overflowing intermediate). logdet += sum alpha(out).
+    // The weights are masked once; passes before the last compute only the
+    // outputs of their dimension, from the units that reach them. The last
+    // pass is a full one: the logdet sums every alpha, and afterwards the
+    // net's workspace holds the pass at the final `out` (its input handle
+    // is `out`, and the activations of the pass before it match: no hidden
+    // unit sees the last dimension of the order).
     // Workspaces are the net's and `out` itself: no allocation per pass.
-    // After the last pass the net's workspace holds the pass at the final
-    // `out` (its input handle is `out`, and the activations of the pass
-    // before it match: no hidden unit sees the last dimension of the order).
     void solve(const ParamArena &params, const Tensor &in, const Tensor &context, Tensor &out,
                Tensor *logdet) {
         Backend &be = in.backend();
         be.fill(out, 0.0f);
-        for (size_t pass = 0; pass < dim_; ++pass) {
-            const Tensor &h = net_.forward(params, out, context);
-            be.made_affine_inverse(in, h, out, pass + 1 == dim_ ? logdet : nullptr,
-                                   (long)order_[pass]);
+        net_.mask_weights(params);
+        for (size_t pass = 0; pass + 1 < dim_; ++pass) {
+            const Tensor &h = net_.forward_dimension(params, out, context, pass);
+            be.made_affine_inverse(in, h, out, nullptr, (long)order_[pass]);
         }
+        const Tensor &h = net_.forward_masked(params, out, context);
+        be.made_affine_inverse(in, h, out, logdet, (long)order_[dim_ - 1]);
     }
 
     bool iaf_;

@@ -56,9 +56,24 @@ public:
             const MadeConfig &config, InitFill out_bias_fill = {});
 
     size_t dim() const { return dim_; }
-    // out [n, blocks * D]; valid until the next forward(). context is [n, C]
-    // or ignored when the net has none.
+    // out [n, blocks * D]; valid until the next forward. context is [n, C]
+    // or ignored when the net has none. forward() = mask_weights() +
+    // forward_masked().
     const Tensor &forward(const ParamArena &params, const Tensor &x, const Tensor &context);
+    // masked = weight * mask for every layer. A D-pass solve masks once and
+    // then runs forward_masked() / forward_dimension(), which use the
+    // weights of the last mask_weights() (or forward()).
+    void mask_weights(const ParamArena &params);
+    const Tensor &forward_masked(const ParamArena &params, const Tensor &x,
+                                 const Tensor &context);
+    // Writes only the outputs of the k-th dimension d of the order (columns
+    // b * D + d of out; the others keep their values), from the only units
+    // connected to them: the inputs before d in the order and the hidden
+    // units of degree <= k, whose weight sub-matrices it gathers per call.
+    // It leaves no workspace for backward(): run forward() or
+    // forward_masked() before the next backward().
+    const Tensor &forward_dimension(const ParamArena &params, const Tensor &x,
+                                    const Tensor &context, size_t k);
     // From dy [n, blocks * D] after the last forward(): writes dx when
     // non-null; adds the parameter gradients only when param_grads.
     void backward(const ParamArena &params, const Tensor &dy, Tensor *dx, bool param_grads);
@@ -74,13 +89,27 @@ private:
         size_t in, out, weight, bias;
         Tensor mask, masked; // mask [out, in] (fixed), masked = weight * mask
     };
-    size_t dim_, context_dim_;
+    // Uploads the masks of `config` and the unit orders forward_dimension
+    // uses.
+    void load_masks(const MadeConfig &config);
+    // The first `count` units of unit layer l (0 = inputs, then the hidden
+    // layers) by degree.
+    Tensor lowest_units(size_t layer, size_t count) const;
+
+    size_t dim_, context_dim_, blocks_;
     Activation activation_;
     std::vector<Layer> layers_;
     size_t context_weight_ = 0, context_out_weight_ = 0;
     Tensor input_, context_;            // handles of the last forward's inputs
     std::vector<Tensor> pre_, act_;     // per hidden layer
     Tensor out_, grad_a_, grad_b_, dw_;
+    // forward_dimension: per unit layer, the units sorted by degree (i32)
+    // and reach_[l][k] = how many have degree <= k; output_columns_ row k
+    // (i32 [D, blocks]) = the columns of the k-th dimension of the order.
+    std::vector<Tensor> units_by_degree_;
+    std::vector<std::vector<size_t>> reach_;
+    Tensor output_columns_;
+    Tensor sub_input_, sub_weight_, sub_bias_, sub_context_, sub_out_;
     bool masks_changed_ = false;
 };
 
