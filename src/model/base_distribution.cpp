@@ -169,10 +169,12 @@ public:
         }
         for (size_t j = 0; j < K; ++j) {
             use_draw(K > 1 ? j : train_draw_);
-            for (int d : order_) {
-                const Tensor &h = net_.forward(params, z, context);
-                be.made_mog_sample(z, h, (size_t)d, seed, sample_stream + offset, temperature,
-                                   K > 1 ? &member_ : nullptr, K, j);
+            // Pass k needs only dimension order[k]'s mixture (see forward_dimension).
+            net_.mask_weights(params);
+            for (size_t k = 0; k < order_.size(); ++k) {
+                const Tensor &h = net_.forward_dimension(params, z, context, k);
+                be.made_mog_sample(z, h, (size_t)order_[k], seed, sample_stream + offset,
+                                   temperature, K > 1 ? &member_ : nullptr, K, j);
             }
         }
     }
