@@ -32,13 +32,11 @@ void CpuBackend::mul_elementwise(const Tensor &a, const Tensor &b, Tensor &y, bo
 
 void CpuBackend::made_affine_forward(const Tensor &x, const Tensor &h, Tensor &z,
                                      Tensor &logdet) {
-    const char *op = "made_affine_forward";
-    check_made(x, h, z, op);
-    op_check(logdet.size() == x.rows(), op, "per-row tensor length != rows");
-    const float *px = op_f32(x, op), *ph = op_f32(h, op);
-    float *pz = op_f32(z, op), *pl = op_f32(logdet, op);
-    const size_t D = x.cols();
-    ar_parallel_for(x.rows(), D, [&](size_t i) {
+    const MadeAffineArgs a = made_affine_args(x, h, z, &logdet, "made_affine_forward");
+    const float *px = a.in, *ph = a.h;
+    float *pz = a.out, *pl = a.logdet;
+    const size_t D = a.cols;
+    ar_parallel_for(a.rows, D, [&](size_t i) {
         const float *mu = ph + i * 2 * D, *alpha = mu + D;
         double s = 0.0;
         for (size_t j = 0; j < D; ++j) {
@@ -52,13 +50,12 @@ void CpuBackend::made_affine_forward(const Tensor &x, const Tensor &h, Tensor &z
 void CpuBackend::made_affine_inverse(const Tensor &z, const Tensor &h, Tensor &x,
                                      Tensor *logdet, long column) {
     const char *op = "made_affine_inverse";
-    check_made(z, h, x, op);
-    op_check(column < (long)z.cols(), op, "column out of range");
-    if (logdet) op_check(logdet->size() == z.rows(), op, "per-row tensor length != rows");
-    const float *pz = op_f32(z, op), *ph = op_f32(h, op);
-    float *px = op_f32(x, op), *pl = logdet ? op_f32(*logdet, op) : nullptr;
-    const size_t D = z.cols();
-    ar_parallel_for(z.rows(), D, [&](size_t i) {
+    const MadeAffineArgs a = made_affine_args(z, h, x, logdet, op);
+    op_check(column < (long)a.cols, op, "column out of range");
+    const float *pz = a.in, *ph = a.h;
+    float *px = a.out, *pl = a.logdet;
+    const size_t D = a.cols;
+    ar_parallel_for(a.rows, D, [&](size_t i) {
         const float *mu = ph + i * 2 * D, *alpha = mu + D;
         double s = 0.0;
         if (column >= 0) {
@@ -76,16 +73,12 @@ void CpuBackend::made_affine_inverse(const Tensor &z, const Tensor &h, Tensor &x
 
 void CpuBackend::made_affine_backward(const Tensor &x, const Tensor &h, const Tensor &dz,
                                       const Tensor *dlogdet, Tensor &dx, Tensor &dh) {
-    const char *op = "made_affine_backward";
-    check_made(x, h, dz, op);
-    check_made(x, h, dx, op);
-    op_check(dh.rows() == x.rows() && dh.cols() == 2 * x.cols(), op, "dh must be [n, 2D]");
-    if (dlogdet) op_check(dlogdet->size() == x.rows(), op, "per-row tensor length != rows");
-    const float *px = op_f32(x, op), *ph = op_f32(h, op), *pdz = op_f32(dz, op);
-    const float *pdl = dlogdet ? op_f32(*dlogdet, op) : nullptr;
-    float *pdx = op_f32(dx, op), *pdh = op_f32(dh, op);
-    const size_t D = x.cols();
-    ar_parallel_for(x.rows(), D, [&](size_t i) {
+    const MadeAffineBackwardArgs a =
+        made_affine_backward_args(x, h, dz, dlogdet, dx, dh, "made_affine_backward");
+    const float *px = a.x, *ph = a.h, *pdz = a.dz, *pdl = a.dlogdet;
+    float *pdx = a.dx, *pdh = a.dh;
+    const size_t D = a.cols;
+    ar_parallel_for(a.rows, D, [&](size_t i) {
         const float *mu = ph + i * 2 * D, *alpha = mu + D;
         float *dmu = pdh + i * 2 * D, *dalpha = dmu + D;
         const float dl = pdl ? pdl[i] : 0.0f;

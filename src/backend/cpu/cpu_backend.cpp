@@ -212,16 +212,12 @@ void CpuBackend::sum_rows(const Tensor &x, Tensor &out, bool accumulate) {
 
 void CpuBackend::mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,
                                 bool accumulate) {
-    const char *op = "mul_row_vector";
-    check_same_shape(x, y, op);
-    check_row_vector(v, x, op);
-    const float *px = op_f32(x, op), *pv = op_f32(v, op);
-    float *py = op_f32(y, op);
-    const size_t cols = v.size();
-    parallel_for(x.rows(), cols, [&](size_t i) {
+    const MulRowVectorArgs a = mul_row_vector_args(x, v, y, "mul_row_vector");
+    const size_t cols = a.cols;
+    parallel_for(a.rows, cols, [&](size_t i) {
         for (size_t j = 0; j < cols; ++j) {
             const size_t k = i * cols + j;
-            py[k] = (accumulate ? py[k] : 0.0f) + px[k] * pv[j];
+            a.y[k] = (accumulate ? a.y[k] : 0.0f) + a.x[k] * a.v[j];
         }
     });
 }
@@ -239,27 +235,19 @@ void CpuBackend::scale(Tensor &x, float alpha) {
 }
 
 void CpuBackend::concat_cols(const Tensor &a, const Tensor &b, Tensor &out) {
-    const char *op = "concat_cols";
-    const size_t ca = a.cols(), cb = b.cols(), co = ca + cb;
-    op_check(a.rows() == b.rows() && out.rows() == a.rows() && out.cols() == co,
-              op, "shape mismatch");
-    const float *pa = op_f32(a, op), *pb = op_f32(b, op);
-    float *po = op_f32(out, op);
-    parallel_for(a.rows(), co, [&](size_t i) {
-        std::memcpy(po + i * co, pa + i * ca, ca * sizeof(float));
-        std::memcpy(po + i * co + ca, pb + i * cb, cb * sizeof(float));
+    const ConcatColsArgs c = concat_cols_args(a, b, out, "concat_cols");
+    const size_t ca = c.cols_a, cb = c.cols_b, co = c.cols_out;
+    parallel_for(c.rows, co, [&](size_t i) {
+        std::memcpy(c.out + i * co, c.a + i * ca, ca * sizeof(float));
+        std::memcpy(c.out + i * co + ca, c.b + i * cb, cb * sizeof(float));
     });
 }
 
 void CpuBackend::slice_cols(const Tensor &x, size_t begin, Tensor &out) {
-    const char *op = "slice_cols";
-    const size_t cx = x.cols(), co = out.cols();
-    op_check(x.rows() == out.rows() && begin <= cx && co <= cx - begin, op,
-              "slice out of range");
-    const float *px = op_f32(x, op);
-    float *po = op_f32(out, op);
-    parallel_for(x.rows(), co, [&](size_t i) {
-        std::memcpy(po + i * co, px + i * cx + begin, co * sizeof(float));
+    const SliceColsArgs a = slice_cols_args(x, begin, out, "slice_cols");
+    const size_t cx = a.cols_x, co = a.cols_out;
+    parallel_for(a.rows, co, [&](size_t i) {
+        std::memcpy(a.out + i * co, a.x + i * cx + begin, co * sizeof(float));
     });
 }
 
@@ -379,22 +367,6 @@ bool CpuBackend::all_finite(const Tensor &x) {
 
 namespace {
 
-// The inputs every coupling op shares, checked against the [n, F] matrix `in`.
-struct CouplingArgs {
-    const float *in, *h, *scale, *per_row;
-    size_t rows, cols;
-};
-
-CouplingArgs coupling_args(const Tensor &in, const Tensor &h, const Tensor &scale,
-                           const Tensor &per_row, const char *op) {
-    check_row_vector(scale, in, op);
-    check_per_row(per_row, in, op);
-    const size_t cols = in.cols();
-    op_check(h.rows() == in.rows() && h.cols() == 2 * cols, op, "h must be [n, 2F]");
-    return {op_f32(in, op), op_f32(h, op), op_f32(scale, op), op_f32(per_row, op), in.rows(),
-            cols};
-}
-
 void affine_coupling(const Tensor &in, const Tensor &h, const Tensor &scale, Tensor &out,
                      Tensor &logdet, bool inverse, const char *op) {
     check_same_shape(in, out, op);
@@ -422,14 +394,11 @@ void CpuBackend::affine_coupling_inverse(const Tensor &z, const Tensor &h, const
 void CpuBackend::affine_coupling_backward(const Tensor &x, const Tensor &h, const Tensor &scale,
                                           const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
                                           Tensor &dh, Tensor &dscale) {
-    const char *op = "affine_coupling_backward";
-    check_same_shape(x, dz, op);
-    check_same_shape(x, dx, op);
-    check_same_shape(h, dh, op);
-    check_row_vector(dscale, x, op);
-    const CouplingArgs a = coupling_args(x, h, scale, dlogdet, op);
-    const float *pdz = op_f32(dz, op);
-    float *pdx = op_f32(dx, op), *pdh = op_f32(dh, op), *pdscale = op_f32(dscale, op);
+    const CouplingBackwardArgs g = coupling_backward_args(x, h, scale, dz, dlogdet, dx, dh,
+                                                          dscale, "affine_coupling_backward");
+    const CouplingArgs &a = g.in;
+    const float *pdz = g.dz;
+    float *pdx = g.dx, *pdh = g.dh, *pdscale = g.dscale;
     const size_t F = a.cols;
     if (!F) return; // no free columns: nothing to write
     // Fixed blocks of kReduceRows rows, partial sums added in block order.
@@ -464,25 +433,20 @@ void CpuBackend::scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor 
 
 void CpuBackend::scale_exp_backward(const Tensor &x, const Tensor &s, const Tensor &dz,
                                     const Tensor &dlogdet, Tensor &dx, Tensor &ds) {
-    const char *op = "scale_exp_backward";
-    check_same_shape(x, dz, op);
-    check_same_shape(x, dx, op);
-    check_row_vector(s, x, op);
-    check_row_vector(ds, x, op);
-    check_per_row(dlogdet, x, op);
-    const float *px = op_f32(x, op), *ps = op_f32(s, op), *pdz = op_f32(dz, op);
-    const float *pdl = op_f32(dlogdet, op);
-    float *pdx = op_f32(dx, op), *pds = op_f32(ds, op);
-    const size_t D = s.size();
+    const ScaleExpBackwardArgs a =
+        scale_exp_backward_args(x, s, dz, dlogdet, dx, ds, "scale_exp_backward");
+    const size_t D = a.cols;
     std::vector<float> factor(D);
-    for (size_t j = 0; j < D; ++j) factor[j] = std::exp(ps[j]);
-    const std::vector<double> grad = reduce_columns<1>(x.rows(), D, [&](size_t i, size_t j, double *acc) {
-        const size_t k = i * D + j;
-        pdx[k] = pdz[k] * factor[j];
-        *acc += double(pdz[k]) * (px[k] * factor[j]);
-    });
-    const double dlogdet_total = reduce_all(x.rows(), [&](size_t i) { return double(pdl[i]); });
-    for (size_t j = 0; j < D; ++j) pds[j] = float(pds[j] + grad[j] + dlogdet_total);
+    for (size_t j = 0; j < D; ++j) factor[j] = std::exp(a.s[j]);
+    const std::vector<double> grad =
+        reduce_columns<1>(a.rows, D, [&](size_t i, size_t j, double *acc) {
+            const size_t k = i * D + j;
+            a.dx[k] = a.dz[k] * factor[j];
+            *acc += double(a.dz[k]) * (a.x[k] * factor[j]);
+        });
+    const double dlogdet_total =
+        reduce_all(a.rows, [&](size_t i) { return double(a.dlogdet[i]); });
+    for (size_t j = 0; j < D; ++j) a.ds[j] = float(a.ds[j] + grad[j] + dlogdet_total);
 }
 
 // --- batch normalization ----------------------------------------------------
@@ -510,23 +474,6 @@ void CpuBackend::batch_norm_stats(const Tensor &x, Tensor &mean, Tensor &var) {
 }
 
 namespace {
-
-struct BatchNormArgs {
-    const float *in, *mean, *var, *log_gamma, *beta;
-    float *out, *logdet;
-    size_t rows, cols;
-};
-
-BatchNormArgs batch_norm_args(const Tensor &in, const Tensor &mean, const Tensor &var,
-                              const Tensor &log_gamma, const Tensor &beta, Tensor &out,
-                              Tensor &logdet, const char *op) {
-    check_same_shape(in, out, op);
-    for (const Tensor *v : {&mean, &var, &log_gamma, &beta}) check_row_vector(*v, in, op);
-    check_per_row(logdet, in, op);
-    return {op_f32(in, op),        op_f32(mean, op), op_f32(var, op),
-            op_f32(log_gamma, op), op_f32(beta, op), op_f32(out, op),
-            op_f32(logdet, op),    in.rows(),         in.cols()};
-}
 
 // The per-row logdet of batch norm: sum_j log_gamma[j] - 0.5 log(var[j] + eps).
 double batch_norm_logdet(const BatchNormArgs &a, float eps) {
@@ -576,17 +523,12 @@ void CpuBackend::batch_norm_backward(const Tensor &x, const Tensor &mean, const 
                                      const Tensor &log_gamma, float eps, bool batch_stats,
                                      const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
                                      Tensor &dlog_gamma, Tensor &dbeta) {
-    const char *op = "batch_norm_backward";
-    check_same_shape(x, dz, op);
-    check_same_shape(x, dx, op);
-    check_per_row(dlogdet, x, op);
-    for (const Tensor *v : {&mean, &var, &log_gamma}) check_row_vector(*v, x, op);
-    check_row_vector(dlog_gamma, x, op);
-    check_row_vector(dbeta, x, op);
-    const size_t n = x.rows(), D = x.cols();
-    const float *px = op_f32(x, op), *pmean = op_f32(mean, op), *pvar = op_f32(var, op);
-    const float *plg = op_f32(log_gamma, op), *pdz = op_f32(dz, op), *pdl = op_f32(dlogdet, op);
-    float *pdx = op_f32(dx, op), *pdlg = op_f32(dlog_gamma, op), *pdbeta = op_f32(dbeta, op);
+    const BatchNormBackwardArgs g = batch_norm_backward_args(
+        x, mean, var, log_gamma, dz, dlogdet, dx, dlog_gamma, dbeta, "batch_norm_backward");
+    const size_t n = g.rows, D = g.cols;
+    const float *px = g.x, *pmean = g.mean, *pvar = g.var, *plg = g.log_gamma, *pdz = g.dz;
+    const float *pdl = g.dlogdet;
+    float *pdx = g.dx, *pdlg = g.dlog_gamma, *pdbeta = g.dbeta;
 
     std::vector<float> inv_std(D), gamma(D);
     for (size_t j = 0; j < D; ++j) {
@@ -661,60 +603,48 @@ void CpuBackend::dequantize_inverse(const Tensor &y, float levels, Tensor &x) {
 }
 
 void CpuBackend::logit_forward(const Tensor &x, float alpha, Tensor &z, Tensor &logdet) {
-    const char *op = "logit_forward";
-    check_same_shape(x, z, op);
-    check_per_row(logdet, x, op);
-    const float *px = op_f32(x, op);
-    float *pz = op_f32(z, op), *pld = op_f32(logdet, op);
-    const size_t D = x.cols();
+    const LogitArgs a = logit_args(x, z, logdet, "logit_forward");
+    const size_t D = a.cols;
     const double log_range = std::log1p(-2.0 * alpha);
-    parallel_for(x.rows(), 16 * D, [&](size_t i) {
+    parallel_for(a.rows, 16 * D, [&](size_t i) {
         double ld = 0.0;
         for (size_t j = 0; j < D; ++j) {
-            const LogitPoint p = logit_point(px[i * D + j], alpha);
-            pz[i * D + j] = float(p.log_y - p.log_1my);
+            const LogitPoint p = logit_point(a.in[i * D + j], alpha);
+            a.out[i * D + j] = float(p.log_y - p.log_1my);
             ld += log_range - p.log_y - p.log_1my;
         }
-        pld[i] = float(pld[i] + ld);
+        a.logdet[i] = float(a.logdet[i] + ld);
     });
 }
 
 void CpuBackend::logit_inverse(const Tensor &z, float alpha, Tensor &x, Tensor &logdet) {
-    const char *op = "logit_inverse";
-    check_same_shape(z, x, op);
-    check_per_row(logdet, z, op);
-    const float *pz = op_f32(z, op);
-    float *px = op_f32(x, op), *pld = op_f32(logdet, op);
-    const size_t D = z.cols();
+    const LogitArgs a = logit_args(z, x, logdet, "logit_inverse");
+    const size_t D = a.cols;
     const double log_range = std::log1p(-2.0 * alpha);
-    parallel_for(z.rows(), 16 * D, [&](size_t i) {
+    parallel_for(a.rows, 16 * D, [&](size_t i) {
         double ld = 0.0;
         for (size_t j = 0; j < D; ++j) {
-            const double v = pz[i * D + j];
-            px[i * D + j] = float((sigmoid(v) - alpha) / (1.0 - 2.0 * alpha));
+            const double v = a.in[i * D + j];
+            a.out[i * D + j] = float((sigmoid(v) - alpha) / (1.0 - 2.0 * alpha));
             // log|dx/dz| = log(sigmoid(v) (1 - sigmoid(v))) - log_range, and the
             // first term is the logistic log-density, stable for any v.
             ld += logistic_log_density(v) - log_range;
         }
-        pld[i] = float(pld[i] + ld);
+        a.logdet[i] = float(a.logdet[i] + ld);
     });
 }
 
 void CpuBackend::logit_backward(const Tensor &x, float alpha, const Tensor &dz,
                                 const Tensor &dlogdet, Tensor &dx) {
-    const char *op = "logit_backward";
-    check_same_shape(x, dz, op);
-    check_same_shape(x, dx, op);
-    check_per_row(dlogdet, x, op);
-    const float *px = op_f32(x, op), *pdz = op_f32(dz, op), *pdl = op_f32(dlogdet, op);
-    float *pdx = op_f32(dx, op);
-    const size_t D = x.cols();
+    const LogitBackwardArgs a = logit_backward_args(x, dz, dlogdet, dx, "logit_backward");
+    const size_t D = a.cols;
     const double range = 1.0 - 2.0 * alpha;
-    parallel_for(x.rows(), 8 * D, [&](size_t i) {
+    parallel_for(a.rows, 8 * D, [&](size_t i) {
         for (size_t j = 0; j < D; ++j) {
-            const double y = logit_point(px[i * D + j], alpha).y;
+            const double y = logit_point(a.x[i * D + j], alpha).y;
             // dz/dx = range / (y (1 - y)); dlogdet/dx = range (2y - 1) / (y (1 - y)).
-            pdx[i * D + j] = float(range / (y * (1.0 - y)) * (pdz[i * D + j] + pdl[i] * (2.0 * y - 1.0)));
+            a.dx[i * D + j] =
+                float(range / (y * (1.0 - y)) * (a.dz[i * D + j] + a.dlogdet[i] * (2.0 * y - 1.0)));
         }
     });
 }

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "backend/backend.h"
-#include "backend/op_checks.h"
+#include "backend/op_args.h"
 #include "core/error.h"
 
 namespace flow {

@@ -20,14 +20,6 @@ template <class Body> void mog_parallel_for(size_t n, size_t cost, Body &&body) 
     cpu_parallel_for(n, cost, kMogParallelWork, body);
 }
 
-// C from h [n, 3 C D]; checks the shapes.
-size_t mog_components(const Tensor &z, const Tensor &h, const char *op) {
-    const size_t D = z.cols();
-    op_check(D > 0 && h.rows() == z.rows() && h.cols() % (3 * D) == 0 && h.cols() >= 3 * D, op,
-              "h must be [n, 3 C D]");
-    return h.cols() / (3 * D);
-}
-
 // log of the mixture density of dimension d of row hi at value z; r[c] gets
 // the responsibilities and lw[c] the log-weights (both C long).
 double mog_dim_log_prob(const float *hi, size_t C, size_t D, size_t d, double z, double *r,
@@ -58,13 +50,11 @@ double mog_dim_log_prob(const float *hi, size_t C, size_t D, size_t d, double z,
 } // namespace
 
 void CpuBackend::made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out) {
-    const char *op = "made_mog_log_prob";
-    const size_t C = mog_components(z, h, op);
-    op_check(out.size() == z.rows(), op, "per-row tensor length != rows");
-    const float *pz = op_f32(z, op), *ph = op_f32(h, op);
-    float *po = op_f32(out, op);
-    const size_t D = z.cols();
-    mog_parallel_for(z.rows(), 3 * C * D, [&](size_t i) {
+    const MadeMogLogProbArgs a = made_mog_log_prob_args(z, h, out, "made_mog_log_prob");
+    const float *pz = a.in.z, *ph = a.in.h;
+    float *po = a.out;
+    const size_t D = a.in.dims, C = a.in.components;
+    mog_parallel_for(a.in.rows, 3 * C * D, [&](size_t i) {
         const float *hi = ph + i * 3 * C * D;
         std::vector<double> r(C), lw(C);
         double s = 0.0;
@@ -76,15 +66,12 @@ void CpuBackend::made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out
 
 void CpuBackend::made_mog_log_prob_backward(const Tensor &z, const Tensor &h,
                                             const Tensor &dlogp, Tensor &dz, Tensor &dh) {
-    const char *op = "made_mog_log_prob_backward";
-    const size_t C = mog_components(z, h, op);
-    op_check(dlogp.size() == z.rows(), op, "per-row tensor length != rows");
-    op_check(dz.rows() == z.rows() && dz.cols() == z.cols(), op, "dz shape mismatch");
-    op_check(dh.rows() == h.rows() && dh.cols() == h.cols(), op, "dh shape mismatch");
-    const float *pz = op_f32(z, op), *ph = op_f32(h, op), *pg = op_f32(dlogp, op);
-    float *pdz = op_f32(dz, op), *pdh = op_f32(dh, op);
-    const size_t D = z.cols();
-    mog_parallel_for(z.rows(), 3 * C * D, [&](size_t i) {
+    const MadeMogBackwardArgs a =
+        made_mog_backward_args(z, h, dlogp, dz, dh, "made_mog_log_prob_backward");
+    const float *pz = a.in.z, *ph = a.in.h, *pg = a.dlogp;
+    float *pdz = a.dz, *pdh = a.dh;
+    const size_t D = a.in.dims, C = a.in.components;
+    mog_parallel_for(a.in.rows, 3 * C * D, [&](size_t i) {
         const float *hi = ph + i * 3 * C * D;
         float *dhi = pdh + i * 3 * C * D;
         const double g = pg[i];
@@ -111,15 +98,12 @@ void CpuBackend::made_mog_log_prob_backward(const Tensor &z, const Tensor &h,
 void CpuBackend::made_mog_sample(Tensor &z, const Tensor &h, size_t column, uint64_t seed,
                                  uint64_t stream, float temperature, const Tensor *member,
                                  size_t members, size_t member_id) {
-    const char *op = "made_mog_sample";
-    const size_t C = mog_components(z, h, op);
-    op_check(column < z.cols(), op, "column out of range");
-    if (member)
-        op_check(member->size() == z.rows() && members > 0, op, "member must be per-row");
-    const float *ph = op_f32(h, op), *pm = member ? op_f32(*member, op) : nullptr;
-    float *pz = op_f32(z, op);
-    const size_t D = z.cols(), d = column;
-    mog_parallel_for(z.rows(), C, [&](size_t i) {
+    const MadeMogSampleArgs a =
+        made_mog_sample_args(z, h, column, member, members, "made_mog_sample");
+    const float *ph = a.in.h, *pm = a.member;
+    float *pz = a.z;
+    const size_t D = a.in.dims, C = a.in.components, d = column;
+    mog_parallel_for(a.in.rows, C, [&](size_t i) {
         if (pm) {
             const float m = std::floor(pm[i]);
             const size_t k = m <= 0.0f ? 0 : std::min((size_t)m, members - 1);

@@ -19,13 +19,11 @@ void CudaBackend::mul_elementwise(const Tensor &a, const Tensor &b, Tensor &y, b
 // One thread per row: h's row holds mu then alpha, the log-det sums in double.
 void CudaBackend::made_affine_forward(const Tensor &x, const Tensor &h, Tensor &z,
                                       Tensor &logdet) {
-    const char *op = "made_affine_forward";
-    check_made(x, h, z, op);
-    check_per_row(logdet, x, op);
-    const float *px = op_f32(x, op), *ph = op_f32(h, op);
-    float *pz = op_f32(z, op), *pl = op_f32(logdet, op);
-    const size_t D = x.cols();
-    cuda_for_each(x.rows(), [=] __device__(size_t i) {
+    const MadeAffineArgs a = made_affine_args(x, h, z, &logdet, "made_affine_forward");
+    const float *px = a.in, *ph = a.h;
+    float *pz = a.out, *pl = a.logdet;
+    const size_t D = a.cols;
+    cuda_for_each(a.rows, [=] __device__(size_t i) {
         const float *mu = ph + i * 2 * D, *alpha = mu + D;
         double s = 0.0;
         for (size_t j = 0; j < D; ++j) {
@@ -39,15 +37,14 @@ void CudaBackend::made_affine_forward(const Tensor &x, const Tensor &h, Tensor &
 void CudaBackend::made_affine_inverse(const Tensor &z, const Tensor &h, Tensor &x,
                                       Tensor *logdet, long column) {
     const char *op = "made_affine_inverse";
-    check_made(z, h, x, op);
-    op_check(column < (long)z.cols(), op, "column out of range");
-    if (logdet) check_per_row(*logdet, z, op);
-    const float *pz = op_f32(z, op), *ph = op_f32(h, op);
-    float *px = op_f32(x, op), *pl = logdet ? op_f32(*logdet, op) : nullptr;
-    const size_t D = z.cols();
+    const MadeAffineArgs a = made_affine_args(z, h, x, logdet, op);
+    op_check(column < (long)a.cols, op, "column out of range");
+    const float *pz = a.in, *ph = a.h;
+    float *px = a.out, *pl = a.logdet;
+    const size_t D = a.cols;
     // The columns written: all, or only `column`.
     const size_t j0 = column >= 0 ? (size_t)column : 0, j1 = column >= 0 ? j0 + 1 : D;
-    cuda_for_each(z.rows(), [=] __device__(size_t i) {
+    cuda_for_each(a.rows, [=] __device__(size_t i) {
         const float *mu = ph + i * 2 * D, *alpha = mu + D;
         for (size_t j = j0; j < j1; ++j) px[i * D + j] = pz[i * D + j] * expf(alpha[j]) + mu[j];
         if (pl) {
@@ -60,16 +57,12 @@ void CudaBackend::made_affine_inverse(const Tensor &z, const Tensor &h, Tensor &
 
 void CudaBackend::made_affine_backward(const Tensor &x, const Tensor &h, const Tensor &dz,
                                        const Tensor *dlogdet, Tensor &dx, Tensor &dh) {
-    const char *op = "made_affine_backward";
-    check_made(x, h, dz, op);
-    check_made(x, h, dx, op);
-    op_check(dh.rows() == x.rows() && dh.cols() == 2 * x.cols(), op, "dh must be [n, 2D]");
-    if (dlogdet) check_per_row(*dlogdet, x, op);
-    const float *px = op_f32(x, op), *ph = op_f32(h, op), *pdz = op_f32(dz, op);
-    const float *pdl = dlogdet ? op_f32(*dlogdet, op) : nullptr;
-    float *pdx = op_f32(dx, op), *pdh = op_f32(dh, op);
-    const size_t D = x.cols();
-    cuda_for_each(x.size(), [=] __device__(size_t k) {
+    const MadeAffineBackwardArgs a =
+        made_affine_backward_args(x, h, dz, dlogdet, dx, dh, "made_affine_backward");
+    const float *px = a.x, *ph = a.h, *pdz = a.dz, *pdl = a.dlogdet;
+    float *pdx = a.dx, *pdh = a.dh;
+    const size_t D = a.cols;
+    cuda_for_each(a.rows * D, [=] __device__(size_t k) {
         const size_t i = k / D, j = k % D;
         const float mu = ph[i * 2 * D + j], alpha = ph[i * 2 * D + D + j];
         const float e = expf(-alpha);

@@ -20,7 +20,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_api.h"
-#include "backend/op_checks.h"
+#include "backend/op_args.h"
 #include "core/error.h"
 
 namespace flow {

@@ -63,12 +63,10 @@ void CudaBackend::sum_rows(const Tensor &x, Tensor &out, bool accumulate) {
 }
 
 void CudaBackend::mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y, bool accumulate) {
-    const char *op = "mul_row_vector";
-    op_check(x.rows() == y.rows() && x.cols() == y.cols(), op, "shape mismatch");
-    check_row_vector(v, x, op);
-    const float *px = op_f32(x, op), *pv = op_f32(v, op);
-    float *py = op_f32(y, op);
-    const size_t cols = v.size();
+    const MulRowVectorArgs a = mul_row_vector_args(x, v, y, "mul_row_vector");
+    const float *px = a.x, *pv = a.v;
+    float *py = a.y;
+    const size_t cols = a.cols;
     cuda_for_each(x.size(), [=] __device__(size_t k) {
         py[k] = (accumulate ? py[k] : 0.0f) + px[k] * pv[k % cols];
     });
@@ -87,12 +85,10 @@ void CudaBackend::scale(Tensor &x, float alpha) {
 }
 
 void CudaBackend::concat_cols(const Tensor &a, const Tensor &b, Tensor &out) {
-    const char *op = "concat_cols";
-    const size_t ca = a.cols(), cb = b.cols(), co = ca + cb;
-    op_check(a.rows() == b.rows() && out.rows() == a.rows() && out.cols() == co, op,
-                 "shape mismatch");
-    const float *pa = op_f32(a, op), *pb = op_f32(b, op);
-    float *po = op_f32(out, op);
+    const ConcatColsArgs c = concat_cols_args(a, b, out, "concat_cols");
+    const float *pa = c.a, *pb = c.b;
+    float *po = c.out;
+    const size_t ca = c.cols_a, cb = c.cols_b, co = c.cols_out;
     cuda_for_each(out.size(), [=] __device__(size_t k) {
         const size_t i = k / co, j = k % co;
         po[k] = j < ca ? pa[i * ca + j] : pb[i * cb + (j - ca)];
@@ -100,12 +96,10 @@ void CudaBackend::concat_cols(const Tensor &a, const Tensor &b, Tensor &out) {
 }
 
 void CudaBackend::slice_cols(const Tensor &x, size_t begin, Tensor &out) {
-    const char *op = "slice_cols";
-    const size_t cx = x.cols(), co = out.cols();
-    op_check(x.rows() == out.rows() && begin <= cx && co <= cx - begin, op,
-                 "slice out of range");
-    const float *px = op_f32(x, op);
-    float *po = op_f32(out, op);
+    const SliceColsArgs a = slice_cols_args(x, begin, out, "slice_cols");
+    const float *px = a.x;
+    float *po = a.out;
+    const size_t cx = a.cols_x, co = a.cols_out;
     cuda_for_each(out.size(), [=] __device__(size_t k) {
         po[k] = px[k / co * cx + begin + k % co];
     });

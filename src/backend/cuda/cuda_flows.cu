@@ -15,16 +15,6 @@ namespace {
 constexpr double kLogitEps = 1e-12;
 constexpr double kLogTwoPi = 1.8378770664093454835606594728112; // log(2 pi)
 
-// --- shape checks -----------------------------------------------------------
-
-// The checks every affine coupling op shares: in [n, F], h [n, 2F].
-void check_coupling(const Tensor &in, const Tensor &h, const Tensor &scale,
-                    const Tensor &per_row, const char *op) {
-    check_row_vector(scale, in, op);
-    check_per_row(per_row, in, op);
-    op_check(h.rows() == in.rows() && h.cols() == 2 * in.cols(), op, "h must be [n, 2F]");
-}
-
 // --- scalar math --------------------------------------------------------------
 
 FLOW_HD double sigmoid(double x) {
@@ -72,11 +62,11 @@ void fill_random(Tensor &t, uint64_t seed, uint64_t stream, const char *op, Draw
 static void affine_coupling(const Tensor &in, const Tensor &h, const Tensor &scale, Tensor &out,
                             Tensor &logdet, bool inverse, const char *op) {
     check_same_shape(in, out, op);
-    check_coupling(in, h, scale, logdet, op);
-    const float *pin = op_f32(in, op), *ph = op_f32(h, op), *psc = op_f32(scale, op);
+    const CouplingArgs a = coupling_args(in, h, scale, logdet, op);
+    const float *pin = a.in, *ph = a.h, *psc = a.scale;
     float *pout = op_f32(out, op), *pld = op_f32(logdet, op);
-    const size_t F = in.cols();
-    cuda_for_each(in.rows(), [=] __device__(size_t i) {
+    const size_t F = a.cols;
+    cuda_for_each(a.rows, [=] __device__(size_t i) {
         const float *raw = ph + i * 2 * F, *shift = raw + F;
         double ld = 0.0;
         for (size_t j = 0; j < F; ++j) {
@@ -102,19 +92,15 @@ void CudaBackend::affine_coupling_inverse(const Tensor &z, const Tensor &h, cons
 void CudaBackend::affine_coupling_backward(const Tensor &x, const Tensor &h, const Tensor &scale,
                                            const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
                                            Tensor &dh, Tensor &dscale) {
-    const char *op = "affine_coupling_backward";
-    check_same_shape(x, dz, op);
-    check_same_shape(x, dx, op);
-    check_same_shape(h, dh, op);
-    check_row_vector(dscale, x, op);
-    check_coupling(x, h, scale, dlogdet, op);
-    const float *px = op_f32(x, op), *ph = op_f32(h, op), *psc = op_f32(scale, op);
-    const float *pdz = op_f32(dz, op), *pdl = op_f32(dlogdet, op);
-    float *pdx = op_f32(dx, op), *pdh = op_f32(dh, op), *pdscale = op_f32(dscale, op);
-    const size_t F = x.cols();
+    const CouplingBackwardArgs g = coupling_backward_args(x, h, scale, dz, dlogdet, dx, dh,
+                                                          dscale, "affine_coupling_backward");
+    const float *px = g.in.in, *ph = g.in.h, *psc = g.in.scale, *pdl = g.in.per_row;
+    const float *pdz = g.dz;
+    float *pdx = g.dx, *pdh = g.dh, *pdscale = g.dscale;
+    const size_t F = g.in.cols;
     // The reduction visits every (i, j) once, so its term also writes dx and dh.
     cuda_column_reduce(
-        x.rows(), F,
+        g.in.rows, F,
         [=] __device__(size_t i, size_t j) -> double {
             const size_t k = i * F + j;
             const float th = tanhf(ph[i * 2 * F + j]);
@@ -143,20 +129,15 @@ void CudaBackend::scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor
 
 void CudaBackend::scale_exp_backward(const Tensor &x, const Tensor &s, const Tensor &dz,
                                      const Tensor &dlogdet, Tensor &dx, Tensor &ds) {
-    const char *op = "scale_exp_backward";
-    check_same_shape(x, dz, op);
-    check_same_shape(x, dx, op);
-    check_row_vector(s, x, op);
-    check_row_vector(ds, x, op);
-    check_per_row(dlogdet, x, op);
-    const float *px = op_f32(x, op), *ps = op_f32(s, op), *pdz = op_f32(dz, op);
-    const float *pdl = op_f32(dlogdet, op);
-    float *pdx = op_f32(dx, op), *pds = op_f32(ds, op);
-    const size_t D = x.cols();
+    const ScaleExpBackwardArgs a =
+        scale_exp_backward_args(x, s, dz, dlogdet, dx, ds, "scale_exp_backward");
+    const float *px = a.x, *ps = a.s, *pdz = a.dz, *pdl = a.dlogdet;
+    float *pdx = a.dx, *pds = a.ds;
+    const size_t D = a.cols;
     // The term writes dx (every (i, j) is visited once) and adds dlogdet[i]
     // into each column: ds[j] += sum_i (dz y + dlogdet[i]).
     cuda_column_reduce(
-        x.rows(), D,
+        a.rows, D,
         [=] __device__(size_t i, size_t j) -> double {
             const size_t k = i * D + j;
             const float factor = expf(ps[j]);
@@ -201,20 +182,18 @@ void CudaBackend::batch_norm_stats(const Tensor &x, Tensor &mean, Tensor &var) {
 static void batch_norm_apply(const Tensor &in, const Tensor &mean, const Tensor &var,
                              const Tensor &log_gamma, const Tensor &beta, float eps,
                              Tensor &out, Tensor &logdet, bool inverse, const char *op) {
-    check_same_shape(in, out, op);
-    for (const Tensor *v : {&mean, &var, &log_gamma, &beta}) check_row_vector(*v, in, op);
-    check_per_row(logdet, in, op);
-    const float *pin = op_f32(in, op), *pmean = op_f32(mean, op), *pvar = op_f32(var, op);
-    const float *plg = op_f32(log_gamma, op), *pbeta = op_f32(beta, op);
-    float *pout = op_f32(out, op), *pld = op_f32(logdet, op);
-    const size_t D = in.cols();
-    cuda_for_each(in.size(), [=] __device__(size_t k) {
+    const BatchNormArgs a = batch_norm_args(in, mean, var, log_gamma, beta, out, logdet, op);
+    const float *pin = a.in, *pmean = a.mean, *pvar = a.var;
+    const float *plg = a.log_gamma, *pbeta = a.beta;
+    float *pout = a.out, *pld = a.logdet;
+    const size_t D = a.cols;
+    cuda_for_each(a.rows * D, [=] __device__(size_t k) {
         const size_t j = k % D;
         const float gain = expf(plg[j]) * batch_norm_inv_std(pvar[j], eps);
         pout[k] = inverse ? (pin[k] - pbeta[j]) / gain + pmean[j]
                           : (pin[k] - pmean[j]) * gain + pbeta[j];
     });
-    cuda_for_each(in.rows(), [=] __device__(size_t i) {
+    cuda_for_each(a.rows, [=] __device__(size_t i) {
         const double ld = batch_norm_logdet(plg, pvar, eps, D);
         pld[i] = (float)(pld[i] + (inverse ? -ld : ld));
     });
@@ -236,18 +215,12 @@ void CudaBackend::batch_norm_backward(const Tensor &x, const Tensor &mean, const
                                       const Tensor &log_gamma, float eps, bool batch_stats,
                                       const Tensor &dz, const Tensor &dlogdet, Tensor &dx,
                                       Tensor &dlog_gamma, Tensor &dbeta) {
-    const char *op = "batch_norm_backward";
-    check_same_shape(x, dz, op);
-    check_same_shape(x, dx, op);
-    check_per_row(dlogdet, x, op);
-    for (const Tensor *v : {&mean, &var, &log_gamma}) check_row_vector(*v, x, op);
-    check_row_vector(dlog_gamma, x, op);
-    check_row_vector(dbeta, x, op);
-    const size_t n = x.rows(), D = x.cols();
-    const float *px = op_f32(x, op), *pmean = op_f32(mean, op), *pvar = op_f32(var, op);
-    const float *plg = op_f32(log_gamma, op), *pdz = op_f32(dz, op);
-    const float *pdl = op_f32(dlogdet, op);
-    float *pdx = op_f32(dx, op), *pdlg = op_f32(dlog_gamma, op), *pdbeta = op_f32(dbeta, op);
+    const BatchNormBackwardArgs g = batch_norm_backward_args(
+        x, mean, var, log_gamma, dz, dlogdet, dx, dlog_gamma, dbeta, "batch_norm_backward");
+    const size_t n = g.rows, D = g.cols;
+    const float *px = g.x, *pmean = g.mean, *pvar = g.var, *plg = g.log_gamma, *pdz = g.dz;
+    const float *pdl = g.dlogdet;
+    float *pdx = g.dx, *pdlg = g.dlog_gamma, *pdbeta = g.dbeta;
     // dx = a dz + b + c xhat per column, a = gamma / std. With batch
     // statistics, b and c are the gradient through the mean and variance: the
     // usual batch-norm terms plus the logdet's -0.5 log(var + eps), which
@@ -272,7 +245,7 @@ void CudaBackend::batch_norm_backward(const Tensor &x, const Tensor &mean, const
             pc[j] = batch_stats ? (float)(-batch_norm_inv_std(pvar[j], eps) * pull / (double)n)
                                 : 0.0f;
         });
-    cuda_for_each(x.size(), [=] __device__(size_t k) {
+    cuda_for_each(n * D, [=] __device__(size_t k) {
         const size_t j = k % D;
         const float inv_std = batch_norm_inv_std(pvar[j], eps);
         pdx[k] = inv_std * expf(plg[j]) * pdz[k] + pb[j] + pc[j] * ((px[k] - pmean[j]) * inv_std);
@@ -321,14 +294,12 @@ void CudaBackend::dequantize_inverse(const Tensor &y, float levels, Tensor &x) {
 }
 
 void CudaBackend::logit_forward(const Tensor &x, float alpha, Tensor &z, Tensor &logdet) {
-    const char *op = "logit_forward";
-    check_same_shape(x, z, op);
-    check_per_row(logdet, x, op);
-    const float *px = op_f32(x, op);
-    float *pz = op_f32(z, op), *pld = op_f32(logdet, op);
-    const size_t D = x.cols();
+    const LogitArgs a = logit_args(x, z, logdet, "logit_forward");
+    const float *px = a.in;
+    float *pz = a.out, *pld = a.logdet;
+    const size_t D = a.cols;
     const double log_range = log1p(-2.0 * alpha);
-    cuda_for_each(x.rows(), [=] __device__(size_t i) {
+    cuda_for_each(a.rows, [=] __device__(size_t i) {
         double ld = 0.0;
         for (size_t j = 0; j < D; ++j) {
             const double y = logit_y(px[i * D + j], alpha);
@@ -341,14 +312,12 @@ void CudaBackend::logit_forward(const Tensor &x, float alpha, Tensor &z, Tensor 
 }
 
 void CudaBackend::logit_inverse(const Tensor &z, float alpha, Tensor &x, Tensor &logdet) {
-    const char *op = "logit_inverse";
-    check_same_shape(z, x, op);
-    check_per_row(logdet, z, op);
-    const float *pz = op_f32(z, op);
-    float *px = op_f32(x, op), *pld = op_f32(logdet, op);
-    const size_t D = z.cols();
+    const LogitArgs a = logit_args(z, x, logdet, "logit_inverse");
+    const float *pz = a.in;
+    float *px = a.out, *pld = a.logdet;
+    const size_t D = a.cols;
     const double log_range = log1p(-2.0 * alpha);
-    cuda_for_each(z.rows(), [=] __device__(size_t i) {
+    cuda_for_each(a.rows, [=] __device__(size_t i) {
         double ld = 0.0;
         for (size_t j = 0; j < D; ++j) {
             const double v = pz[i * D + j];
@@ -363,15 +332,12 @@ void CudaBackend::logit_inverse(const Tensor &z, float alpha, Tensor &x, Tensor 
 
 void CudaBackend::logit_backward(const Tensor &x, float alpha, const Tensor &dz,
                                  const Tensor &dlogdet, Tensor &dx) {
-    const char *op = "logit_backward";
-    check_same_shape(x, dz, op);
-    check_same_shape(x, dx, op);
-    check_per_row(dlogdet, x, op);
-    const float *px = op_f32(x, op), *pdz = op_f32(dz, op), *pdl = op_f32(dlogdet, op);
-    float *pdx = op_f32(dx, op);
-    const size_t D = x.cols();
+    const LogitBackwardArgs a = logit_backward_args(x, dz, dlogdet, dx, "logit_backward");
+    const float *px = a.x, *pdz = a.dz, *pdl = a.dlogdet;
+    float *pdx = a.dx;
+    const size_t D = a.cols;
     const double range = 1.0 - 2.0 * alpha;
-    cuda_for_each(x.size(), [=] __device__(size_t k) {
+    cuda_for_each(a.rows * D, [=] __device__(size_t k) {
         const double y = logit_y(px[k], alpha);
         // dz/dx = range / (y (1 - y)); dlogdet/dx = range (2y - 1) / (y (1 - y)).
         pdx[k] = (float)(range / (y * (1.0 - y)) * (pdz[k] + pdl[k / D] * (2.0 * y - 1.0)));

@@ -13,15 +13,6 @@ namespace {
 
 constexpr double kHalfLog2Pi = 0.91893853320467274178;
 
-// C from h [n, 3 C D]; checks the shapes.
-size_t mog_components(const Tensor &z, const Tensor &h, const char *op) {
-    op_check(z.defined() && h.defined(), op, "undefined tensor");
-    const size_t D = z.cols();
-    op_check(D > 0 && h.rows() == z.rows() && h.cols() % (3 * D) == 0 && h.cols() >= 3 * D,
-                 op, "h must be [n, 3 C D]");
-    return h.cols() / (3 * D);
-}
-
 // Dimension d of one row hi of h: component c's logit, mean and log-scale
 // are hi[c D + d], hi[(C + c) D + d] and hi[(2 C + c) D + d].
 struct MogDim {
@@ -74,13 +65,11 @@ struct MogDim {
 } // namespace
 
 void CudaBackend::made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out) {
-    const char *op = "made_mog_log_prob";
-    const size_t C = mog_components(z, h, op);
-    op_check(out.size() == z.rows(), op, "per-row tensor length != rows");
-    const float *pz = z.f32(), *ph = h.f32();
-    float *po = op_f32(out, op);
-    const size_t D = z.cols();
-    cuda_for_each(z.rows(), [=] __device__(size_t i) {
+    const MadeMogLogProbArgs a = made_mog_log_prob_args(z, h, out, "made_mog_log_prob");
+    const float *pz = a.in.z, *ph = a.in.h;
+    float *po = a.out;
+    const size_t D = a.in.dims, C = a.in.components;
+    cuda_for_each(a.in.rows, [=] __device__(size_t i) {
         double s = 0.0;
         for (size_t d = 0; d < D; ++d) {
             const MogDim m{ph + i * 3 * C * D, C, D, d};
@@ -92,16 +81,13 @@ void CudaBackend::made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &ou
 
 void CudaBackend::made_mog_log_prob_backward(const Tensor &z, const Tensor &h,
                                              const Tensor &dlogp, Tensor &dz, Tensor &dh) {
-    const char *op = "made_mog_log_prob_backward";
-    const size_t C = mog_components(z, h, op);
-    op_check(dlogp.size() == z.rows(), op, "per-row tensor length != rows");
-    op_check(dz.rows() == z.rows() && dz.cols() == z.cols(), op, "dz shape mismatch");
-    op_check(dh.rows() == h.rows() && dh.cols() == h.cols(), op, "dh shape mismatch");
-    const float *pz = z.f32(), *ph = h.f32(), *pg = op_f32(dlogp, op);
-    float *pdz = op_f32(dz, op), *pdh = op_f32(dh, op);
-    const size_t D = z.cols();
+    const MadeMogBackwardArgs a =
+        made_mog_backward_args(z, h, dlogp, dz, dh, "made_mog_log_prob_backward");
+    const float *pz = a.in.z, *ph = a.in.h, *pg = a.dlogp;
+    float *pdz = a.dz, *pdh = a.dh;
+    const size_t D = a.in.dims, C = a.in.components;
     // one thread per (row, dimension): they write disjoint entries of dz and dh
-    cuda_for_each(z.rows() * D, [=] __device__(size_t t) {
+    cuda_for_each(a.in.rows * D, [=] __device__(size_t t) {
         const size_t i = t / D, d = t % D;
         const MogDim m{ph + i * 3 * C * D, C, D, d};
         float *dhi = pdh + i * 3 * C * D;
@@ -123,15 +109,12 @@ void CudaBackend::made_mog_log_prob_backward(const Tensor &z, const Tensor &h,
 void CudaBackend::made_mog_sample(Tensor &z, const Tensor &h, size_t column, uint64_t seed,
                                   uint64_t stream, float temperature, const Tensor *member,
                                   size_t members, size_t member_id) {
-    const char *op = "made_mog_sample";
-    const size_t C = mog_components(z, h, op);
-    op_check(column < z.cols(), op, "column out of range");
-    if (member)
-        op_check(member->size() == z.rows() && members > 0, op, "member must be per-row");
-    const float *ph = h.f32(), *pm = member ? op_f32(*member, op) : nullptr;
-    float *pz = z.f32();
-    const size_t D = z.cols(), d = column;
-    cuda_for_each(z.rows(), [=] __device__(size_t i) {
+    const MadeMogSampleArgs a =
+        made_mog_sample_args(z, h, column, member, members, "made_mog_sample");
+    const float *ph = a.in.h, *pm = a.member;
+    float *pz = a.z;
+    const size_t D = a.in.dims, C = a.in.components, d = column;
+    cuda_for_each(a.in.rows, [=] __device__(size_t i) {
         if (pm) {
             const float f = floorf(pm[i]);
             const size_t k = f <= 0.0f ? 0 : ((size_t)f < members - 1 ? (size_t)f : members - 1);
