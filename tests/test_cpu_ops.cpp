@@ -9,6 +9,7 @@
 // and truncation errors are ~1e-4, so gradients are checked to 2e-3 absolute
 // plus 2e-3 relative.
 #include <criterion/criterion.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstdint>
@@ -219,23 +220,35 @@ Test(cpu_algebra, gemm_all_transposes_and_betas) {
                 }
 }
 
+// Shapes (m, k, n) that reach each path of gemm: Eigen's inline product,
+// the small kernel (which adds the bias as it stores, on one thread or split
+// by rows or columns over two) and OpenBLAS.
 Test(cpu_algebra, gemm_bias_matches_reference) {
-    const size_t shapes[][3] = {{3, 4, 5}, {256, 64, 48}};
-    for (const auto &s : shapes)
-        for (int ta = 0; ta < 2; ++ta)
-            for (int tb = 0; tb < 2; ++tb) {
-                const size_t m = s[0], k = s[1], n = s[2];
-                const Vec a = random_vec(m * k, 13), b = random_vec(k * n, 14), v = random_vec(n, 15);
-                Tensor ta_t = tensor(ta ? std::vector<size_t>{k, m} : std::vector<size_t>{m, k}, a);
-                Tensor tb_t = tensor(tb ? std::vector<size_t>{n, k} : std::vector<size_t>{k, n}, b);
-                Tensor tc = filled({m, n}, NAN); // overwritten, never read
-                cpu().gemm_bias(ta, tb, ta_t, tb_t, tensor({n}, v), tc);
-                Vec rows(m * n);
-                for (size_t i = 0; i < m; ++i)
-                    for (size_t j = 0; j < n; ++j) rows[i * n + j] = v[j];
-                expect_close(values(tc), gemm_ref(ta, tb, 1.0, a, b, 1.0, rows, m, k, n), 1e-5,
-                             1e-5, "gemm_bias");
-            }
+    const size_t shapes[][3] = {{3, 4, 5},      {256, 64, 48}, {256, 64, 64},
+                                {13, 300, 160}, {300, 65, 70}, {512, 300, 256}};
+    const int threads = omp_get_max_threads();
+    for (int t = 1; t <= 2; ++t)
+        for (const auto &s : shapes)
+            for (int ta = 0; ta < 2; ++ta)
+                for (int tb = 0; tb < 2; ++tb) {
+                    const size_t m = s[0], k = s[1], n = s[2];
+                    const Vec a = random_vec(m * k, 13), b = random_vec(k * n, 14),
+                              v = random_vec(n, 15);
+                    Tensor ta_t =
+                        tensor(ta ? std::vector<size_t>{k, m} : std::vector<size_t>{m, k}, a);
+                    Tensor tb_t =
+                        tensor(tb ? std::vector<size_t>{n, k} : std::vector<size_t>{k, n}, b);
+                    Tensor tc = filled({m, n}, NAN); // overwritten, never read
+                    omp_set_num_threads(t);
+                    cpu().gemm_bias(ta, tb, ta_t, tb_t, tensor({n}, v), tc);
+                    omp_set_num_threads(threads);
+                    Vec rows(m * n);
+                    for (size_t i = 0; i < m; ++i)
+                        for (size_t j = 0; j < n; ++j)
+                            rows[i * n + j] = v[j];
+                    expect_close(values(tc), gemm_ref(ta, tb, 1.0, a, b, 1.0, rows, m, k, n), 1e-5,
+                                 1e-5, "gemm_bias");
+                }
     Tensor x = filled({4, 3}, 1.0f), w = filled({2, 3}, 1.0f), c(cpu(), {4, 2});
     cr_assert(throws_internal([&] { cpu().gemm_bias(false, true, x, w, filled({3}, 0.0f), c); }),
               "bias length != columns must fail");

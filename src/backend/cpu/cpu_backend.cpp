@@ -167,19 +167,6 @@ void CpuBackend::fill(Tensor &t, float value) {
 
 // --- dense algebra (gemm is in cpu_gemm.cpp) --------------------------------
 
-void CpuBackend::gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
-                           const Tensor &v, Tensor &c) {
-    const char *op = "gemm_bias";
-    check_row_vector(v, c, op);
-    float *pc = op_f32(c, op);
-    const float *pv = op_f32(v, op);
-    const size_t cols = v.size();
-    parallel_for(c.rows(), cols, [&](size_t i) {
-        std::memcpy(pc + i * cols, pv, cols * sizeof(float));
-    });
-    gemm(trans_a, trans_b, 1.0f, a, b, 1.0f, c);
-}
-
 void CpuBackend::add_row_vector(Tensor &y, const Tensor &v) {
     const char *op = "add_row_vector";
     check_row_vector(v, y, op);

@@ -37,6 +37,8 @@ constexpr double kSmallGemm = 2.0 * 1024 * 1024;
 // work or less costs more in wake-ups and barriers than it saves, and on a
 // busy machine a waiting thread can lose its core for a whole time slice.
 constexpr double kSerialGemm = 4.0 * 1024 * 1024;
+// Elements of C below which copying the bias into it stays on one thread.
+constexpr size_t kParallelCopy = size_t(1) << 18;
 
 // Runs f with OpenMP (and so OpenBLAS, openmp flavour, which follows
 // omp_get_max_threads) limited to one thread on this thread.
@@ -53,11 +55,11 @@ template <class F> void single_threaded(F &&f) {
     omp_set_num_threads(threads);
 }
 
-} // namespace
-
-void CpuBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
-                      const Tensor &b, float beta, Tensor &c) {
-    const char *op = "gemm";
+// c = alpha * op(a) op(b) + beta * c, plus the row vector bias when non-null.
+// The small kernel adds bias as it stores C; the other paths copy it into C
+// first and accumulate onto it.
+void product(const char *op, bool trans_a, bool trans_b, float alpha, const Tensor &a,
+             const Tensor &b, float beta, Tensor &c, const float *bias) {
     const size_t a_rows = a.rows(), a_cols = a.cols();
     const size_t b_rows = b.rows(), b_cols = b.cols();
     const size_t m = trans_a ? a_cols : a_rows, k = trans_a ? a_rows : a_cols;
@@ -75,8 +77,17 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
     const bool small = work < kSmallGemm && (trans_b ? n >= 8 : std::min({m, n, k}) >= 64);
     if (blas && small) {
         cpu_kernels::small_gemm(trans_a, trans_b, m, n, k, alpha, pa, a_cols, pb, b_cols, beta, pc,
-                                n);
+                                n, bias);
         return;
+    }
+    if (bias) {
+        cpu_parallel_for(m, n, kParallelCopy, [&](size_t i) {
+            if (beta == 0.0f)
+                std::copy_n(bias, n, pc + i * n);
+            else
+                for (size_t j = 0; j < n; ++j) pc[i * n + j] = beta * pc[i * n + j] + bias[j];
+        });
+        beta = 1.0f;
     }
     if (blas) {
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T,
@@ -115,6 +126,20 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
         multiply(A, B.transpose());
     else
         multiply(A.transpose(), B.transpose());
+}
+
+} // namespace
+
+void CpuBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
+                      const Tensor &b, float beta, Tensor &c) {
+    product("gemm", trans_a, trans_b, alpha, a, b, beta, c, nullptr);
+}
+
+void CpuBackend::gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
+                           const Tensor &v, Tensor &c) {
+    const char *op = "gemm_bias";
+    check_row_vector(v, c, op);
+    product(op, trans_a, trans_b, 1.0f, a, b, 0.0f, c, op_f32(v, op));
 }
 
 } // namespace flow

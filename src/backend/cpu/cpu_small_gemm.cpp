@@ -29,14 +29,26 @@ typedef float Vec
 // broadcast.
 template <size_t V> constexpr size_t kRows = V == 1 ? 12 : 6;
 
+// What a finished accumulator becomes: c = alpha * acc + beta * c + bias[j]
+// (beta = 0 never reads c; bias may be null), for the columns starting at
+// bias.
+struct Epilogue {
+    float alpha, beta;
+    const float *bias;
+
+    Epilogue shifted(size_t j) const { return {alpha, beta, bias ? bias + j : nullptr}; }
+};
+
 // The first `cols` floats of acc to c. Out of line (and taking acc by
 // reference) so that the tile's accumulators stay in registers.
-__attribute__((noinline)) void store_part(const Vec &acc, float *c, size_t cols, float alpha,
-                                          float beta) {
+__attribute__((noinline)) void store_part(const Vec &acc, float *c, size_t cols, Epilogue e) {
     float part[kLanes];
     std::memcpy(part, &acc, sizeof(part));
-    for (size_t j = 0; j < cols; ++j)
-        c[j] = beta == 0.0f ? alpha * part[j] : alpha * part[j] + beta * c[j];
+    for (size_t j = 0; j < cols; ++j) {
+        float v = e.alpha * part[j];
+        if (e.beta != 0.0f) v += e.beta * c[j];
+        c[j] = e.bias ? v + e.bias[j] : v;
+    }
 }
 
 // Rows [0, R) x columns [0, V * kLanes) of C (rows ldc apart), of which the
@@ -44,7 +56,7 @@ __attribute__((noinline)) void store_part(const Vec &acc, float *c, size_t cols,
 // op(B), row-major with rows ldb apart and V * kLanes readable floats in each.
 template <size_t R, size_t V>
 FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *b, size_t ldb,
-                      size_t k, float alpha, float beta, float *c, size_t ldc, size_t cols) {
+                      size_t k, Epilogue e, float *c, size_t ldc, size_t cols) {
     Vec acc[R][V] = {};
     for (size_t p = 0; p < k; ++p, a += a_step, b += ldb) {
         Vec bv[V];
@@ -58,10 +70,13 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
         for (size_t v = 0; v < V; ++v) {
             if (cols == V * kLanes) {
                 Vec *out = reinterpret_cast<Vec *>(c + v * kLanes);
-                *out = beta == 0.0f ? alpha * acc[r][v] : alpha * acc[r][v] + beta * *out;
+                Vec value = e.alpha * acc[r][v];
+                if (e.beta != 0.0f) value += e.beta * *out;
+                if (e.bias) value += *reinterpret_cast<const Vec *>(e.bias + v * kLanes);
+                *out = value;
             } else if (cols > v * kLanes) {
-                store_part(acc[r][v], c + v * kLanes, std::min(cols - v * kLanes, kLanes), alpha,
-                           beta);
+                store_part(acc[r][v], c + v * kLanes, std::min(cols - v * kLanes, kLanes),
+                           e.shifted(v * kLanes));
             }
         }
 }
@@ -69,28 +84,26 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
 // A tile of `rows` (1..R) rows.
 template <size_t R, size_t V>
 FLOW_INLINE void tile_of(size_t rows, const float *a, size_t a_row, size_t a_step,
-                         const float *b, size_t ldb, size_t k, float alpha, float beta, float *c,
-                         size_t ldc, size_t cols) {
-    if (rows == R) return tile<R, V>(a, a_row, a_step, b, ldb, k, alpha, beta, c, ldc, cols);
-    if constexpr (R > 1)
-        tile_of<R - 1, V>(rows, a, a_row, a_step, b, ldb, k, alpha, beta, c, ldc, cols);
+                         const float *b, size_t ldb, size_t k, Epilogue e, float *c, size_t ldc,
+                         size_t cols) {
+    if (rows == R) return tile<R, V>(a, a_row, a_step, b, ldb, k, e, c, ldc, cols);
+    if constexpr (R > 1) tile_of<R - 1, V>(rows, a, a_row, a_step, b, ldb, k, e, c, ldc, cols);
 }
 
 // All m rows of one block of V * kLanes columns (cols of them stored).
 template <size_t V>
 FLOW_INLINE void column_block(size_t m, size_t k, const float *a, size_t a_row, size_t a_step,
-                              const float *b, size_t ldb, float alpha, float beta, float *c,
-                              size_t ldc, size_t cols) {
+                              const float *b, size_t ldb, Epilogue e, float *c, size_t ldc,
+                              size_t cols) {
     constexpr size_t R = kRows<V>;
     size_t i = 0;
     for (; i + 2 * R <= m; i += R)
-        tile<R, V>(a + i * a_row, a_row, a_step, b, ldb, k, alpha, beta, c + i * ldc, ldc, cols);
+        tile<R, V>(a + i * a_row, a_row, a_step, b, ldb, k, e, c + i * ldc, ldc, cols);
     // The last R + 1 .. 2R - 1 rows go as two tiles of about equal size
     // rather than a full one and a thin one with too few accumulators.
     for (size_t left = m - i; left > 0; left = m - i) {
         const size_t rows = left > R ? left / 2 : left;
-        tile_of<R, V>(rows, a + i * a_row, a_row, a_step, b, ldb, k, alpha, beta, c + i * ldc,
-                      ldc, cols);
+        tile_of<R, V>(rows, a + i * a_row, a_row, a_step, b, ldb, k, e, c + i * ldc, ldc, cols);
         i += rows;
     }
 }
@@ -98,15 +111,15 @@ FLOW_INLINE void column_block(size_t m, size_t k, const float *a, size_t a_row, 
 // b: op(B) row-major, rows ldb apart, readable to n rounded up to kLanes.
 FLOW_CLONES
 void multiply(size_t m, size_t n, size_t k, const float *a, size_t a_row, size_t a_step,
-              const float *b, size_t ldb, float alpha, float beta, float *c, size_t ldc) {
+              const float *b, size_t ldb, Epilogue e, float *c, size_t ldc) {
     constexpr size_t wide = 2 * kLanes;
     size_t j = 0;
     for (; j + wide <= n; j += wide)
-        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, alpha, beta, c + j, ldc, wide);
+        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, e.shifted(j), c + j, ldc, wide);
     if (n - j > kLanes)
-        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, alpha, beta, c + j, ldc, n - j);
+        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, e.shifted(j), c + j, ldc, n - j);
     else if (j < n)
-        column_block<1>(m, k, a, a_row, a_step, b + j, ldb, alpha, beta, c + j, ldc, n - j);
+        column_block<1>(m, k, a, a_row, a_step, b + j, ldb, e.shifted(j), c + j, ldc, n - j);
 }
 
 // Products with at least this many multiply-adds (~3 us on one core) are
@@ -119,15 +132,15 @@ constexpr double kParallelWork = 256.0 * 1024;
 // element's sum runs over k in the same order whatever the split, so the
 // result does not depend on the thread count.
 void parallel_multiply(size_t m, size_t n, size_t k, const float *a, size_t a_row,
-                       size_t a_step, const float *b, size_t ldb, float alpha, float beta,
-                       float *c, size_t ldc) {
+                       size_t a_step, const float *b, size_t ldb, Epilogue e, float *c,
+                       size_t ldc) {
     constexpr size_t row_tile = kRows<1>, col_tile = 2 * kLanes;
     const size_t threads = (size_t)omp_get_max_threads();
     const bool by_rows = m / row_tile >= n / col_tile;
     const size_t tiles = by_rows ? m / row_tile : n / col_tile;
     const size_t parts = std::min(threads, tiles);
     if (parts < 2 || omp_in_parallel() || double(m) * double(n) * double(k) < kParallelWork)
-        return multiply(m, n, k, a, a_row, a_step, b, ldb, alpha, beta, c, ldc);
+        return multiply(m, n, k, a, a_row, a_step, b, ldb, e, c, ldc);
     const size_t length = by_rows ? m : n, tile = by_rows ? row_tile : col_tile;
     const size_t step = ((length + parts - 1) / parts + tile - 1) / tile * tile;
 #pragma omp parallel for num_threads(parts) schedule(static, 1)
@@ -135,11 +148,11 @@ void parallel_multiply(size_t m, size_t n, size_t k, const float *a, size_t a_ro
         const size_t begin = part * step, end = std::min(length, begin + step);
         if (begin >= end) continue;
         if (by_rows)
-            multiply(end - begin, n, k, a + begin * a_row, a_row, a_step, b, ldb, alpha, beta,
+            multiply(end - begin, n, k, a + begin * a_row, a_row, a_step, b, ldb, e,
                      c + begin * ldc, ldc);
         else
-            multiply(m, end - begin, k, a, a_row, a_step, b + begin, ldb, alpha, beta, c + begin,
-                     ldc);
+            multiply(m, end - begin, k, a, a_row, a_step, b + begin, ldb, e.shifted(begin),
+                     c + begin, ldc);
     }
 }
 
@@ -147,25 +160,32 @@ void parallel_multiply(size_t m, size_t n, size_t k, const float *a, size_t a_ro
 
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-                size_t ldc) {
+                size_t ldc, const float *bias) {
     if (m == 0 || n == 0) return;
+    const Epilogue e = {alpha, beta, bias};
     const size_t a_row = trans_a ? 1 : lda, a_step = trans_a ? lda : 1;
     if (!trans_b && n % kLanes == 0)
-        return parallel_multiply(m, n, k, a, a_row, a_step, b, ldb, alpha, beta, c, ldc);
+        return parallel_multiply(m, n, k, a, a_row, a_step, b, ldb, e, c, ldc);
 
-    // Grows to the largest panel this thread has needed; the zero padding
-    // feeds only accumulators that are never stored.
+    // Grows to the largest panel this thread has needed. The padding feeds
+    // only accumulators that are never stored; it is zeroed so that stale
+    // values cannot be slow (subnormal) operands.
     thread_local std::vector<float> panel;
     const size_t width = (n + kLanes - 1) / kLanes * kLanes;
-    panel.assign(k * width, 0.0f);
-    for (size_t p = 0; p < k; ++p) {
-        float *row = panel.data() + p * width;
-        if (trans_b)
-            for (size_t j = 0; j < n; ++j) row[j] = b[j * ldb + p];
-        else
-            std::copy_n(b + p * ldb, n, row);
+    if (panel.size() < k * width) panel.resize(k * width);
+    for (size_t p = 0; p < k; ++p) std::fill_n(panel.data() + p * width + n, width - n, 0.0f);
+    if (!trans_b) {
+        for (size_t p = 0; p < k; ++p) std::copy_n(b + p * ldb, n, panel.data() + p * width);
+    } else {
+        // Transposed in strips of kLanes rows of B: kLanes sequential read
+        // streams, whole-vector writes.
+        for (size_t j0 = 0; j0 < n; j0 += kLanes) {
+            const size_t j1 = std::min(n, j0 + kLanes);
+            for (size_t p = 0; p < k; ++p)
+                for (size_t j = j0; j < j1; ++j) panel[p * width + j] = b[j * ldb + p];
+        }
     }
-    parallel_multiply(m, n, k, a, a_row, a_step, panel.data(), width, alpha, beta, c, ldc);
+    parallel_multiply(m, n, k, a, a_row, a_step, panel.data(), width, e, c, ldc);
 }
 
 } // namespace flow::cpu_kernels
