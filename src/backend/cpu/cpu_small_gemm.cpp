@@ -122,6 +122,45 @@ void multiply(size_t m, size_t n, size_t k, const float *a, size_t a_row, size_t
         column_block<1>(m, k, a, a_row, a_step, b + j, ldb, e.shifted(j), c + j, ldc, n - j);
 }
 
+// panel[p * width + j] = b[j * ldb + p] for j < n, p < k: B^T for the
+// forward products x W^T. Whole 8 x 8 blocks go through registers: each of
+// three rounds swaps the off-diagonal sub-blocks of size d (4, 2, 1) between
+// rows d apart.
+FLOW_CLONES
+void transpose_into(const float *b, size_t ldb, size_t n, size_t k, float *panel, size_t width) {
+    typedef int Index __attribute__((vector_size(kLanes * sizeof(int))));
+    static_assert(kLanes == 8, "the shuffles below transpose 8 x 8 blocks");
+    const Index lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
+    const Index lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const Index lo1 = {0, 8, 2, 10, 4, 12, 6, 14}, hi1 = {1, 9, 3, 11, 5, 13, 7, 15};
+    size_t j0 = 0;
+    for (; j0 + kLanes <= n; j0 += kLanes) {
+        size_t p0 = 0;
+        for (; p0 + kLanes <= k; p0 += kLanes) {
+            Vec r[kLanes];
+            for (size_t i = 0; i < kLanes; ++i)
+                r[i] = *reinterpret_cast<const Vec *>(b + (j0 + i) * ldb + p0);
+            auto round = [&](size_t d, Index lo, Index hi) {
+                for (size_t i = 0; i < kLanes; ++i)
+                    if ((i & d) == 0) {
+                        const Vec x = r[i], y = r[i + d];
+                        r[i] = __builtin_shuffle(x, y, lo);
+                        r[i + d] = __builtin_shuffle(x, y, hi);
+                    }
+            };
+            round(4, lo4, hi4);
+            round(2, lo2, hi2);
+            round(1, lo1, hi1);
+            for (size_t i = 0; i < kLanes; ++i)
+                *reinterpret_cast<Vec *>(panel + (p0 + i) * width + j0) = r[i];
+        }
+        for (size_t p = p0; p < k; ++p)
+            for (size_t j = j0; j < j0 + kLanes; ++j) panel[p * width + j] = b[j * ldb + p];
+    }
+    for (size_t p = 0; p < k; ++p)
+        for (size_t j = j0; j < n; ++j) panel[p * width + j] = b[j * ldb + p];
+}
+
 // Products with at least this many multiply-adds (~3 us on one core) are
 // split across the OpenMP threads: libgomp's threads spin between regions,
 // so a hand-off costs about a microsecond.
@@ -177,13 +216,7 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
     if (!trans_b) {
         for (size_t p = 0; p < k; ++p) std::copy_n(b + p * ldb, n, panel.data() + p * width);
     } else {
-        // Transposed in strips of kLanes rows of B: kLanes sequential read
-        // streams, whole-vector writes.
-        for (size_t j0 = 0; j0 < n; j0 += kLanes) {
-            const size_t j1 = std::min(n, j0 + kLanes);
-            for (size_t p = 0; p < k; ++p)
-                for (size_t j = j0; j < j1; ++j) panel[p * width + j] = b[j * ldb + p];
-        }
+        transpose_into(b, ldb, n, k, panel.data(), width);
     }
     parallel_multiply(m, n, k, a, a_row, a_step, panel.data(), width, e, c, ldc);
 }
