@@ -407,6 +407,41 @@ Test(cpu_algebra, gather_scatter_rows_and_cols) {
               "4 row indices for 3 rows");
 }
 
+// Column lists that are runs (step 1 or 2, the coupling masks "half" and
+// "alternate") take copy and strided paths; lists that break the run at
+// their end, or step by 3, must still take the general one.
+Test(cpu_algebra, gather_scatter_column_runs) {
+    const size_t rows = 67, cols = 40;
+    const Vec x = random_vec(rows * cols, 45);
+    const Tensor tx = tensor({rows, cols}, x);
+    const std::vector<std::vector<int32_t>> lists = {
+        {5},       {3, 4, 5, 6, 7},  {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21}, {0, 2, 4, 6, 9},
+        {0, 1, 3}, {2, 5, 8, 11, 14}, {7, 6, 5}};
+    for (bool accumulate : {false, true})
+        for (const std::vector<int32_t> &c : lists) {
+            const size_t w = c.size();
+            const Tensor tc = index_tensor(c);
+            Tensor got(cpu(), {rows, w});
+            cpu().gather(tx, nullptr, &tc, got);
+            Vec want;
+            for (size_t i = 0; i < rows; ++i)
+                for (size_t j = 0; j < w; ++j) want.push_back(x[i * cols + c[j]]);
+            expect_equal(values(got), want, "gather of a column list");
+
+            const Vec y0 = random_vec(rows * cols, 46);
+            Tensor y = tensor({rows, cols}, y0);
+            cpu().scatter(got, nullptr, &tc, y, accumulate);
+            want = y0;
+            for (size_t i = 0; i < rows; ++i)
+                for (size_t j = 0; j < w; ++j) {
+                    float &to = want[i * cols + c[j]];
+                    to = accumulate ? to + x[i * cols + c[j]] : x[i * cols + c[j]];
+                }
+            expect_equal(values(y), want, accumulate ? "scatter-add of a column list"
+                                                     : "scatter of a column list");
+        }
+}
+
 // --- activations ------------------------------------------------------------
 
 static double activation_ref(Activation act, double x) {

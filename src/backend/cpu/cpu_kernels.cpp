@@ -451,18 +451,45 @@ FLOW_IVDEP
 
 // --- gather / scatter ----------------------------------------------------------
 
+namespace {
+
+// A column index list as (first, step) when it is first, first + step, ...
+// with step 1 or 2: the coupling masks "half" and "alternate", whose gathers
+// then run as copies and strided loops instead of gather instructions. step
+// 0: any other list. No list (the identity) is (0, 1).
+struct ColumnRun {
+    size_t first, step;
+};
+
+ColumnRun column_run(const int32_t *cols, size_t n) {
+    if (!cols) return {0, 1};
+    if (n < 2) return {n ? size_t(cols[0]) : 0, 1};
+    const int32_t step = cols[1] - cols[0];
+    if (step != 1 && step != 2) return {0, 0};
+    for (size_t j = 2; j < n; ++j)
+        if (cols[j] - cols[j - 1] != step) return {0, 0};
+    return {size_t(cols[0]), size_t(step)};
+}
+
+} // namespace
+
 FLOW_CLONES
 void gather_rows(const float *x, size_t x_cols, const int32_t *rows, const int32_t *cols,
                  float *y, size_t y_cols, size_t r0, size_t r1) {
+    const ColumnRun run = column_run(cols, y_cols);
     for (size_t i = r0; i < r1; ++i) {
         const float *__restrict xi = x + (rows ? size_t(rows[i]) : i) * x_cols;
         float *__restrict yi = y + i * y_cols;
-        if (!cols) {
-            std::memcpy(yi, xi, y_cols * sizeof(float));
-            continue;
+        if (run.step == 1) {
+            std::memcpy(yi, xi + run.first, y_cols * sizeof(float));
+        } else if (run.step == 2) {
+            const float *__restrict from = xi + run.first;
+            FLOW_IVDEP
+            for (size_t j = 0; j < y_cols; ++j) yi[j] = from[2 * j];
+        } else {
+            FLOW_IVDEP
+            for (size_t j = 0; j < y_cols; ++j) yi[j] = xi[cols[j]];
         }
-        FLOW_IVDEP
-        for (size_t j = 0; j < y_cols; ++j) yi[j] = xi[cols[j]];
     }
 }
 
@@ -470,14 +497,22 @@ FLOW_CLONES
 void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *rows,
                   const int32_t *cols, float *y, size_t y_cols, bool accumulate, size_t r0,
                   size_t r1) {
+    const ColumnRun run = column_run(cols, width);
     for (size_t i = r0; i < r1; ++i) {
         const float *__restrict xi = x + i * x_cols;
         float *__restrict yi = y + (rows ? size_t(rows[i]) : i) * y_cols;
-        if (!cols && !accumulate) {
-            std::memcpy(yi, xi, width * sizeof(float));
-        } else if (!cols) {
+        float *__restrict to = yi + run.first;
+        if (run.step == 1 && !accumulate) {
+            std::memcpy(to, xi, width * sizeof(float));
+        } else if (run.step == 1) {
             FLOW_IVDEP
-            for (size_t j = 0; j < width; ++j) yi[j] += xi[j];
+            for (size_t j = 0; j < width; ++j) to[j] += xi[j];
+        } else if (run.step == 2 && accumulate) {
+            FLOW_IVDEP
+            for (size_t j = 0; j < width; ++j) to[2 * j] += xi[j];
+        } else if (run.step == 2) {
+            FLOW_IVDEP
+            for (size_t j = 0; j < width; ++j) to[2 * j] = xi[j];
         } else if (accumulate) {
             FLOW_IVDEP
             for (size_t j = 0; j < width; ++j) yi[cols[j]] += xi[j];

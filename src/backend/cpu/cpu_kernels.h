@@ -48,11 +48,12 @@ void logistic_log_prob_backward_rows(const float *z, const float *dlogp, float *
                                      size_t r0, size_t r1);
 
 // Row i in [r0, r1) of Backend::gather: y[i, j] = x[rows[i], cols[j]] for
-// j < y_cols (rows, cols nullable = the identity). Vectorizes as gather loads.
+// j < y_cols (rows, cols nullable = the identity). Column lists that step
+// by 1 or 2 run as copies or strided loops, others as gather loads.
 void gather_rows(const float *x, size_t x_cols, const int32_t *rows, const int32_t *cols,
                  float *y, size_t y_cols, size_t r0, size_t r1);
 // Row i in [r0, r1) of Backend::scatter: y[rows[i], cols[j]] (+)= x[i, j] for
-// j < width (indices distinct; AVX-512 scatter stores).
+// j < width (indices distinct; steps of 1 or 2 as for gather_rows).
 void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *rows,
                   const int32_t *cols, float *y, size_t y_cols, bool accumulate, size_t r0,
                   size_t r1);
