@@ -254,6 +254,38 @@ Test(cpu_algebra, gemm_bias_matches_reference) {
               "bias length != columns must fail");
 }
 
+// The fused hidden-layer forward against gemm_bias + activation_forward, on
+// the small kernel (relu and leaky relu fused in its store, on one thread
+// and split over two) and on paths that do not fuse (OpenBLAS, tanh).
+Test(cpu_algebra, gemm_bias_activation_matches_the_composition) {
+    const size_t shapes[][3] = {{256, 64, 64}, {37, 40, 23}, {13, 300, 160}, {512, 300, 256}};
+    const Activation acts[] = {Activation::relu, Activation::leaky_relu, Activation::tanh};
+    const int threads = omp_get_max_threads();
+    for (int t = 1; t <= 2; ++t)
+        for (const auto &s : shapes)
+            for (Activation act : acts) {
+                const size_t m = s[0], k = s[1], n = s[2];
+                const Tensor x = tensor({m, k}, random_vec(m * k, 16));
+                const Tensor w = tensor({n, k}, random_vec(k * n, 17));
+                const Tensor v = tensor({n}, random_vec(n, 18));
+                Tensor pre = filled({m, n}, NAN), y = filled({m, n}, NAN);
+                Tensor want_pre = filled({m, n}, NAN), want_y = filled({m, n}, NAN);
+                omp_set_num_threads(t);
+                cpu().gemm_bias_activation(false, true, x, w, v, act, pre, y);
+                cpu().gemm_bias(false, true, x, w, v, want_pre);
+                cpu().activation_forward(act, want_pre, want_y);
+                omp_set_num_threads(threads);
+                expect_equal(values(pre), values(want_pre), "gemm_bias_activation pre");
+                expect_close(values(y), values(want_y), 1e-6, 1e-6, "gemm_bias_activation y");
+            }
+    Tensor x = filled({4, 3}, 1.0f), w = filled({2, 3}, 1.0f), pre(cpu(), {4, 2}), y(cpu(), {4, 3});
+    cr_assert(throws_internal([&] {
+                  cpu().gemm_bias_activation(false, true, x, w, filled({2}, 0.0f),
+                                             Activation::relu, pre, y);
+              }),
+              "y of another shape than pre must fail");
+}
+
 Test(cpu_algebra, gemm_empty_inner_dimension_scales_c) {
     Tensor a(cpu(), {2, 0}), b(cpu(), {0, 3}), c = filled({2, 3}, 4.0f);
     cpu().gemm(false, false, 1.0f, a, b, 0.5f, c);

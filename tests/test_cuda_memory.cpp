@@ -58,6 +58,19 @@ Test(cuda_memory, gemm_bias_matches_the_cpu) {
     expect_close(c, 1e-5, "gemm_bias");
 }
 
+Test(cuda_memory, gemm_bias_activation_matches_the_cpu) {
+    const size_t m = 300, n = 64, k = 40;
+    Pair a = random_pair({m, k}, 8), w = random_pair({n, k}, 9), v = random_pair({n}, 10);
+    for (flow::Activation act : {flow::Activation::relu, flow::Activation::leaky_relu,
+                                 flow::Activation::tanh}) {
+        Pair pre = filled_pair({m, n}, 0.0f), y = filled_pair({m, n}, 0.0f);
+        cpu().gemm_bias_activation(false, true, a.cpu, w.cpu, v.cpu, act, pre.cpu, y.cpu);
+        gpu().gemm_bias_activation(false, true, a.gpu, w.gpu, v.gpu, act, pre.gpu, y.gpu);
+        expect_close(pre, 1e-5, "gemm_bias_activation pre");
+        expect_close(y, 1e-5, "gemm_bias_activation y");
+    }
+}
+
 Test(cuda_memory, shape_errors_are_internal_errors_not_crashes) {
     Tensor a(gpu(), {4, 3}), b(gpu(), {5, 2}), c(gpu(), {4, 2});
     try {

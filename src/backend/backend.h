@@ -20,6 +20,8 @@ namespace flow {
 enum class DeviceKind { cpu = 0, cuda = 1 };
 
 enum class Activation { relu, leaky_relu, elu, tanh, softplus };
+// leaky_relu(v) = v for v > 0, else kLeakyReluSlope * v (PyTorch's default).
+constexpr float kLeakyReluSlope = 0.01f;
 
 class Backend {
 public:
@@ -46,10 +48,19 @@ public:
     virtual void gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
                       const Tensor &b, float beta, Tensor &c) = 0;
     // c = op(a) * op(b) + v, v a row vector of c's columns: a linear layer's
-    // x W^T + b as one fused op (the CPU backend writes v into c and lets the
-    // GEMM accumulate onto it, one pass over c fewer than gemm + add_row_vector).
+    // x W^T + b as one op (the CPU adds v as it stores c, or copies v into c
+    // and lets the GEMM accumulate onto it).
     virtual void gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
                            const Tensor &v, Tensor &c) = 0;
+    // pre = op(a) * op(b) + v and y = act(pre): a hidden layer's forward, pre
+    // kept for the backward. A backend may fuse the two (the CPU does, in
+    // the small products' store); this is the plain composition.
+    virtual void gemm_bias_activation(bool trans_a, bool trans_b, const Tensor &a,
+                                      const Tensor &b, const Tensor &v, Activation act,
+                                      Tensor &pre, Tensor &y) {
+        gemm_bias(trans_a, trans_b, a, b, v, pre);
+        activation_forward(act, pre, y);
+    }
     // y[i, j] += v[j]
     virtual void add_row_vector(Tensor &y, const Tensor &v) = 0;
     // out[j] = sum_i x[i, j] (accumulate: out[j] += ...)

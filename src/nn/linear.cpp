@@ -14,9 +14,9 @@ Linear::Linear(ParamArena &params, const std::string &name, size_t in, size_t ou
     bias_ = params.declare(name + ".bias", {out}, init, bound);
 }
 
-void Linear::forward(const ParamArena &params, const Tensor &x, Tensor &y) {
-    Backend &be = x.backend();
-    Tensor weight = params.value(weight_), bias = params.value(bias_);
+void Linear::operands(const ParamArena &params, Backend &be, Tensor &weight, Tensor &bias) {
+    weight = params.value(weight_);
+    bias = params.value(bias_);
     if (selected()) {
         weight_sel_.ensure(be, {out(), in()});
         be.gather(weight, out_index(), in_index(), weight_sel_);
@@ -27,8 +27,24 @@ void Linear::forward(const ParamArena &params, const Tensor &x, Tensor &y) {
         be.gather(bias, nullptr, &out_index_, bias_sel_);
         bias = bias_sel_;
     }
+}
+
+void Linear::forward(const ParamArena &params, const Tensor &x, Tensor &y) {
+    Backend &be = x.backend();
+    Tensor weight, bias;
+    operands(params, be, weight, bias);
     y.ensure(be, {x.rows(), out()});
     be.gemm_bias(false, true, x, weight, bias, y);
+}
+
+void Linear::forward_activation(const ParamArena &params, const Tensor &x, Activation act,
+                                Tensor &pre, Tensor &y) {
+    Backend &be = x.backend();
+    Tensor weight, bias;
+    operands(params, be, weight, bias);
+    pre.ensure(be, {x.rows(), out()});
+    y.ensure(be, pre.shape());
+    be.gemm_bias_activation(false, true, x, weight, bias, act, pre, y);
 }
 
 void Linear::backward(const ParamArena &params, const Tensor &x, const Tensor &dy,

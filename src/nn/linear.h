@@ -29,11 +29,17 @@ public:
     size_t out() const { return out_index_.defined() ? out_index_.size() : out_; }
 
     void forward(const ParamArena &params, const Tensor &x, Tensor &y);
+    // forward() into pre, and y = act(pre), fused where the backend can.
+    void forward_activation(const ParamArena &params, const Tensor &x, Activation act,
+                            Tensor &pre, Tensor &y);
     // Accumulates dW, db into the gradient arena; writes dx when non-null.
     // Needs the last forward().
     void backward(const ParamArena &params, const Tensor &x, const Tensor &dy, Tensor *dx);
 
 private:
+    // The weight and bias the product uses: the parameters, or the selected
+    // part of them gathered into weight_sel_, bias_sel_.
+    void operands(const ParamArena &params, Backend &be, Tensor &weight, Tensor &bias);
     bool selected() const { return in_index_.defined() || out_index_.defined(); }
     const Tensor *in_index() const { return in_index_.defined() ? &in_index_ : nullptr; }
     const Tensor *out_index() const { return out_index_.defined() ? &out_index_ : nullptr; }

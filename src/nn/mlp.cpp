@@ -21,13 +21,10 @@ void Mlp::select(const Tensor &inputs, const Tensor &outputs) {
 }
 
 const Tensor &Mlp::forward(const ParamArena &params, const Tensor &x) {
-    Backend &be = x.backend();
     input_ = x;
     const Tensor *h = &x;
     for (size_t l = 0; l + 1 < layers_.size(); ++l) {
-        layers_[l].forward(params, *h, pre_[l]);
-        act_[l].ensure(be, pre_[l].shape());
-        be.activation_forward(activation_, pre_[l], act_[l]);
+        layers_[l].forward_activation(params, *h, activation_, pre_[l], act_[l]);
         h = &act_[l];
     }
     layers_.back().forward(params, *h, out_);

@@ -41,6 +41,9 @@ public:
               float beta, Tensor &c) override;
     void gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b, const Tensor &v,
                    Tensor &c) override;
+    void gemm_bias_activation(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
+                              const Tensor &v, Activation act, Tensor &pre,
+                              Tensor &y) override;
     void add_row_vector(Tensor &y, const Tensor &v) override;
     void sum_rows(const Tensor &x, Tensor &out, bool accumulate) override;
     void mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,

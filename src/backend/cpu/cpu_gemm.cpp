@@ -55,11 +55,12 @@ template <class F> void single_threaded(F &&f) {
     omp_set_num_threads(threads);
 }
 
-// c = alpha * op(a) op(b) + beta * c, plus the row vector bias when non-null.
-// The small kernel adds bias as it stores C; the other paths copy it into C
-// first and accumulate onto it.
-void product(const char *op, bool trans_a, bool trans_b, float alpha, const Tensor &a,
-             const Tensor &b, float beta, Tensor &c, const float *bias) {
+// c = alpha * op(a) op(b) + beta * c, plus the row vector store.bias when
+// non-null. The small kernel adds the bias as it stores C, and writes
+// store.act too; the other paths copy the bias into C first and accumulate
+// onto it, and leave store.act to the caller. Returns whether it wrote act.
+bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tensor &a,
+             const Tensor &b, float beta, Tensor &c, const cpu_kernels::GemmStore &store) {
     const size_t a_rows = a.rows(), a_cols = a.cols();
     const size_t b_rows = b.rows(), b_cols = b.cols();
     const size_t m = trans_a ? a_cols : a_rows, k = trans_a ? a_rows : a_cols;
@@ -68,7 +69,7 @@ void product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
     op_check(c.rows() == m && c.cols() == n, op, "output shape mismatch");
     const float *pa = op_f32(a, op), *pb = op_f32(b, op);
     float *pc = op_f32(c, op);
-    if (m == 0 || n == 0) return;
+    if (m == 0 || n == 0) return true;
 
     const double work = double(m) * double(n) * double(k);
     const size_t int_max = size_t(2147483647);
@@ -77,10 +78,10 @@ void product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
     const bool small = work < kSmallGemm && (trans_b ? n >= 8 : std::min({m, n, k}) >= 64);
     if (blas && small) {
         cpu_kernels::small_gemm(trans_a, trans_b, m, n, k, alpha, pa, a_cols, pb, b_cols, beta, pc,
-                                n, bias);
-        return;
+                                n, store);
+        return true;
     }
-    if (bias) {
+    if (const float *bias = store.bias) {
         cpu_parallel_for(m, n, kParallelCopy, [&](size_t i) {
             if (beta == 0.0f)
                 std::copy_n(bias, n, pc + i * n);
@@ -103,7 +104,7 @@ void product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
             single_threaded(call);
         else
             call();
-        return;
+        return false;
     }
 
     Eigen::Map<const RowMajor> A(pa, a_rows, a_cols);
@@ -126,20 +127,36 @@ void product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
         multiply(A, B.transpose());
     else
         multiply(A.transpose(), B.transpose());
+    return false;
 }
 
 } // namespace
 
 void CpuBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
                       const Tensor &b, float beta, Tensor &c) {
-    product("gemm", trans_a, trans_b, alpha, a, b, beta, c, nullptr);
+    product("gemm", trans_a, trans_b, alpha, a, b, beta, c, {});
 }
 
 void CpuBackend::gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
                            const Tensor &v, Tensor &c) {
     const char *op = "gemm_bias";
     check_row_vector(v, c, op);
-    product(op, trans_a, trans_b, 1.0f, a, b, 0.0f, c, op_f32(v, op));
+    product(op, trans_a, trans_b, 1.0f, a, b, 0.0f, c, {op_f32(v, op)});
+}
+
+void CpuBackend::gemm_bias_activation(bool trans_a, bool trans_b, const Tensor &a,
+                                      const Tensor &b, const Tensor &v, Activation act,
+                                      Tensor &pre, Tensor &y) {
+    const char *op = "gemm_bias_activation";
+    check_row_vector(v, pre, op);
+    check_same_shape(pre, y, op);
+    // Only the piecewise-linear activations are fused: the others cost more
+    // than the pass over y they would save.
+    const bool fused = act == Activation::relu || act == Activation::leaky_relu;
+    const cpu_kernels::GemmStore store = {op_f32(v, op), fused ? op_f32(y, op) : nullptr,
+                                          act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f};
+    if (!product(op, trans_a, trans_b, 1.0f, a, b, 0.0f, pre, store) || !fused)
+        activation_forward(act, pre, y);
 }
 
 } // namespace flow

@@ -31,7 +31,6 @@ namespace flow::cpu_kernels {
 
 namespace {
 
-constexpr float kLeakySlope = 0.01f; // PyTorch's default negative_slope
 constexpr size_t kRowBuffer = 1024;  // per-row scratch; wider rows go in pieces
 
 FLOW_INLINE float bits_to_float(int32_t i) {
@@ -354,7 +353,7 @@ void bias_activation_rows(Activation act, const float *x, const float *bias, flo
         break;
     case Activation::leaky_relu:
         bias_act_loop(x, bias, pre, y, cols, r0, r1,
-                      [](float v) { return v > 0.0f ? v : kLeakySlope * v; });
+                      [](float v) { return v > 0.0f ? v : kLeakyReluSlope * v; });
         break;
     case Activation::elu:
         bias_act_loop(x, bias, pre, y, cols, r0, r1,
@@ -379,7 +378,7 @@ void activation_backward_rows(Activation act, const float *x, const float *y, co
         break;
     case Activation::leaky_relu:
         act_backward_loop(x, y, dy, dx, acc, cols, r0, r1,
-                          [](float v, float) { return v > 0.0f ? 1.0f : kLeakySlope; });
+                          [](float v, float) { return v > 0.0f ? 1.0f : kLeakyReluSlope; });
         break;
     case Activation::elu:
         act_backward_loop(x, y, dy, dx, acc, cols, r0, r1,

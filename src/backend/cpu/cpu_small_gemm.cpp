@@ -29,15 +29,33 @@ typedef float Vec
 // broadcast.
 template <size_t V> constexpr size_t kRows = V == 1 ? 12 : 6;
 
-// What a finished accumulator becomes: c = alpha * acc + beta * c + bias[j]
-// (beta = 0 never reads c; bias may be null), for the columns starting at
-// bias.
+// What a finished accumulator becomes: c = alpha * acc + beta * c (beta = 0
+// never reads c), plus the caller's GemmStore. bias and act point at the
+// block being stored: bias at its first column, act at its first element.
 struct Epilogue {
     float alpha, beta;
-    const float *bias;
+    GemmStore store;
 
-    Epilogue shifted(size_t j) const { return {alpha, beta, bias ? bias + j : nullptr}; }
+    // The block `offset` elements into C, `col` columns in.
+    Epilogue at(size_t offset, size_t col) const {
+        GemmStore s = store;
+        if (s.bias) s.bias += col;
+        if (s.act) s.act += offset;
+        return {alpha, beta, s};
+    }
 };
+
+FLOW_INLINE void store_vector(const Vec &acc, float *c, const Epilogue &e) {
+    Vec *out = reinterpret_cast<Vec *>(c);
+    Vec value = e.alpha * acc;
+    if (e.beta != 0.0f) value += e.beta * *out;
+    if (e.store.bias) value += *reinterpret_cast<const Vec *>(e.store.bias);
+    *out = value;
+    if (e.store.act) {
+        const Vec zero = {};
+        *reinterpret_cast<Vec *>(e.store.act) = value > zero ? value : e.store.slope * value;
+    }
+}
 
 // The first `cols` floats of acc to c. Out of line (and taking acc by
 // reference) so that the tile's accumulators stay in registers.
@@ -47,7 +65,9 @@ __attribute__((noinline)) void store_part(const Vec &acc, float *c, size_t cols,
     for (size_t j = 0; j < cols; ++j) {
         float v = e.alpha * part[j];
         if (e.beta != 0.0f) v += e.beta * c[j];
-        c[j] = e.bias ? v + e.bias[j] : v;
+        if (e.store.bias) v += e.store.bias[j];
+        c[j] = v;
+        if (e.store.act) e.store.act[j] = v > 0.0f ? v : e.store.slope * v;
     }
 }
 
@@ -66,18 +86,14 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
             for (size_t v = 0; v < V; ++v) acc[r][v] += ar * bv[v];
         }
     }
-    for (size_t r = 0; r < R; ++r, c += ldc)
+    for (size_t r = 0; r < R; ++r)
         for (size_t v = 0; v < V; ++v) {
-            if (cols == V * kLanes) {
-                Vec *out = reinterpret_cast<Vec *>(c + v * kLanes);
-                Vec value = e.alpha * acc[r][v];
-                if (e.beta != 0.0f) value += e.beta * *out;
-                if (e.bias) value += *reinterpret_cast<const Vec *>(e.bias + v * kLanes);
-                *out = value;
-            } else if (cols > v * kLanes) {
-                store_part(acc[r][v], c + v * kLanes, std::min(cols - v * kLanes, kLanes),
-                           e.shifted(v * kLanes));
-            }
+            const size_t at = r * ldc + v * kLanes;
+            if (cols == V * kLanes)
+                store_vector(acc[r][v], c + at, e.at(at, v * kLanes));
+            else if (cols > v * kLanes)
+                store_part(acc[r][v], c + at, std::min(cols - v * kLanes, kLanes),
+                           e.at(at, v * kLanes));
         }
 }
 
@@ -98,12 +114,14 @@ FLOW_INLINE void column_block(size_t m, size_t k, const float *a, size_t a_row, 
     constexpr size_t R = kRows<V>;
     size_t i = 0;
     for (; i + 2 * R <= m; i += R)
-        tile<R, V>(a + i * a_row, a_row, a_step, b, ldb, k, e, c + i * ldc, ldc, cols);
+        tile<R, V>(a + i * a_row, a_row, a_step, b, ldb, k, e.at(i * ldc, 0), c + i * ldc, ldc,
+                   cols);
     // The last R + 1 .. 2R - 1 rows go as two tiles of about equal size
     // rather than a full one and a thin one with too few accumulators.
     for (size_t left = m - i; left > 0; left = m - i) {
         const size_t rows = left > R ? left / 2 : left;
-        tile_of<R, V>(rows, a + i * a_row, a_row, a_step, b, ldb, k, e, c + i * ldc, ldc, cols);
+        tile_of<R, V>(rows, a + i * a_row, a_row, a_step, b, ldb, k, e.at(i * ldc, 0),
+                      c + i * ldc, ldc, cols);
         i += rows;
     }
 }
@@ -115,11 +133,11 @@ void multiply(size_t m, size_t n, size_t k, const float *a, size_t a_row, size_t
     constexpr size_t wide = 2 * kLanes;
     size_t j = 0;
     for (; j + wide <= n; j += wide)
-        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, e.shifted(j), c + j, ldc, wide);
+        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, e.at(j, j), c + j, ldc, wide);
     if (n - j > kLanes)
-        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, e.shifted(j), c + j, ldc, n - j);
+        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, e.at(j, j), c + j, ldc, n - j);
     else if (j < n)
-        column_block<1>(m, k, a, a_row, a_step, b + j, ldb, e.shifted(j), c + j, ldc, n - j);
+        column_block<1>(m, k, a, a_row, a_step, b + j, ldb, e.at(j, j), c + j, ldc, n - j);
 }
 
 // panel[p * width + j] = b[j * ldb + p] for j < n, p < k: B^T for the
@@ -187,10 +205,10 @@ void parallel_multiply(size_t m, size_t n, size_t k, const float *a, size_t a_ro
         const size_t begin = part * step, end = std::min(length, begin + step);
         if (begin >= end) continue;
         if (by_rows)
-            multiply(end - begin, n, k, a + begin * a_row, a_row, a_step, b, ldb, e,
-                     c + begin * ldc, ldc);
+            multiply(end - begin, n, k, a + begin * a_row, a_row, a_step, b, ldb,
+                     e.at(begin * ldc, 0), c + begin * ldc, ldc);
         else
-            multiply(m, end - begin, k, a, a_row, a_step, b + begin, ldb, e.shifted(begin),
+            multiply(m, end - begin, k, a, a_row, a_step, b + begin, ldb, e.at(begin, begin),
                      c + begin, ldc);
     }
 }
@@ -199,9 +217,9 @@ void parallel_multiply(size_t m, size_t n, size_t k, const float *a, size_t a_ro
 
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-                size_t ldc, const float *bias) {
+                size_t ldc, const GemmStore &store) {
     if (m == 0 || n == 0) return;
-    const Epilogue e = {alpha, beta, bias};
+    const Epilogue e = {alpha, beta, store};
     const size_t a_row = trans_a ? 1 : lda, a_step = trans_a ? lda : 1;
     if (!trans_b && n % kLanes == 0)
         return parallel_multiply(m, n, k, a, a_row, a_step, b, ldb, e, c, ldc);

@@ -8,13 +8,24 @@
 
 namespace flow::cpu_kernels {
 
-// C[m, n] = alpha * op(A) op(B) + beta * C, plus bias[j] in column j when
-// bias is non-null; row-major, lda, ldb and ldc are the lengths of the
-// stored rows of A, B and C. op(A) is m x k, op(B) k x n.
-// beta = 0 never reads C. Split across the OpenMP threads when big enough;
-// no cache blocking: meant for operands that fit in L2.
+// What small_gemm adds as it stores C: bias[j] to column j (bias
+// non-null), and act (non-null; [m, n] with rows ldc apart, like C) =
+// v > 0 ? v : slope * v of each stored value v: relu (slope 0) or leaky relu.
+struct GemmStore {
+    const float *bias;
+    float *act;
+    float slope;
+
+    GemmStore(const float *bias_ = nullptr, float *act_ = nullptr, float slope_ = 0.0f)
+        : bias(bias_), act(act_), slope(slope_) {}
+};
+
+// C[m, n] = alpha * op(A) op(B) + beta * C, then `store`; row-major, lda, ldb
+// and ldc are the lengths of the stored rows of A, B and C. op(A) is m x k,
+// op(B) k x n. beta = 0 never reads C. Split across the OpenMP threads when
+// big enough; no cache blocking: meant for operands that fit in L2.
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-                size_t ldc, const float *bias = nullptr);
+                size_t ldc, const GemmStore &store = {});
 
 } // namespace flow::cpu_kernels

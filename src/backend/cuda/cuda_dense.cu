@@ -9,13 +9,11 @@ namespace flow {
 
 namespace {
 
-constexpr float kLeakySlope = 0.01f; // PyTorch's default negative_slope, as on the CPU
-
 // act(v), the CPU's definitions (cpu_kernels.cpp) with the device's own exp and tanh.
 FLOW_HD float activation_value(Activation act, float v) {
     switch (act) {
     case Activation::relu: return v > 0.0f ? v : 0.0f;
-    case Activation::leaky_relu: return v > 0.0f ? v : kLeakySlope * v;
+    case Activation::leaky_relu: return v > 0.0f ? v : kLeakyReluSlope * v;
     case Activation::elu: return v > 0.0f ? v : expm1f(v);
     case Activation::tanh: return tanhf(v);
     case Activation::softplus: break;
@@ -27,7 +25,7 @@ FLOW_HD float activation_value(Activation act, float v) {
 FLOW_HD float activation_derivative(Activation act, float v, float out) {
     switch (act) {
     case Activation::relu: return v > 0.0f ? 1.0f : 0.0f;
-    case Activation::leaky_relu: return v > 0.0f ? 1.0f : kLeakySlope;
+    case Activation::leaky_relu: return v > 0.0f ? 1.0f : kLeakyReluSlope;
     case Activation::elu: return v > 0.0f ? 1.0f : out + 1.0f;
     case Activation::tanh: return 1.0f - out * out;
     case Activation::softplus: break;
