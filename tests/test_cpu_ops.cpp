@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -961,23 +962,105 @@ Test(cpu_random, philox_known_answers) {
     }
 }
 
+// The normal of element k, recomputed here: normal k % 4 of block k / 4.
+static float normal_element(uint64_t seed, uint64_t stream, size_t k) {
+    return philox_normal4(philox4x32_10(seed, stream, k / 4)).v[k % 4];
+}
+
 Test(cpu_random, fills_use_counter_k_for_element_k) {
     const size_t n = 1000;
     Tensor t(cpu(), {10, 100});
-    Ref normal(n), uniform(n), logistic(n);
+    Vec normal(n);
+    Ref uniform(n), logistic(n);
     for (size_t k = 0; k < n; ++k) {
         const PhiloxBlock b = philox4x32_10(9, 3, k);
-        normal[k] = philox_normal(b) * 0.5f;
+        normal[k] = normal_element(9, 3, k) * 0.5f;
         uniform[k] = -2.0 + 5.0 * ((b.v[0] >> 8) / 16777216.0);
         const double u = ((b.v[0] >> 9) + 0.5) / 8388608.0;
         logistic[k] = 2.0 * std::log(u / (1 - u));
+        // philox_normal (one normal per block) is normal 0 of the four.
+        cr_assert_eq(philox_normal(b), philox_normal4(b).v[0]);
     }
+    // Bit for bit: the kernel's float math is compiled without FMAs, and so is
+    // this file (baseline x86-64 has none to contract into).
     cpu().fill_normal(t, 9, 3, 0.5f);
-    expect_close(values(t), normal, 0, 0, "fill_normal");
+    expect_equal(values(t), normal, "fill_normal");
     cpu().fill_uniform(t, 9, 3, -2.0f, 3.0f);
     expect_close(values(t), uniform, 1e-6, 1e-6, "fill_uniform");
     cpu().fill_logistic(t, 9, 3, 2.0f);
     expect_close(values(t), logistic, 1e-5, 1e-5, "fill_logistic");
+}
+
+// Element k depends on (seed, stream, k) alone: not on the tensor's size, on
+// where a kernel call starts and ends (partial blocks at either end go a
+// scalar way, whole blocks a vectorized one), nor on the thread count.
+Test(cpu_random, normals_do_not_depend_on_size_split_or_threads) {
+    const size_t n = (size_t(1) << 17) + 3; // enough chunks to run on threads
+    Vec want(n);
+    for (size_t k = 0; k < n; ++k) want[k] = normal_element(5, 8, k) * 2.0f;
+    for (size_t size : {size_t(1), size_t(10), size_t(1001), size_t(4096)}) {
+        Tensor t(cpu(), {size});
+        cpu().fill_normal(t, 5, 8, 2.0f);
+        expect_equal(values(t), Vec(want.begin(), want.begin() + size), "fill_normal prefix");
+    }
+    for (size_t k0 = 0; k0 < 9; ++k0)
+        for (size_t k1 = k0; k1 < k0 + 70; ++k1) {
+            Vec got(k1, 0.0f);
+            cpu_kernels::normal_range(5, 8, 2.0f, got.data(), k0, k1);
+            expect_equal(Vec(got.begin() + k0, got.end()), Vec(want.begin() + k0, want.begin() + k1),
+                         "normal_range");
+        }
+    Tensor t(cpu(), {n});
+    for (int threads : {1, 2}) {
+        cpu_set_num_threads(threads);
+        cpu().fill_normal(t, 5, 8, 2.0f);
+        expect_equal(values(t), want, threads == 1 ? "fill_normal, 1 thread" : "fill_normal, 2 threads");
+    }
+    cpu_set_num_threads(0);
+}
+
+// The float log and sin/cos of the normal sampler against double libm on
+// every input the sampler can give them: all 2^23 uniforms (from 2^-24 to
+// 1 - 2^-24) and all 2^24 angles. Relative bounds, about 1.5x the worst
+// error seen: log 1.2e-7 (also near u = 1, where log u is tiny), sin and cos
+// 2e-7 (exact at the quarter turns), the normals (products of both and a
+// Newton sqrt) 5e-7.
+Test(cpu_random, normal_float_math_matches_libm) {
+    double worst_log = 0, worst_sin = 0, worst_cos = 0, worst_normal = 0;
+    for (uint32_t k = 0; k < (1u << 23); ++k) {
+        const float u = philox_uniform_open(k << 9);
+        const double ref = std::log(double(u));
+        worst_log = std::max(worst_log, std::fabs(log_cephes(u) - ref) / -ref);
+    }
+    for (uint32_t i = 0; i < (1u << 24); ++i) {
+        float s, c;
+        sincos_turns24(i, &s, &c);
+        if (i % (1u << 22) == 0) { // quarter turns
+            const float want_s[4] = {0, 1, 0, -1}, want_c[4] = {1, 0, -1, 0};
+            cr_assert(s == want_s[i >> 22] && c == want_c[i >> 22], "sincos(%u): %g %g", i, s, c);
+            continue;
+        }
+        const double a = 2.0 * M_PI * (i / 16777216.0);
+        worst_sin = std::max(worst_sin, std::fabs(s - std::sin(a)) / std::fabs(std::sin(a)));
+        worst_cos = std::max(worst_cos, std::fabs(c - std::cos(a)) / std::fabs(std::cos(a)));
+    }
+    for (uint64_t j = 0; j < 100000; ++j) {
+        const PhiloxBlock b = philox4x32_10(77, 5, j);
+        const PhiloxNormals z = philox_normal4(b);
+        for (int p = 0; p < 2; ++p) {
+            const double u = ((b.v[2 * p] >> 9) + 0.5) / 8388608.0;
+            const double a = 2.0 * M_PI * ((b.v[2 * p + 1] >> 8) / 16777216.0);
+            const double r = std::sqrt(-2.0 * std::log(u));
+            const double want[2] = {r * std::cos(a), r * std::sin(a)};
+            for (int l = 0; l < 2; ++l) // relative, absolute near 0 (r cos(pi / 2) = 1e-16 r)
+                worst_normal = std::max(worst_normal, std::fabs(z.v[2 * p + l] - want[l]) /
+                                                          std::max(std::fabs(want[l]), 1e-6));
+        }
+    }
+    cr_assert(worst_log < 1.2e-7, "log: relative error %g", worst_log);
+    cr_assert(worst_sin < 2e-7, "sin: relative error %g", worst_sin);
+    cr_assert(worst_cos < 2e-7, "cos: relative error %g", worst_cos);
+    cr_assert(worst_normal < 5e-7, "normals: relative error %g", worst_normal);
 }
 
 Test(cpu_random, open_uniform_never_reaches_0_or_1) {
@@ -1020,6 +1103,62 @@ Test(cpu_random, distributions_have_the_right_moments) {
     cpu().fill_normal(other, 1234, 5, 1.0f);
     cpu().fill_normal(t, 1234, 0, 1.0f);
     cr_assert(values(other) != values(t), "streams must differ");
+}
+
+// Kolmogorov-Smirnov distance between the sample v (sorted here) and N(0, 1).
+static double ks_normal(Vec v) {
+    std::sort(v.begin(), v.end());
+    const double n = double(v.size());
+    double d = 0;
+    for (size_t i = 0; i < v.size(); ++i) {
+        const double cdf = 0.5 * std::erfc(-v[i] / std::sqrt(2.0));
+        d = std::max({d, (i + 1) / n - cdf, cdf - i / n});
+    }
+    return d;
+}
+
+// Chi-square of the pairs (v[2m], v[2m + 1]) over 64 cells that are equally
+// likely for two independent N(0, 1): 8 angle sectors times 8 rings of equal
+// probability (r^2 of such a pair is exponential with mean 2).
+static double chi_square_pairs(const Vec &v) {
+    const int sectors = 8, rings = 8;
+    std::vector<double> count(sectors * rings, 0.0);
+    const size_t pairs = v.size() / 2;
+    for (size_t m = 0; m < pairs; ++m) {
+        const double x = v[2 * m], y = v[2 * m + 1];
+        const double turn = std::atan2(y, x) / (2.0 * M_PI) + 0.5; // [0, 1]
+        const double p_ring = 1.0 - std::exp(-0.5 * (x * x + y * y)); // [0, 1)
+        const int s = std::min(sectors - 1, int(turn * sectors));
+        const int r = std::min(rings - 1, int(p_ring * rings));
+        count[s * rings + r] += 1.0;
+    }
+    const double expected = double(pairs) / (sectors * rings);
+    double chi2 = 0;
+    for (double c : count) chi2 += (c - expected) * (c - expected) / expected;
+    return chi2;
+}
+
+// fill_normal's draws against N(0, 1): the marginal by Kolmogorov-Smirnov,
+// the Box-Muller pairs (r cos, r sin) jointly by chi-square. Thresholds are
+// the 1e-4 upper quantiles under N(0, 1) (KS: 2.2253 / sqrt(n); chi-square
+// with 63 degrees of freedom: 113.5); the seed is fixed, so the test is
+// deterministic. Each statistic must also reject a plausible bug: a 5% wrong
+// scale, and a sign lost in the quadrant logic (sin always >= 0).
+Test(cpu_random, normals_pass_kolmogorov_smirnov_and_chi_square) {
+    const size_t n = 100000;
+    Tensor t(cpu(), {n});
+    cpu().fill_normal(t, 2024, 3, 1.0f);
+    const Vec z = values(t);
+    const double ks_bound = 2.2253 / std::sqrt(double(n)), chi2_bound = 113.5;
+    const double ks = ks_normal(z), chi2 = chi_square_pairs(z);
+    cr_assert(ks < ks_bound, "KS distance %g >= %g", ks, ks_bound);
+    cr_assert(chi2 < chi2_bound, "chi-square of pairs %g >= %g", chi2, chi2_bound);
+
+    Vec wide = z, folded = z;
+    for (float &x : wide) x *= 1.05f;
+    for (size_t m = 0; m < n / 2; ++m) folded[2 * m + 1] = std::fabs(folded[2 * m + 1]);
+    cr_assert(ks_normal(wide) > ks_bound, "KS misses a 5%% scale error");
+    cr_assert(chi_square_pairs(folded) > chi2_bound, "chi-square misses a folded sine");
 }
 
 // --- optimizers -------------------------------------------------------------
@@ -1326,17 +1465,16 @@ Test(cpu_base, mog_log_prob_and_backward) {
 }
 
 Test(cpu_base, mog_sample_moments) {
-    // one component: z = mean + T * sigma * N(0, 1), with fill_normal's draws
+    // one component: z = mean + T * sigma * N(0, 1), the normal of counter k
     const size_t n = 64, D = 2;
-    Tensor z(cpu(), {n, D}), e(cpu(), {n, D});
+    Tensor z(cpu(), {n, D});
     cpu().mog_sample(z, tensor({1}, {0.3f}), tensor({1, D}, {1.0f, -2.0f}),
                      tensor({1, D}, {std::log(0.5f), 0.0f}), 7, 11, 0.5f);
-    cpu().fill_normal(e, 7, 11, 1.0f);
-    const Vec zv = values(z), ev = values(e);
     Ref want(n * D);
     for (size_t k = 0; k < n * D; ++k)
-        want[k] = (k % 2 ? -2.0 : 1.0) + 0.5 * (k % 2 ? 1.0 : 0.5) * ev[k];
-    expect_close(zv, want, 1e-5, 1e-5, "mog_sample");
+        want[k] = (k % 2 ? -2.0 : 1.0) +
+                  0.5 * (k % 2 ? 1.0 : 0.5) * philox_normal(philox4x32_10(7, 11, k));
+    expect_close(values(z), want, 1e-5, 1e-5, "mog_sample");
 }
 
 // --- autoregressive flows (MADE / MAF / IAF) --------------------------------

@@ -247,7 +247,8 @@ public:
                                             Tensor &dz) = 0;
 
     // --- random numbers (Philox-4x32-10; element k uses counter k) --------
-    // t = stddev * N(0, 1)
+    // t = stddev * N(0, 1); element k is normal k % 4 of counter k / 4
+    // (philox_normal4: Box-Muller on both word pairs).
     virtual void fill_normal(Tensor &t, uint64_t seed, uint64_t stream, float stddev) = 0;
     // t = scale * Logistic(0, 1) = scale * log(u / (1 - u))
     virtual void fill_logistic(Tensor &t, uint64_t seed, uint64_t stream, float scale) = 0;

@@ -5,14 +5,9 @@
 // include it.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#  define FLOW_HD __host__ __device__ __forceinline__
-#else
-#  define FLOW_HD inline
-#endif
+#include "backend/float_math.h"
 
 namespace flow {
 
@@ -56,13 +51,37 @@ FLOW_HD float philox_uniform(uint32_t bits) {
     return (float)(bits >> 8) * (1.0f / 16777216.0f);
 }
 
-// Standard normal by Box-Muller from one block (two of its words), computed in
-// double so host and device agree to the last bit on the rounding of float.
+// Box-Muller: r cos and r sin of one angle are two independent standard
+// normals, r = sqrt(-2 log u) with u in (0, 1) from radius_bits and the angle
+// from the top 24 bits of angle_bits. |z| stays below 5.8 (u >= 2^-24).
+FLOW_HD void philox_box_muller(uint32_t radius_bits, uint32_t angle_bits, float *z_cos,
+                               float *z_sin) {
+    const float r = sqrt_newton(-2.0f * log_cephes(philox_uniform_open(radius_bits)));
+    float s, c;
+    sincos_turns24(angle_bits >> 8, &s, &c);
+    *z_cos = r * c;
+    *z_sin = r * s;
+}
+
+// Four standard normals from one block: Box-Muller on words (0, 1) and (2, 3).
+// Backend::fill_normal's element k is normal k % 4 of block k / 4.
+struct PhiloxNormals {
+    float v[4];
+};
+
+FLOW_HD PhiloxNormals philox_normal4(PhiloxBlock b) {
+    PhiloxNormals z;
+    philox_box_muller(b.v[0], b.v[1], &z.v[0], &z.v[1]);
+    philox_box_muller(b.v[2], b.v[3], &z.v[2], &z.v[3]);
+    return z;
+}
+
+// One standard normal from a block: normal 0 of philox_normal4 (words 0, 1
+// only, so a caller may use words 2, 3 for something else).
 FLOW_HD float philox_normal(PhiloxBlock b) {
-    double u1 = ((double)(b.v[0] >> 8) + 0.5) * (1.0 / 16777216.0);
-    double u2 = (double)(b.v[1] >> 8) * (1.0 / 16777216.0);
-    const double two_pi = 6.283185307179586476925286766559;
-    return (float)(sqrt(-2.0 * log(u1)) * cos(two_pi * u2));
+    float z_cos, z_sin;
+    philox_box_muller(b.v[0], b.v[1], &z_cos, &z_sin);
+    return z_cos;
 }
 
 } // namespace flow

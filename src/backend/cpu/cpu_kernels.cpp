@@ -23,6 +23,10 @@
 #define FLOW_IVDEP
 #endif
 
+// After the pragma: GCC inlines a function only into functions compiled with
+// the same flags.
+#include "backend/float_math.h"
+
 // A lambda body inlined into its (cloned) caller: an out-of-line lambda
 // would be compiled once, for baseline x86-64.
 #define FLOW_INLINE_LAMBDA __attribute__((always_inline))
@@ -32,12 +36,6 @@ namespace flow::cpu_kernels {
 namespace {
 
 constexpr size_t kRowBuffer = 1024;  // per-row scratch; wider rows go in pieces
-
-FLOW_INLINE float bits_to_float(int32_t i) {
-    float f;
-    std::memcpy(&f, &i, sizeof f);
-    return f;
-}
 
 // exp(x) for float: Cephes' expf polynomial after a reduction by ln 2, about
 // 1 ulp. Inputs are clamped to [-87.3, 88.3] (results from ~1.2e-38 to
@@ -60,7 +58,7 @@ FLOW_INLINE float fexp(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
-    const float e = p * bits_to_float(int32_t(uint32_t(int32_t(fn) + 127) << 23));
+    const float e = p * uint_as_float(uint32_t(int32_t(fn) + 127) << 23);
     return nan ? in : e;
 }
 
@@ -80,42 +78,14 @@ FLOW_INLINE float ftanh(float x) {
     return a < 0.625f ? small : signed_big;
 }
 
-// sqrt(v) for v >= 0 (0 gives 0): the classic reciprocal square root guess
-// and three Newton steps, a few ulp. GCC will not vectorize sqrtf itself
-// while errno is on (libflowlib is built with the default -fmath-errno).
-FLOW_INLINE float fsqrt(float v) {
-    int32_t i;
-    std::memcpy(&i, &v, sizeof i);
-    float y = bits_to_float(0x5f375a86 - (i >> 1));
-    const float half = 0.5f * v;
-    y = y * (1.5f - half * y * y);
-    y = y * (1.5f - half * y * y);
-    y = y * (1.5f - half * y * y);
-    return v * y;
-}
-
-// log(1 + e) for e in [0, 1]: Cephes' logf polynomial on u = 1 + e (in
+// log(1 + e) for e in [0, 1]: Cephes' logf (float_math.h) on u = 1 + e (in
 // [1, 2]) plus the rounding of 1 + e put back, (e - (u - 1)) / u. ~1 ulp.
 FLOW_INLINE float flog1p_unit(float e) {
     const float u = 1.0f + e;
     const float c = (e - (u - 1.0f)) / u;
     const bool big = u > 1.41421356f;
     const float m = big ? 0.5f * u : u;
-    const float ef = big ? 1.0f : 0.0f;
-    const float x = m - 1.0f, z = x * x;
-    float y = 7.0376836292e-2f;
-    y = y * x - 1.1514610310e-1f;
-    y = y * x + 1.1676998740e-1f;
-    y = y * x - 1.2420140846e-1f;
-    y = y * x + 1.4249322787e-1f;
-    y = y * x - 1.6668057665e-1f;
-    y = y * x + 2.0000714765e-1f;
-    y = y * x - 2.4999993993e-1f;
-    y = y * x + 3.3333331174e-1f;
-    y = y * x * z;
-    y += ef * -2.12194440e-4f;
-    y += -0.5f * z;
-    return (x + y) + ef * 0.693359375f + c;
+    return log_cephes_reduced(m - 1.0f, big ? 1.0f : 0.0f) + c;
 }
 
 // sum of term(j) (a double) over j in [0, w), in kSumLanes interleaved
@@ -153,7 +123,7 @@ FLOW_INLINE float fsigmoid(float x) {
 } // namespace
 
 float exp_approx(float x) { return fexp(x); }
-float sqrt_approx(float x) { return fsqrt(x); }
+float sqrt_approx(float x) { return sqrt_newton(x); }
 float log1p_unit_approx(float e) { return flog1p_unit(e); }
 float tanh_approx(float x) { return ftanh(x); }
 
@@ -408,7 +378,7 @@ void adam_range(float *p, const float *g, float *m, float *v, float beta1, float
         const float vk = beta2 * v[k] + (1.0f - beta2) * gk * gk;
         m[k] = mk;
         v[k] = vk;
-        p[k] = p[k] * decay - step_size * mk / (fsqrt(vk) / bias2_sqrt + eps);
+        p[k] = p[k] * decay - step_size * mk / (sqrt_newton(vk) / bias2_sqrt + eps);
     }
 }
 

@@ -58,6 +58,11 @@ void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *ro
                   const int32_t *cols, float *y, size_t y_cols, bool accumulate, size_t r0,
                   size_t r1);
 
+// Elements [k0, k1) of Backend::fill_normal: out[k] = stddev * normal k % 4
+// of Philox block k / 4 (philox_normal4), for any k0 and k1.
+void normal_range(uint64_t seed, uint64_t stream, float stddev, float *out, size_t k0,
+                  size_t k1);
+
 // acc[j] += sum of x[i, j] over rows [r0, r1) of [n, cols], in row order.
 void column_sums_rows(const float *x, double *acc, size_t cols, size_t r0, size_t r1);
 // Whether x[0..n) holds no inf or NaN.

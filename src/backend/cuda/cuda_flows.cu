@@ -3,6 +3,8 @@
 // computes what its CPU twin (cpu/cpu_backend.cpp, cpu/cpu_kernels.cpp) does,
 // with the same clamps, Philox counters and double accumulations, using the
 // real expf/tanhf where the CPU uses its polynomial approximations.
+#include <cmath>
+
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_launch.h"
 #include "backend/philox.h"
@@ -400,9 +402,14 @@ void CudaBackend::logistic_log_prob_backward(const Tensor &z, const Tensor &dlog
 
 // --- random numbers -------------------------------------------------------------------
 
+// One thread per Philox block: its four normals are elements 4j .. 4j + 3.
 void CudaBackend::fill_normal(Tensor &t, uint64_t seed, uint64_t stream, float stddev) {
-    fill_random(t, seed, stream, "fill_normal",
-                [=] __device__(PhiloxBlock b) { return philox_normal(b) * stddev; });
+    float *pt = op_f32(t, "fill_normal");
+    const size_t n = t.size();
+    cuda_for_each((n + 3) / 4, [=] __device__(size_t j) {
+        const PhiloxNormals z = philox_normal4(philox4x32_10(seed, stream, j));
+        for (size_t l = 0; l < 4 && 4 * j + l < n; ++l) pt[4 * j + l] = z.v[l] * stddev;
+    });
 }
 
 void CudaBackend::fill_logistic(Tensor &t, uint64_t seed, uint64_t stream, float scale) {
