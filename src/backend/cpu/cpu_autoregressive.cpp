@@ -1,9 +1,10 @@
 // CPU ops of the autoregressive flows (MADE / MAF / IAF): masked weights and
-// the Gaussian autoregressive layer z = (x - mu) * exp(-alpha). Plain loops
-// over rows, spread over OpenMP threads; per-row log-dets are summed in double.
-#include <cmath>
+// the Gaussian autoregressive layer z = (x - mu) * exp(-alpha), whose row
+// kernels are in cpu_kernels.cpp, spread over OpenMP threads.
+#include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_kernels.h"
 
 namespace flow {
 
@@ -12,8 +13,11 @@ namespace {
 // Below this much work a loop stays on one thread.
 constexpr size_t kArParallelWork = 1 << 15;
 
-template <class Body> void ar_parallel_for(size_t n, size_t cost, Body &&body) {
-    cpu_parallel_for(n, cost, kArParallelWork, body);
+// body(r0, r1) over blocks of 64 rows of width cols.
+template <class Body> void ar_parallel_rows(size_t rows, size_t cols, Body &&body) {
+    const size_t block = 64, blocks = (rows + block - 1) / block;
+    cpu_parallel_for(blocks, block * cols, kArParallelWork,
+                     [&](size_t b) { body(b * block, std::min(rows, (b + 1) * block)); });
 }
 
 } // namespace
@@ -33,17 +37,8 @@ void CpuBackend::mul_elementwise(const Tensor &a, const Tensor &b, Tensor &y, bo
 void CpuBackend::made_affine_forward(const Tensor &x, const Tensor &h, Tensor &z,
                                      Tensor &logdet) {
     const MadeAffineArgs a = made_affine_args(x, h, z, &logdet, "made_affine_forward");
-    const float *px = a.in, *ph = a.h;
-    float *pz = a.out, *pl = a.logdet;
-    const size_t D = a.cols;
-    ar_parallel_for(a.rows, D, [&](size_t i) {
-        const float *mu = ph + i * 2 * D, *alpha = mu + D;
-        double s = 0.0;
-        for (size_t j = 0; j < D; ++j) {
-            pz[i * D + j] = (px[i * D + j] - mu[j]) * std::exp(-alpha[j]);
-            s += alpha[j];
-        }
-        pl[i] -= (float)s;
+    ar_parallel_rows(a.rows, a.cols, [&](size_t r0, size_t r1) {
+        cpu_kernels::made_affine_forward_rows(a.in, a.h, a.out, a.logdet, a.cols, r0, r1);
     });
 }
 
@@ -52,22 +47,8 @@ void CpuBackend::made_affine_inverse(const Tensor &z, const Tensor &h, Tensor &x
     const char *op = "made_affine_inverse";
     const MadeAffineArgs a = made_affine_args(z, h, x, logdet, op);
     op_check(column < (long)a.cols, op, "column out of range");
-    const float *pz = a.in, *ph = a.h;
-    float *px = a.out, *pl = a.logdet;
-    const size_t D = a.cols;
-    ar_parallel_for(a.rows, D, [&](size_t i) {
-        const float *mu = ph + i * 2 * D, *alpha = mu + D;
-        double s = 0.0;
-        if (column >= 0) {
-            const size_t j = (size_t)column;
-            px[i * D + j] = pz[i * D + j] * std::exp(alpha[j]) + mu[j];
-        } else {
-            for (size_t j = 0; j < D; ++j) px[i * D + j] = pz[i * D + j] * std::exp(alpha[j]) + mu[j];
-        }
-        if (pl) {
-            for (size_t j = 0; j < D; ++j) s += alpha[j];
-            pl[i] += (float)s;
-        }
+    ar_parallel_rows(a.rows, a.cols, [&](size_t r0, size_t r1) {
+        cpu_kernels::made_affine_inverse_rows(a.in, a.h, a.out, a.logdet, column, a.cols, r0, r1);
     });
 }
 
@@ -75,21 +56,9 @@ void CpuBackend::made_affine_backward(const Tensor &x, const Tensor &h, const Te
                                       const Tensor *dlogdet, Tensor &dx, Tensor &dh) {
     const MadeAffineBackwardArgs a =
         made_affine_backward_args(x, h, dz, dlogdet, dx, dh, "made_affine_backward");
-    const float *px = a.x, *ph = a.h, *pdz = a.dz, *pdl = a.dlogdet;
-    float *pdx = a.dx, *pdh = a.dh;
-    const size_t D = a.cols;
-    ar_parallel_for(a.rows, D, [&](size_t i) {
-        const float *mu = ph + i * 2 * D, *alpha = mu + D;
-        float *dmu = pdh + i * 2 * D, *dalpha = dmu + D;
-        const float dl = pdl ? pdl[i] : 0.0f;
-        for (size_t j = 0; j < D; ++j) {
-            const size_t k = i * D + j;
-            const float e = std::exp(-alpha[j]);
-            const float z = (px[k] - mu[j]) * e;
-            pdx[k] = pdz[k] * e;
-            dmu[j] = -pdz[k] * e;
-            dalpha[j] = -pdz[k] * z - dl;
-        }
+    ar_parallel_rows(a.rows, a.cols, [&](size_t r0, size_t r1) {
+        cpu_kernels::made_affine_backward_rows(a.x, a.h, a.dz, a.dlogdet, a.dx, a.dh, a.cols, r0,
+                                               r1);
     });
 }
 

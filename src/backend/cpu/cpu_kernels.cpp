@@ -229,6 +229,59 @@ void affine_coupling_rows(const float *in, const float *h, const float *scale, f
     });
 }
 
+// --- Gaussian autoregressive layer (MAF / IAF) ----------------------------------
+
+FLOW_CLONES
+void made_affine_forward_rows(const float *x, const float *h, float *z, float *logdet, size_t D,
+                              size_t r0, size_t r1) {
+    for (size_t i = r0; i < r1; ++i) {
+        const float *__restrict mu = h + i * 2 * D, *__restrict alpha = mu + D;
+        const float *__restrict xi = x + i * D;
+        float *__restrict zi = z + i * D;
+        FLOW_IVDEP
+        for (size_t j = 0; j < D; ++j) zi[j] = (xi[j] - mu[j]) * fexp(-alpha[j]);
+        logdet[i] -= float(sum_in_lanes(D, [&](size_t j) { return double(alpha[j]); }));
+    }
+}
+
+FLOW_CLONES
+void made_affine_inverse_rows(const float *z, const float *h, float *x, float *logdet,
+                              long column, size_t D, size_t r0, size_t r1) {
+    for (size_t i = r0; i < r1; ++i) {
+        const float *__restrict mu = h + i * 2 * D, *__restrict alpha = mu + D;
+        const float *__restrict zi = z + i * D;
+        float *__restrict xi = x + i * D;
+        if (column >= 0) {
+            const size_t j = size_t(column);
+            xi[j] = zi[j] * fexp(alpha[j]) + mu[j];
+        } else {
+            FLOW_IVDEP
+            for (size_t j = 0; j < D; ++j) xi[j] = zi[j] * fexp(alpha[j]) + mu[j];
+        }
+        if (logdet) logdet[i] += float(sum_in_lanes(D, [&](size_t j) { return double(alpha[j]); }));
+    }
+}
+
+FLOW_CLONES
+void made_affine_backward_rows(const float *x, const float *h, const float *dz,
+                               const float *dlogdet, float *dx, float *dh, size_t D, size_t r0,
+                               size_t r1) {
+    for (size_t i = r0; i < r1; ++i) {
+        const float *__restrict mu = h + i * 2 * D, *__restrict alpha = mu + D;
+        const float *__restrict xi = x + i * D, *__restrict dzi = dz + i * D;
+        float *__restrict dxi = dx + i * D, *__restrict dmu = dh + i * 2 * D;
+        float *__restrict dalpha = dmu + D;
+        const float dl = dlogdet ? dlogdet[i] : 0.0f;
+        FLOW_IVDEP
+        for (size_t j = 0; j < D; ++j) {
+            const float e = fexp(-alpha[j]), zj = (xi[j] - mu[j]) * e;
+            dxi[j] = dzi[j] * e;
+            dmu[j] = -dzi[j] * e;
+            dalpha[j] = -dzi[j] * zj - dl;
+        }
+    }
+}
+
 FLOW_CLONES
 void affine_coupling_backward_rows(const float *x, const float *h, const float *scale,
                                    const float *dz, const float *dlogdet, float *dx, float *dh,

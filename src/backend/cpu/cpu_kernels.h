@@ -27,6 +27,19 @@ void affine_coupling_backward_rows(const float *x, const float *h, const float *
                                    const float *dz, const float *dlogdet, float *dx, float *dh,
                                    double *acc, size_t F, size_t r0, size_t r1);
 
+// The Gaussian autoregressive layer of Backend::made_affine_* on rows [r0,
+// r1), h [n, 2D] = [mu, alpha]. Forward: z = (x - mu) exp(-alpha), logdet -=
+// sum alpha. Inverse: x = z exp(alpha) + mu (only column `column` when it is
+// >= 0), logdet (nullable) += sum alpha. Backward: dx = dz exp(-alpha), dh =
+// [-dz exp(-alpha), -dz z - dlogdet] (dlogdet nullable).
+void made_affine_forward_rows(const float *x, const float *h, float *z, float *logdet, size_t D,
+                              size_t r0, size_t r1);
+void made_affine_inverse_rows(const float *z, const float *h, float *x, float *logdet,
+                              long column, size_t D, size_t r0, size_t r1);
+void made_affine_backward_rows(const float *x, const float *h, const float *dz,
+                               const float *dlogdet, float *dx, float *dh, size_t D, size_t r0,
+                               size_t r1);
+
 // y = act(x + bias) over rows [r0, r1) of [n, cols]; pre (nullable) receives x + bias.
 // x and pre may alias.
 void bias_activation_rows(Activation act, const float *x, const float *bias, float *pre,
