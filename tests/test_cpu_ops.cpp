@@ -1401,22 +1401,58 @@ FlowOps radial_ops(size_t D) {
 
 } // namespace
 
+// Widths below the 8 lanes of the row sums, of lanes and a tail, of lanes
+// only; rows in one chunk of the CPU kernels, and (n = 150) in three.
 Test(cpu_classic, planar_forward_inverse_backward) {
-    for (size_t D : {1, 2, 5}) {
+    for (size_t D : {1, 2, 5, 13}) {
         Vec P = random_vec(2 * D + 1, 310 + (unsigned)D);
         check_flow_ops(planar_ops(D), random_vec(7 * D, 320, -2.0f, 2.0f), P, "planar");
         // w.u very negative: w.u_hat close to -1 (the constraint is active)
         for (size_t j = 0; j < D; ++j) P[D + j] = -2.0f * P[j];
         check_flow_ops(planar_ops(D), random_vec(7 * D, 321, -2.0f, 2.0f), P, "planar (constrained)");
     }
+    const size_t D = 16;
+    check_flow_ops(planar_ops(D), random_vec(150 * D, 322, -2.0f, 2.0f),
+                   random_vec(2 * D + 1, 323, -0.5f, 0.5f), "planar (3 chunks)");
 }
 
 Test(cpu_classic, radial_forward_inverse_backward) {
-    for (size_t D : {1, 2, 4}) {
+    for (size_t D : {1, 2, 4, 13}) {
         Vec P = random_vec(D + 2, 330 + (unsigned)D);
         check_flow_ops(radial_ops(D), random_vec(7 * D, 340, -2.0f, 2.0f), P, "radial");
         P[D + 1] = -4.0f; // beta near its bound -alpha: contracting
         check_flow_ops(radial_ops(D), random_vec(7 * D, 341, -2.0f, 2.0f), P, "radial (beta ~ -alpha)");
+    }
+    const size_t D = 16;
+    check_flow_ops(radial_ops(D), random_vec(150 * D, 342, -2.0f, 2.0f), random_vec(D + 2, 343),
+                   "radial (3 chunks)");
+}
+
+// Rows go in fixed chunks and parameter gradients are summed per chunk, then
+// the chunks in order: 2 threads give the bits of 1.
+Test(cpu_classic, results_do_not_depend_on_thread_count) {
+    const size_t n = 3000, D = 13; // many chunks a thread; D not a multiple of 8
+    const Vec x = random_vec(n * D, 360, -2.0f, 2.0f), dz = random_vec(n * D, 361);
+    const Vec dl = random_vec(n, 362);
+    const std::pair<const char *, FlowOps> flows[] = {{"planar", planar_ops(D)},
+                                                      {"radial", radial_ops(D)}};
+    for (const auto &flow : flows) {
+        const FlowOps &f = flow.second; // (a lambda may not capture a structured binding in C++17)
+        const Vec P = random_vec(f.nparams, 363);
+        auto run = [&](int threads) {
+            cpu_set_num_threads(threads);
+            Vec z, ld, xi, ldi, dx, dP;
+            f.forward(x, P, z, ld);
+            f.inverse(z, P, xi, ldi);
+            f.backward(x, P, dz, dl, dx, dP);
+            Vec out;
+            for (const Vec *v : {&z, &ld, &xi, &ldi, &dx, &dP})
+                out.insert(out.end(), v->begin(), v->end());
+            return out;
+        };
+        const Vec one = run(1), two = run(2);
+        cpu_set_num_threads(0);
+        expect_equal(two, one, flow.first);
     }
 }
 

@@ -4,8 +4,9 @@
 // skips. Every output is compared, accumulated ones starting from the same
 // nonzero values; sampling must draw the CPU's samples for the same seed.
 // Bound: 1e-5 normalized error everywhere (double per-row math on both
-// sides; only the summation order and the device's exp/log/tanh differ, and
-// the emulated module matches the CPU bit for bit).
+// sides; only the order of the parameter sums, the device's exp/log and
+// contractions into FMAs differ: the CPU's planar and radial kernels run in
+// FMA-capable clones where the CPU has them, the emulated module does not).
 #include "cuda_parity.h"
 
 #include <algorithm>

@@ -4,14 +4,21 @@
 // functions on raw float pointers: host memory on the CPU, device memory in a
 // kernel. Per-row scalars are in double.
 //
-// Parameter gradients are sums over rows: each row's terms come from a
-// *_param_term function (a column of the sum), and *_add_param_grads turns
+// A row op is split into its sums over the row (Planar::pre, Radial::radius,
+// ...), its per-row scalars (tanh, log-det, *_backward_scalars) and its
+// per-element formulas, so the CPU can run each stage over a block of rows
+// (the scalars vectorize across rows), while CUDA runs a whole row per
+// thread (*_row).
+//
+// Parameter gradients are sums over rows: each row's terms come from the
+// *_term functions (by column of the sum), and *_add_param_grads turns
 // the totals into the parameters' gradients.
 #pragma once
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "backend/philox.h"
 
@@ -22,48 +29,162 @@ constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 FLOW_HD double softplus(double a) { return a > 30 ? a : log1p(exp(a)); }
 FLOW_HD double sigmoid(double a) { return 1.0 / (1.0 + exp(-a)); }
 
+// --- row sums, tanh and log1p -------------------------------------------------
+
+// A sum over a row runs in kLanes interleaved partial sums (lane l adds the
+// terms j = l mod 8 in order, up to the last multiple of 8) that meet in a
+// fixed tree, the halving order of an 8-double vector; the last D mod 8
+// terms follow in order. One running sum would be a chain of dependent adds
+// (~4 cycles a term); this is one vector add per 8 terms on a CPU, and every
+// backend, instruction set and thread count adds in the same order.
+constexpr size_t kLanes = 8;
+
+template <class Term> FLOW_HD double row_sum(size_t D, Term term) {
+    double s[kLanes] = {};
+    const size_t body = D - D % kLanes;
+    for (size_t j = 0; j < body; j += kLanes)
+        for (size_t l = 0; l < kLanes; ++l) s[l] += term(j + l);
+    for (size_t half = kLanes / 2; half > 0; half /= 2)
+        for (size_t l = 0; l < half; ++l) s[l] += s[l + half];
+    double total = s[0];
+    for (size_t j = body; j < D; ++j) total += term(j);
+    return total;
+}
+
+// tanh and log1p as straight-line arithmetic (selects for the special
+// cases), within a few ulp of libm: libm's are calls with branches, which
+// keep a CPU loop over rows scalar and cost more than the rest of a row.
+
+FLOW_HD uint64_t bits_of(double d) {
+    uint64_t b;
+    std::memcpy(&b, &d, sizeof b);
+    return b;
+}
+
+FLOW_HD double from_bits(uint64_t b) {
+    double d;
+    std::memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+// ln 2 split so that n * kLn2Hi is exact for |n| < 2^20 (fdlibm's split).
+constexpr double kLn2Hi = 6.93147180369123816490e-01, kLn2Lo = 1.90821492927058770002e-10;
+
+// expm1(x) for x in [-60, 0]: x = n ln 2 + r with |r| <= ln 2 / 2, expm1(r)
+// by its Taylor series to r^13 (truncation < 2^-56 relative), and
+// expm1(x) = 2^n expm1(r) + (2^n - 1), exact in r near 0.
+FLOW_HD double expm1_nonpositive(double x) {
+    const double round = 6755399441055744.0; // 1.5 * 2^52: adding it rounds to an integer
+    const double kn = x * 1.4426950408889634 + round, n = kn - round;
+    const double r = (x - n * kLn2Hi) - n * kLn2Lo;
+    double q = 1.0 / 6227020800.0; // 1 / 13!
+    q = q * r + 1.0 / 479001600.0;
+    q = q * r + 1.0 / 39916800.0;
+    q = q * r + 1.0 / 3628800.0;
+    q = q * r + 1.0 / 362880.0;
+    q = q * r + 1.0 / 40320.0;
+    q = q * r + 1.0 / 5040.0;
+    q = q * r + 1.0 / 720.0;
+    q = q * r + 1.0 / 120.0;
+    q = q * r + 1.0 / 24.0;
+    q = q * r + 1.0 / 6.0;
+    q = q * r + 0.5;
+    const double em1 = r + r * r * q;
+    // 2^n from its exponent field; n is the low bits of kn.
+    const int64_t ni = (int64_t)(bits_of(kn) - bits_of(round));
+    const double scale = from_bits((uint64_t)(ni + 1023) << 52);
+    return scale * em1 + (scale - 1.0);
+}
+
+// tanh(a) = -e / (2 + e) with e = expm1(-2 |a|) and the sign of a; |a| is
+// capped at 30, where tanh rounds to 1. NaN stays NaN.
+FLOW_HD double branchless_tanh(double a) {
+    const double y = fabs(a) < 30.0 ? fabs(a) : 30.0;
+    const double e = expm1_nonpositive(-2.0 * y);
+    return a != a ? a : copysign(-e / (2.0 + e), a);
+}
+
+// log1p(y): u = 1 + y = 2^k m with m in [sqrt(1/2), sqrt(2)), log m =
+// 2 atanh(f) with f = (m - 1) / (m + 1), |f| < 0.172, by its series to f^21
+// (truncation < 2^-55 relative), plus (y - (u - 1)) / u for the rounding of
+// 1 + y. u is 0 or at least 2^-53, never subnormal; u = 0 gives -inf, u < 0
+// or NaN gives NaN, u = inf gives inf.
+FLOW_HD double branchless_log1p(double y) {
+    const double u = 1.0 + y;
+    const uint64_t b = bits_of(u);
+    // k = exponent field - 1023, as a double by the 2^52 trick
+    const double two52 = 4503599627370496.0;
+    double k = from_bits((b >> 52) | bits_of(two52)) - (two52 + 1023.0);
+    double m = from_bits((b & 0x000FFFFFFFFFFFFFull) | bits_of(1.0));
+    const bool big = m > 1.4142135623730951;
+    m = big ? 0.5 * m : m;
+    k = big ? k + 1.0 : k;
+    const double f = (m - 1.0) / (m + 1.0), s = f * f;
+    double p = 1.0 / 21.0;
+    p = p * s + 1.0 / 19.0;
+    p = p * s + 1.0 / 17.0;
+    p = p * s + 1.0 / 15.0;
+    p = p * s + 1.0 / 13.0;
+    p = p * s + 1.0 / 11.0;
+    p = p * s + 1.0 / 9.0;
+    p = p * s + 1.0 / 7.0;
+    p = p * s + 1.0 / 5.0;
+    p = p * s + 1.0 / 3.0;
+    const double log_m = 2.0 * f + 2.0 * f * s * p;
+    const double v = k * kLn2Hi + (log_m + k * kLn2Lo + (y - (u - 1.0)) / u);
+    const bool normal = u > 0.0 && u < INFINITY;
+    return normal ? v : u == 0.0 ? -INFINITY : u > 0.0 ? u : NAN;
+}
+
 // --- planar -------------------------------------------------------------------
 
-// A planar layer's parameters w, u [D], b and its per-op scalars: u_hat = u +
+// A planar layer's parameters w, u [D], b and its per-op values: u_hat = u +
 // c w with s = w.u, m = -1 + softplus(s), c = (m - s) / |w|^2, so psi = w.u_hat
-// = m > -1 (invertible); |w| = 0 keeps u_hat = u.
+// = m > -1 (invertible); |w| = 0 keeps u_hat = u. w and u_hat are doubles
+// made once per op: the row loops then convert only the row's floats.
 struct Planar {
-    const float *w, *u;
+    const double *w, *uh;
+    const float *u;
     size_t D;
     double b, s, ww, m, c, psi;
 
-    FLOW_HD double u_hat(size_t j) const { return (double)u[j] + c * (double)w[j]; }
     FLOW_HD double pre(const float *x) const { // w.x + b
-        double a = b;
-        for (size_t j = 0; j < D; ++j) a += (double)w[j] * (double)x[j];
-        return a;
+        return b + row_sum(D, [&](size_t j) { return w[j] * (double)x[j]; });
     }
-    FLOW_HD double logdet(double t) const { return log(1.0 + (1.0 - t * t) * psi); }
+    FLOW_HD double dot_u_hat(const float *v) const {
+        return row_sum(D, [&](size_t j) { return (double)v[j] * uh[j]; });
+    }
+    FLOW_HD double logdet(double t) const { return branchless_log1p((1.0 - t * t) * psi); }
+    // out = in + u_hat t: the forward with t = tanh(a), the inverse with -t.
+    FLOW_HD void shift(const float *in, double t, float *out) const {
+        for (size_t j = 0; j < D; ++j) out[j] = (float)((double)in[j] + uh[j] * t);
+    }
 };
 
-FLOW_HD Planar planar_params(const float *w, const float *u, const float *b, size_t D) {
+// The layer's per-op values; vec [2 D] receives w and u_hat.
+FLOW_HD Planar planar_params(const float *w, const float *u, const float *b, size_t D,
+                             double *vec) {
+    double *wd = vec, *uh = vec + D;
+    for (size_t j = 0; j < D; ++j) wd[j] = w[j];
     Planar p;
-    p.w = w;
+    p.w = wd;
+    p.uh = uh;
     p.u = u;
     p.D = D;
     p.b = b[0];
-    p.s = 0;
-    p.ww = 0;
-    for (size_t j = 0; j < D; ++j) {
-        p.s += (double)w[j] * (double)u[j];
-        p.ww += (double)w[j] * (double)w[j];
-    }
+    p.s = row_sum(D, [&](size_t j) { return wd[j] * (double)u[j]; });
+    p.ww = row_sum(D, [&](size_t j) { return wd[j] * wd[j]; });
     p.m = -1.0 + softplus(p.s);
     p.c = p.ww > 0 ? (p.m - p.s) / p.ww : 0.0;
-    p.psi = 0;
-    for (size_t j = 0; j < D; ++j) p.psi += (double)w[j] * p.u_hat(j);
+    for (size_t j = 0; j < D; ++j) uh[j] = (double)u[j] + p.c * wd[j];
+    p.psi = row_sum(D, [&](size_t j) { return wd[j] * uh[j]; });
     return p;
 }
 
 // z = x + u_hat tanh(w.x + b); returns the row's log-det.
 FLOW_HD double planar_forward_row(const Planar &p, const float *x, float *z) {
-    const double t = tanh(p.pre(x));
-    for (size_t j = 0; j < p.D; ++j) z[j] = (float)((double)x[j] + p.u_hat(j) * t);
+    const double t = branchless_tanh(p.pre(x));
+    p.shift(x, t, z);
     return p.logdet(t);
 }
 
@@ -75,7 +196,7 @@ FLOW_HD double planar_inverse_row(const Planar &p, double tol, const float *z, f
     const double c = p.pre(z);
     double lo = c - fabs(p.psi), hi = c + fabs(p.psi), a = c;
     for (int it = 0; it < 200; ++it) {
-        const double t = tanh(a), g = a + p.psi * t - c;
+        const double t = branchless_tanh(a), g = a + p.psi * t - c;
         if (g == 0.0) break;
         if (g > 0) hi = a; else lo = a;
         const double slope = 1.0 + p.psi * (1.0 - t * t);
@@ -85,8 +206,8 @@ FLOW_HD double planar_inverse_row(const Planar &p, double tol, const float *z, f
         a = next;
         if (step <= tol * (1.0 + fabs(a)) || hi - lo <= tol * (1.0 + fabs(a))) break;
     }
-    const double t = tanh(a);
-    for (size_t j = 0; j < p.D; ++j) x[j] = (float)((double)z[j] - p.u_hat(j) * t);
+    const double t = branchless_tanh(a);
+    p.shift(z, -t, x);
     return p.logdet(t);
 }
 
@@ -96,30 +217,45 @@ struct PlanarRow {
     double t, da, gpsi;
 };
 
+// The row's scalars from a = w.x + b, dzu = dz.u_hat and its dlogdet g.
+FLOW_HD PlanarRow planar_backward_scalars(const Planar &p, double a, double dzu, double g) {
+    const double t = branchless_tanh(a), tp = 1.0 - t * t, q = 1.0 + tp * p.psi;
+    PlanarRow r;
+    r.t = t;
+    // d/da of [z through tanh] and of log q (dtp/da = -2 t tp)
+    r.da = tp * dzu + g * p.psi * (-2.0 * t * tp) / q;
+    r.gpsi = g * tp / q;
+    return r;
+}
+
+// dx[j] = dz[j] + da w[j].
+FLOW_HD double planar_dx(const Planar &p, const PlanarRow &r, const float *dz, size_t j) {
+    return (double)dz[j] + r.da * p.w[j];
+}
+
 // Row of planar_backward with dlogdet g: writes dx.
 FLOW_HD PlanarRow planar_backward_row(const Planar &p, const float *x, const float *dz,
                                       double g, float *dx) {
-    const double t = tanh(p.pre(x)), tp = 1.0 - t * t, q = 1.0 + tp * p.psi;
-    double dzu = 0;
-    for (size_t j = 0; j < p.D; ++j) dzu += (double)dz[j] * p.u_hat(j);
-    // d/da of [z through tanh] and of log q (dtp/da = -2 t tp)
-    const double da = tp * dzu + g * p.psi * (-2.0 * t * tp) / q;
-    for (size_t j = 0; j < p.D; ++j) dx[j] = (float)((double)dz[j] + da * (double)p.w[j]);
-    PlanarRow r;
-    r.t = t;
-    r.da = da;
-    r.gpsi = g * tp / q;
+    const PlanarRow r = planar_backward_scalars(p, p.pre(x), p.dot_u_hat(dz), g);
+    for (size_t j = 0; j < p.D; ++j) dx[j] = (float)planar_dx(p, r, dz, j);
     return r;
 }
 
 // Columns of the planar parameter sums: [w directly (D) | u_hat (D) | b | psi].
 FLOW_HD size_t planar_param_count(size_t D) { return 2 * D + 2; }
 
-// The row's term of column col; x, dz are the row's.
+// The row's terms of the w and u_hat columns j < D (a loop over a range of
+// columns vectorizes), and of any column col; x, dz are the row's.
+FLOW_HD double planar_w_term(const PlanarRow &r, const float *x, size_t j) {
+    return r.da * (double)x[j];
+}
+FLOW_HD double planar_u_hat_term(const PlanarRow &r, const float *dz, size_t j) {
+    return (double)dz[j] * r.t;
+}
 FLOW_HD double planar_param_term(const PlanarRow &r, const float *x, const float *dz, size_t col,
                                  size_t D) {
-    if (col < D) return r.da * (double)x[col];
-    if (col < 2 * D) return (double)dz[col - D] * r.t;
+    if (col < D) return planar_w_term(r, x, col);
+    if (col < 2 * D) return planar_u_hat_term(r, dz, col - D);
     return col == 2 * D ? r.da : r.gpsi;
 }
 
@@ -131,11 +267,10 @@ FLOW_HD void planar_add_param_grads(const Planar &p, double *acc, float *dw, flo
     double *gw = acc, *guhat = acc + D;
     const double gb = acc[2 * D], gpsi = acc[2 * D + 1];
     for (size_t j = 0; j < D; ++j) {
-        guhat[j] += gpsi * (double)p.w[j];
-        gw[j] += gpsi * p.u_hat(j);
+        guhat[j] += gpsi * p.w[j];
+        gw[j] += gpsi * p.uh[j];
     }
-    double dotw = 0;
-    for (size_t j = 0; j < D; ++j) dotw += guhat[j] * (double)p.w[j];
+    const double dotw = row_sum(D, [&](size_t j) { return guhat[j] * p.w[j]; });
     const double mp = sigmoid(p.s);
     for (size_t j = 0; j < D; ++j) {
         const double w = p.w[j], u = p.u[j];
@@ -153,31 +288,46 @@ FLOW_HD void planar_add_param_grads(const Planar &p, double *acc, float *dw, flo
 
 // --- radial -------------------------------------------------------------------
 
-// A radial layer: center x0 [D], alpha = softplus(a) > 0, beta = -alpha +
-// softplus(b) > -alpha (invertible).
+// A radial layer: center x0 [D] (as doubles, made once per op), alpha =
+// softplus(a) > 0, beta = -alpha + softplus(b) > -alpha (invertible).
 struct Radial {
-    const float *x0;
+    const double *x0;
     size_t D;
     double a, b, alpha, beta;
 
     // |row - x0|, the radius every radial op starts from.
     FLOW_HD double radius(const float *row) const {
-        double r2 = 0;
-        for (size_t j = 0; j < D; ++j) {
-            const double y = (double)row[j] - (double)x0[j];
-            r2 += y * y;
-        }
-        return sqrt(r2);
+        return sqrt(row_sum(D, [&](size_t j) {
+            const double y = (double)row[j] - x0[j];
+            return y * y;
+        }));
     }
+    // v.(row - x0)
+    FLOW_HD double dot_offset(const float *v, const float *row) const {
+        return row_sum(D, [&](size_t j) {
+            return (double)v[j] * ((double)row[j] - x0[j]);
+        });
+    }
+    // z - x = gain(r) (x - x0) in the forward.
+    FLOW_HD double gain(double r) const { return beta / (alpha + r); }
     FLOW_HD double logdet(double r) const {
         const double h = 1.0 / (alpha + r);
-        return (double)(D - 1) * log1p(beta * h) + log1p(alpha * beta * h * h);
+        return (double)(D - 1) * branchless_log1p(beta * h) +
+               branchless_log1p(alpha * beta * h * h);
+    }
+    // out = row + k (row - x0)
+    FLOW_HD void push(const float *row, double k, float *out) const {
+        for (size_t j = 0; j < D; ++j)
+            out[j] = (float)((double)row[j] + k * ((double)row[j] - x0[j]));
     }
 };
 
-FLOW_HD Radial radial_params(const float *x0, const float *a, const float *b, size_t D) {
+// The layer's per-op values; x0d [D] receives x0.
+FLOW_HD Radial radial_params(const float *x0, const float *a, const float *b, size_t D,
+                             double *x0d) {
+    for (size_t j = 0; j < D; ++j) x0d[j] = x0[j];
     Radial p;
-    p.x0 = x0;
+    p.x0 = x0d;
     p.D = D;
     p.a = a[0];
     p.b = b[0];
@@ -188,9 +338,8 @@ FLOW_HD Radial radial_params(const float *x0, const float *a, const float *b, si
 
 // z = x + beta h (x - x0), h = 1 / (alpha + r); returns the row's log-det.
 FLOW_HD double radial_forward_row(const Radial &p, const float *x, float *z) {
-    const double r = p.radius(x), h = 1.0 / (p.alpha + r);
-    for (size_t j = 0; j < p.D; ++j)
-        z[j] = (float)((double)x[j] + p.beta * h * ((double)x[j] - (double)p.x0[j]));
+    const double r = p.radius(x);
+    p.push(x, p.gain(r), z);
     return p.logdet(r);
 }
 
@@ -202,7 +351,7 @@ FLOW_HD double radial_inverse_row(const Radial &p, const float *z, float *x) {
     const double r = B >= 0 ? 2.0 * p.alpha * rz / (B + disc) : 0.5 * (disc - B);
     const double f = rz > 0 ? r / rz : 0.0;
     for (size_t j = 0; j < p.D; ++j)
-        x[j] = (float)((double)p.x0[j] + ((double)z[j] - (double)p.x0[j]) * f);
+        x[j] = (float)(p.x0[j] + ((double)z[j] - p.x0[j]) * f);
     return p.logdet(r);
 }
 
@@ -212,11 +361,9 @@ struct RadialRow {
     double ph, coef, galpha, gbeta;
 };
 
-FLOW_HD RadialRow radial_backward_row(const Radial &p, const float *x, const float *dz, double g) {
+// The row's scalars from r = |x - x0|, dzy = dz.(x - x0) and its dlogdet g.
+FLOW_HD RadialRow radial_backward_scalars(const Radial &p, double r, double dzy, double g) {
     const double al = p.alpha, be = p.beta, Dm1 = (double)(p.D - 1);
-    const double r = p.radius(x);
-    double dzy = 0;
-    for (size_t j = 0; j < p.D; ++j) dzy += (double)dz[j] * ((double)x[j] - (double)p.x0[j]);
     const double h = 1.0 / (al + r), h2 = h * h;
     const double ph = 1.0 + be * h, q = 1.0 + al * be * h2;
     const double dL_dr = -h2 * (Dm1 * be / ph + 2.0 * al * be * h / q);
@@ -229,17 +376,24 @@ FLOW_HD RadialRow radial_backward_row(const Radial &p, const float *x, const flo
     return o;
 }
 
+FLOW_HD RadialRow radial_backward_row(const Radial &p, const float *x, const float *dz, double g) {
+    return radial_backward_scalars(p, p.radius(x), p.dot_offset(dz, x), g);
+}
+
 FLOW_HD double radial_dx(const Radial &p, const RadialRow &o, const float *x, const float *dz,
                          size_t j) {
-    return o.ph * (double)dz[j] + o.coef * ((double)x[j] - (double)p.x0[j]);
+    return o.ph * (double)dz[j] + o.coef * ((double)x[j] - p.x0[j]);
 }
 
 // Columns of the radial parameter sums: [x0 (D) | alpha | beta].
 FLOW_HD size_t radial_param_count(size_t D) { return D + 2; }
 
+// Column j < D's term, given the row's dx[j] (radial_dx) and dz[j].
+FLOW_HD double radial_x0_term(double dx, float dz) { return -(dx - (double)dz); }
+
 FLOW_HD double radial_param_term(const Radial &p, const RadialRow &o, const float *x,
                                  const float *dz, size_t col) {
-    if (col < p.D) return -(radial_dx(p, o, x, dz, col) - (double)dz[col]);
+    if (col < p.D) return radial_x0_term(radial_dx(p, o, x, dz, col), dz[col]);
     return col == p.D ? o.galpha : o.gbeta;
 }
 

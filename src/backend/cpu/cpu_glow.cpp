@@ -1,30 +1,94 @@
 // CPU ops of the classic flows (planar, radial) and the mixture-of-Gaussians
 // base; the math is backend/glow_math.h, shared with the CUDA backend.
-// Per-row scalars are computed in double; parameter gradients are summed in
-// double in row order (single-threaded: these layers are cheap next to the
-// GEMMs of coupling nets, and the results do not depend on the thread count).
+//
+// Planar and radial rows go in fixed chunks of kChunk rows, spread over
+// threads. A chunk kernel runs each stage of the row op over all its rows
+// (the row sums, then the per-row scalars, then the per-element loops): the
+// row sums vectorize across columns, the scalars (tanh, log) across rows.
+// Kernels are multiversioned (FLOW_CLONES) and flattened, so the shared
+// math is inlined into every instruction-set clone. Parameter gradients are
+// summed in double per chunk, then the chunks in order, so results do not
+// depend on the thread count. The mixture of Gaussians runs row by row.
+
+// Neither changes a result (nothing reads errno or the floating-point
+// exception flags); without them GCC keeps the selects of branchless_tanh and
+// branchless_log1p out of vectors. First, so every function here gets them.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("-fno-math-errno", "-fno-trapping-math")
+#endif
+
+#include <algorithm>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_clones.h"
 #include "backend/glow_math.h"
 
 namespace flow {
 
 namespace {
 
+// Rows per chunk: the unit of threading and of the gradients' partial sums.
+constexpr size_t kChunk = 64;
+// A row's scalars (tanh, log, divisions) cost about this many elements.
+constexpr size_t kRowCost = 32;
+// Below this much work (elements, rows weighted by kRowCost) an op stays on
+// one thread: starting the others costs more.
+constexpr size_t kParallelWork = size_t(1) << 15;
+
+// A chunk kernel: one clone per instruction set, everything it calls inlined.
+#define GLOW_KERNEL FLOW_CLONES __attribute__((flatten))
+
 const float *param(const Tensor &t, size_t n, const char *op) {
     op_check(t.defined() && t.size() == n, op, "parameter size mismatch");
     return t.f32();
 }
 
+// n doubles of this thread's buffer `slot`, kept across calls: a train step
+// makes many small calls that would otherwise each allocate.
+double *buffer(size_t slot, size_t n) {
+    thread_local std::vector<double> buffers[2];
+    std::vector<double> &b = buffers[slot];
+    if (b.size() < n) b.resize(n);
+    return b.data();
+}
+
+// The layers, with their per-op vectors in buffer 0.
 glow::Planar planar(const Tensor &w, const Tensor &u, const Tensor &b, size_t D,
                     const char *op) {
-    return glow::planar_params(param(w, D, op), param(u, D, op), param(b, 1, op), D);
+    return glow::planar_params(param(w, D, op), param(u, D, op), param(b, 1, op), D,
+                               buffer(0, 2 * D));
 }
 
 glow::Radial radial(const Tensor &x0, const Tensor &a, const Tensor &b, size_t D,
                     const char *op) {
-    return glow::radial_params(param(x0, D, op), param(a, 1, op), param(b, 1, op), D);
+    return glow::radial_params(param(x0, D, op), param(a, 1, op), param(b, 1, op), D,
+                               buffer(0, D));
+}
+
+size_t chunk_count(size_t n) { return (n + kChunk - 1) / kChunk; }
+
+// body(c, r0, r1) for every chunk c, rows [r0, r1), on threads when there
+// is enough work.
+template <class Body> void for_chunks(size_t n, size_t D, Body &&body) {
+    cpu_parallel_for(chunk_count(n), kChunk * (D + kRowCost), kParallelWork, [&](size_t c) {
+        body(c, c * kChunk, std::min(n, (c + 1) * kChunk));
+    });
+}
+
+// Zeroed partial sums [chunks, cols] of a backward op, in buffer 1 (at
+// least one row, so an empty batch sums to zeros).
+double *partial_sums(size_t n, size_t cols) {
+    const size_t count = std::max<size_t>(chunk_count(n), 1) * cols;
+    double *part = buffer(1, count);
+    std::fill(part, part + count, 0.0);
+    return part;
+}
+
+// Adds the chunks' partial sums into the first, in chunk order.
+void sum_chunks(double *part, size_t n, size_t cols) {
+    for (size_t c = 1; c < chunk_count(n); ++c)
+        for (size_t k = 0; k < cols; ++k) part[k] += part[c * cols + k];
 }
 
 // A mixture and the host arrays its log-weights and inverse variances live in.
@@ -47,6 +111,90 @@ struct HostMog {
     HostMog &operator=(const HostMog &) = delete;
 };
 
+// --- chunk kernels: rows [0, rows) of x (or z), dz, ... from the chunk's first row
+
+GLOW_KERNEL void planar_forward_chunk(const glow::Planar &p, const float *x, size_t rows,
+                                      float *z, float *logdet) {
+    const size_t D = p.D;
+    double t[kChunk];
+    for (size_t i = 0; i < rows; ++i) t[i] = p.pre(x + i * D);
+    for (size_t i = 0; i < rows; ++i) {
+        t[i] = glow::branchless_tanh(t[i]);
+        logdet[i] += (float)p.logdet(t[i]);
+    }
+    for (size_t i = 0; i < rows; ++i) p.shift(x + i * D, t[i], z + i * D);
+}
+
+GLOW_KERNEL void planar_inverse_chunk(const glow::Planar &p, double tol, const float *z,
+                                      size_t rows, float *x, float *logdet) {
+    for (size_t i = 0; i < rows; ++i)
+        logdet[i] -= (float)glow::planar_inverse_row(p, tol, z + i * p.D, x + i * p.D);
+}
+
+// acc [planar_param_count] += the chunk's parameter terms.
+GLOW_KERNEL void planar_backward_chunk(const glow::Planar &p, const float *x, const float *dz,
+                                       const float *g, size_t rows, float *dx, double *acc) {
+    const size_t D = p.D, cols = glow::planar_param_count(D);
+    double a[kChunk], dzu[kChunk];
+    glow::PlanarRow r[kChunk];
+    for (size_t i = 0; i < rows; ++i) {
+        a[i] = p.pre(x + i * D);
+        dzu[i] = p.dot_u_hat(dz + i * D);
+    }
+    for (size_t i = 0; i < rows; ++i) r[i] = glow::planar_backward_scalars(p, a[i], dzu[i], g[i]);
+    for (size_t i = 0; i < rows; ++i) {
+        const float *xi = x + i * D, *dzi = dz + i * D;
+        for (size_t j = 0; j < D; ++j) acc[j] += glow::planar_w_term(r[i], xi, j);
+        for (size_t j = 0; j < D; ++j) acc[D + j] += glow::planar_u_hat_term(r[i], dzi, j);
+        for (size_t col = 2 * D; col < cols; ++col)
+            acc[col] += glow::planar_param_term(r[i], xi, dzi, col, D);
+        float *dxi = dx + i * D;
+        for (size_t j = 0; j < D; ++j) dxi[j] = (float)glow::planar_dx(p, r[i], dzi, j);
+    }
+}
+
+GLOW_KERNEL void radial_forward_chunk(const glow::Radial &p, const float *x, size_t rows,
+                                      float *z, float *logdet) {
+    const size_t D = p.D;
+    double r[kChunk], k[kChunk];
+    for (size_t i = 0; i < rows; ++i) r[i] = p.radius(x + i * D);
+    for (size_t i = 0; i < rows; ++i) {
+        k[i] = p.gain(r[i]);
+        logdet[i] += (float)p.logdet(r[i]);
+    }
+    for (size_t i = 0; i < rows; ++i) p.push(x + i * D, k[i], z + i * D);
+}
+
+GLOW_KERNEL void radial_inverse_chunk(const glow::Radial &p, const float *z, size_t rows,
+                                      float *x, float *logdet) {
+    for (size_t i = 0; i < rows; ++i)
+        logdet[i] -= (float)glow::radial_inverse_row(p, z + i * p.D, x + i * p.D);
+}
+
+// acc [radial_param_count] += the chunk's parameter terms.
+GLOW_KERNEL void radial_backward_chunk(const glow::Radial &p, const float *x, const float *dz,
+                                       const float *g, size_t rows, float *dx, double *acc) {
+    const size_t D = p.D, cols = glow::radial_param_count(D);
+    double rad[kChunk], dzy[kChunk];
+    glow::RadialRow o[kChunk];
+    for (size_t i = 0; i < rows; ++i) {
+        rad[i] = p.radius(x + i * D);
+        dzy[i] = p.dot_offset(dz + i * D, x + i * D);
+    }
+    for (size_t i = 0; i < rows; ++i) o[i] = glow::radial_backward_scalars(p, rad[i], dzy[i], g[i]);
+    for (size_t i = 0; i < rows; ++i) {
+        const float *xi = x + i * D, *dzi = dz + i * D;
+        float *dxi = dx + i * D;
+        for (size_t j = 0; j < D; ++j) {
+            const double d = glow::radial_dx(p, o[i], xi, dzi, j);
+            dxi[j] = (float)d;
+            acc[j] += glow::radial_x0_term(d, dzi[j]);
+        }
+        for (size_t col = D; col < cols; ++col)
+            acc[col] += glow::radial_param_term(p, o[i], xi, dzi, col);
+    }
+}
+
 } // namespace
 
 // --- planar -------------------------------------------------------------------
@@ -59,8 +207,9 @@ void CpuBackend::planar_forward(const Tensor &x, const Tensor &w, const Tensor &
     const glow::Planar p = planar(w, u, b, D, op);
     const float *px = x.f32();
     float *pz = z.f32(), *pl = logdet.f32();
-    for (size_t i = 0; i < n; ++i)
-        pl[i] += (float)glow::planar_forward_row(p, px + i * D, pz + i * D);
+    for_chunks(n, D, [&](size_t, size_t r0, size_t r1) {
+        planar_forward_chunk(p, px + r0 * D, r1 - r0, pz + r0 * D, pl + r0);
+    });
 }
 
 void CpuBackend::planar_inverse(const Tensor &z, const Tensor &w, const Tensor &u,
@@ -71,8 +220,9 @@ void CpuBackend::planar_inverse(const Tensor &z, const Tensor &w, const Tensor &
     const glow::Planar p = planar(w, u, b, D, op);
     const float *pz = z.f32();
     float *px = x.f32(), *pl = logdet.f32();
-    for (size_t i = 0; i < n; ++i)
-        pl[i] -= (float)glow::planar_inverse_row(p, tol, pz + i * D, px + i * D);
+    for_chunks(n, D, [&](size_t, size_t r0, size_t r1) {
+        planar_inverse_chunk(p, tol, pz + r0 * D, r1 - r0, px + r0 * D, pl + r0);
+    });
 }
 
 void CpuBackend::planar_backward(const Tensor &x, const Tensor &w, const Tensor &u,
@@ -81,19 +231,18 @@ void CpuBackend::planar_backward(const Tensor &x, const Tensor &w, const Tensor 
     const char *op = "planar_backward";
     check_rows(x, dz, &dlogdet, op);
     check_rows(x, dx, nullptr, op);
-    const size_t n = x.rows(), D = x.cols();
+    const size_t n = x.rows(), D = x.cols(), cols = glow::planar_param_count(D);
     op_check(dw.size() == D && du.size() == D && db.size() == 1, op, "gradient size mismatch");
     const glow::Planar p = planar(w, u, b, D, op);
     const float *px = x.f32(), *pdz = dz.f32(), *pg = dlogdet.f32();
     float *pdx = dx.f32();
-    std::vector<double> acc(glow::planar_param_count(D), 0.0);
-    for (size_t i = 0; i < n; ++i) {
-        const float *xi = px + i * D, *dzi = pdz + i * D;
-        const glow::PlanarRow r = glow::planar_backward_row(p, xi, dzi, pg[i], pdx + i * D);
-        for (size_t col = 0; col < acc.size(); ++col)
-            acc[col] += glow::planar_param_term(r, xi, dzi, col, D);
-    }
-    glow::planar_add_param_grads(p, acc.data(), dw.f32(), du.f32(), db.f32());
+    double *part = partial_sums(n, cols);
+    for_chunks(n, D, [&](size_t c, size_t r0, size_t r1) {
+        planar_backward_chunk(p, px + r0 * D, pdz + r0 * D, pg + r0, r1 - r0, pdx + r0 * D,
+                              part + c * cols);
+    });
+    sum_chunks(part, n, cols);
+    glow::planar_add_param_grads(p, part, dw.f32(), du.f32(), db.f32());
 }
 
 // --- radial -------------------------------------------------------------------
@@ -106,8 +255,9 @@ void CpuBackend::radial_forward(const Tensor &x, const Tensor &x0, const Tensor 
     const glow::Radial p = radial(x0, a, b, D, op);
     const float *px = x.f32();
     float *pz = z.f32(), *pl = logdet.f32();
-    for (size_t i = 0; i < n; ++i)
-        pl[i] += (float)glow::radial_forward_row(p, px + i * D, pz + i * D);
+    for_chunks(n, D, [&](size_t, size_t r0, size_t r1) {
+        radial_forward_chunk(p, px + r0 * D, r1 - r0, pz + r0 * D, pl + r0);
+    });
 }
 
 void CpuBackend::radial_inverse(const Tensor &z, const Tensor &x0, const Tensor &a,
@@ -118,8 +268,9 @@ void CpuBackend::radial_inverse(const Tensor &z, const Tensor &x0, const Tensor 
     const glow::Radial p = radial(x0, a, b, D, op);
     const float *pz = z.f32();
     float *px = x.f32(), *pl = logdet.f32();
-    for (size_t i = 0; i < n; ++i)
-        pl[i] -= (float)glow::radial_inverse_row(p, pz + i * D, px + i * D);
+    for_chunks(n, D, [&](size_t, size_t r0, size_t r1) {
+        radial_inverse_chunk(p, pz + r0 * D, r1 - r0, px + r0 * D, pl + r0);
+    });
 }
 
 void CpuBackend::radial_backward(const Tensor &x, const Tensor &x0, const Tensor &a,
@@ -128,20 +279,18 @@ void CpuBackend::radial_backward(const Tensor &x, const Tensor &x0, const Tensor
     const char *op = "radial_backward";
     check_rows(x, dz, &dlogdet, op);
     check_rows(x, dx, nullptr, op);
-    const size_t n = x.rows(), D = x.cols();
+    const size_t n = x.rows(), D = x.cols(), cols = glow::radial_param_count(D);
     op_check(dx0.size() == D && da.size() == 1 && db.size() == 1, op, "gradient size mismatch");
     const glow::Radial p = radial(x0, a, b, D, op);
     const float *px = x.f32(), *pdz = dz.f32(), *pg = dlogdet.f32();
     float *pdx = dx.f32();
-    std::vector<double> acc(glow::radial_param_count(D), 0.0);
-    for (size_t i = 0; i < n; ++i) {
-        const float *xi = px + i * D, *dzi = pdz + i * D;
-        const glow::RadialRow r = glow::radial_backward_row(p, xi, dzi, pg[i]);
-        for (size_t j = 0; j < D; ++j) pdx[i * D + j] = (float)glow::radial_dx(p, r, xi, dzi, j);
-        for (size_t col = 0; col < acc.size(); ++col)
-            acc[col] += glow::radial_param_term(p, r, xi, dzi, col);
-    }
-    glow::radial_add_param_grads(p, acc.data(), dx0.f32(), da.f32(), db.f32());
+    double *part = partial_sums(n, cols);
+    for_chunks(n, D, [&](size_t c, size_t r0, size_t r1) {
+        radial_backward_chunk(p, px + r0 * D, pdz + r0 * D, pg + r0, r1 - r0, pdx + r0 * D,
+                              part + c * cols);
+    });
+    sum_chunks(part, n, cols);
+    glow::radial_add_param_grads(p, part, dx0.f32(), da.f32(), db.f32());
 }
 
 // --- mixture of Gaussians -----------------------------------------------------

@@ -1,8 +1,9 @@
 // CUDA ops of the classic flows (planar, radial) and the mixture-of-Gaussians
 // base. The math is backend/glow_math.h, shared with the CPU: one thread per
-// row, per-op scalars computed once by a one-thread kernel (the parameters
-// are in device memory here), parameter gradients as per-row terms summed by
-// cuda_column_reduce and turned into the parameters' gradients by one thread.
+// row, a layer's per-op values (its scalars and vectors in double) computed
+// once by a one-thread kernel (the parameters are in device memory here),
+// parameter gradients as per-row terms summed by cuda_column_reduce and
+// turned into the parameters' gradients by one thread.
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_launch.h"
 #include "backend/glow_math.h"
@@ -19,21 +20,35 @@ const float *param(const Tensor &t, size_t n, const char *op) {
 // 8-byte words taken by `count` values of T.
 template <class T> size_t words(size_t count) { return (count * sizeof(T) + 7) / 8; }
 
+// `n` 8-byte words of device scratch (see cuda_scratch).
+double *scratch_words(size_t n) { return static_cast<double *>(cuda_scratch(n * 8)); }
+
 // `n` 8-byte words of device workspace (the backward ops keep data across
 // cuda_column_reduce, which reuses cuda_scratch).
 double *workspace(size_t n) { return static_cast<double *>(cuda_workspace(n * 8)); }
 
-// Per-op scalars into device memory at p, by one thread.
-void planar_to(glow::Planar *p, const Tensor &w, const Tensor &u, const Tensor &b, size_t D,
-               const char *op) {
+// A layer's per-op values and vectors in device memory: 8-byte words for
+// them (the values, then the vectors), and the functions that fill them by
+// one thread and return where the values are.
+size_t planar_words(size_t D) { return words<glow::Planar>(1) + 2 * D; }
+size_t radial_words(size_t D) { return words<glow::Radial>(1) + D; }
+
+glow::Planar *planar_to(double *ws, const Tensor &w, const Tensor &u, const Tensor &b, size_t D,
+                        const char *op) {
     const float *pw = param(w, D, op), *pu = param(u, D, op), *pb = param(b, 1, op);
-    cuda_for_each(1, [=] __device__(size_t) { *p = glow::planar_params(pw, pu, pb, D); });
+    auto *p = reinterpret_cast<glow::Planar *>(ws);
+    double *vec = ws + words<glow::Planar>(1);
+    cuda_for_each(1, [=] __device__(size_t) { *p = glow::planar_params(pw, pu, pb, D, vec); });
+    return p;
 }
 
-void radial_to(glow::Radial *p, const Tensor &x0, const Tensor &a, const Tensor &b, size_t D,
-               const char *op) {
+glow::Radial *radial_to(double *ws, const Tensor &x0, const Tensor &a, const Tensor &b, size_t D,
+                        const char *op) {
     const float *px0 = param(x0, D, op), *pa = param(a, 1, op), *pb = param(b, 1, op);
-    cuda_for_each(1, [=] __device__(size_t) { *p = glow::radial_params(px0, pa, pb, D); });
+    auto *p = reinterpret_cast<glow::Radial *>(ws);
+    double *vec = ws + words<glow::Radial>(1);
+    cuda_for_each(1, [=] __device__(size_t) { *p = glow::radial_params(px0, pa, pb, D, vec); });
+    return p;
 }
 
 size_t mog_size(const Tensor &logits, const char *op) {
@@ -62,8 +77,7 @@ void CudaBackend::planar_forward(const Tensor &x, const Tensor &w, const Tensor 
     const char *op = "planar_forward";
     check_rows(x, z, &logdet, op);
     const size_t n = x.rows(), D = x.cols();
-    auto *p = static_cast<glow::Planar *>(cuda_scratch(sizeof(glow::Planar)));
-    planar_to(p, w, u, b, D, op);
+    const glow::Planar *p = planar_to(scratch_words(planar_words(D)), w, u, b, D, op);
     const float *px = x.f32();
     float *pz = z.f32(), *pl = logdet.f32();
     cuda_for_each(n, [=] __device__(size_t i) {
@@ -77,8 +91,7 @@ void CudaBackend::planar_inverse(const Tensor &z, const Tensor &w, const Tensor 
     const char *op = "planar_inverse";
     check_rows(z, x, &logdet, op);
     const size_t n = z.rows(), D = z.cols();
-    auto *p = static_cast<glow::Planar *>(cuda_scratch(sizeof(glow::Planar)));
-    planar_to(p, w, u, b, D, op);
+    const glow::Planar *p = planar_to(scratch_words(planar_words(D)), w, u, b, D, op);
     const float *pz = z.f32();
     float *px = x.f32(), *pl = logdet.f32();
     cuda_for_each(n, [=] __device__(size_t i) {
@@ -96,13 +109,12 @@ void CudaBackend::planar_backward(const Tensor &x, const Tensor &w, const Tensor
     const size_t n = x.rows(), D = x.cols(), cols = glow::planar_param_count(D);
     op_check(dw.size() == D && du.size() == D && db.size() == 1, op,
                  "gradient size mismatch");
-    // workspace: the scalars | each row's PlanarRow | the column totals
-    const size_t at_rows = words<glow::Planar>(1), at_acc = at_rows + words<glow::PlanarRow>(n);
+    // workspace: the per-op values and vectors | each row's PlanarRow | the column totals
+    const size_t at_rows = planar_words(D), at_acc = at_rows + words<glow::PlanarRow>(n);
     double *ws = workspace(at_acc + cols);
-    auto *p = reinterpret_cast<glow::Planar *>(ws);
+    const glow::Planar *p = planar_to(ws, w, u, b, D, op);
     auto *rows = reinterpret_cast<glow::PlanarRow *>(ws + at_rows);
     double *acc = ws + at_acc;
-    planar_to(p, w, u, b, D, op);
     const float *px = x.f32(), *pdz = dz.f32(), *pg = dlogdet.f32();
     float *pdx = dx.f32(), *pdw = dw.f32(), *pdu = du.f32(), *pdb = db.f32();
     cuda_for_each(n, [=] __device__(size_t i) {
@@ -127,8 +139,7 @@ void CudaBackend::radial_forward(const Tensor &x, const Tensor &x0, const Tensor
     const char *op = "radial_forward";
     check_rows(x, z, &logdet, op);
     const size_t n = x.rows(), D = x.cols();
-    auto *p = static_cast<glow::Radial *>(cuda_scratch(sizeof(glow::Radial)));
-    radial_to(p, x0, a, b, D, op);
+    const glow::Radial *p = radial_to(scratch_words(radial_words(D)), x0, a, b, D, op);
     const float *px = x.f32();
     float *pz = z.f32(), *pl = logdet.f32();
     cuda_for_each(n, [=] __device__(size_t i) {
@@ -142,8 +153,7 @@ void CudaBackend::radial_inverse(const Tensor &z, const Tensor &x0, const Tensor
     const char *op = "radial_inverse";
     check_rows(z, x, &logdet, op);
     const size_t n = z.rows(), D = z.cols();
-    auto *p = static_cast<glow::Radial *>(cuda_scratch(sizeof(glow::Radial)));
-    radial_to(p, x0, a, b, D, op);
+    const glow::Radial *p = radial_to(scratch_words(radial_words(D)), x0, a, b, D, op);
     const float *pz = z.f32();
     float *px = x.f32(), *pl = logdet.f32();
     cuda_for_each(n, [=] __device__(size_t i) {
@@ -161,13 +171,12 @@ void CudaBackend::radial_backward(const Tensor &x, const Tensor &x0, const Tenso
     const size_t n = x.rows(), D = x.cols(), cols = glow::radial_param_count(D);
     op_check(dx0.size() == D && da.size() == 1 && db.size() == 1, op,
                  "gradient size mismatch");
-    // workspace: the scalars | each row's RadialRow | the column totals
-    const size_t at_rows = words<glow::Radial>(1), at_acc = at_rows + words<glow::RadialRow>(n);
+    // workspace: the per-op values and x0 | each row's RadialRow | the column totals
+    const size_t at_rows = radial_words(D), at_acc = at_rows + words<glow::RadialRow>(n);
     double *ws = workspace(at_acc + cols);
-    auto *p = reinterpret_cast<glow::Radial *>(ws);
+    const glow::Radial *p = radial_to(ws, x0, a, b, D, op);
     auto *rows = reinterpret_cast<glow::RadialRow *>(ws + at_rows);
     double *acc = ws + at_acc;
-    radial_to(p, x0, a, b, D, op);
     const float *px = x.f32(), *pdz = dz.f32(), *pg = dlogdet.f32();
     float *pdx = dx.f32(), *pdx0 = dx0.f32(), *pda = da.f32(), *pdb = db.f32();
     cuda_for_each(n, [=] __device__(size_t i) {
