@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
 #include "flows/factory.h"
 
@@ -37,6 +38,9 @@ bool draws_noise(const ModelSpec &spec) {
 constexpr uint64_t eval_noise_stream = 1ull << 62;
 
 void check_finite(const float *v, size_t rows, size_t cols, const char *what) {
+    // The vectorized scan of the CPU kernels (host memory, as here) first;
+    // the element loop only to name the culprit.
+    if (cpu_kernels::all_finite_range(v, rows * cols)) return;
     for (size_t k = 0; k < rows * cols; ++k)
         if (!std::isfinite(v[k]))
             fail(Status::invalid_argument, std::string(what) + " holds a non-finite value (row " +

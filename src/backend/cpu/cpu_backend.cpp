@@ -31,7 +31,6 @@ constexpr size_t kReduceChunk = 4096;
 constexpr size_t kAlignment = 64; // a cache line, and enough for AVX-512 loads
 // logit keeps y this far inside (0, 1): x = 0 or 1 with alpha = 0 stays finite.
 constexpr double kLogitEps = 1e-12;
-constexpr double kLogTwoPi = 1.8378770664093454835606594728112; // log(2 pi)
 
 template <class Body> void parallel_for(size_t n, size_t cost, Body &&body) {
     cpu_parallel_for(n, cost, kParallelWork, body);
@@ -640,20 +639,6 @@ void CpuBackend::logit_backward(const Tensor &x, float alpha, const Tensor &dz,
 
 namespace {
 
-// out[i] = sum_j density(z[i, j]), in double per row.
-template <class LogDensity>
-void per_row_log_prob(const Tensor &z, Tensor &out, const char *op, LogDensity log_density) {
-    check_per_row(out, z, op);
-    const float *pz = op_f32(z, op);
-    float *po = op_f32(out, op);
-    const size_t D = z.cols();
-    parallel_for(z.rows(), 8 * D, [&](size_t i) {
-        double lp = 0.0;
-        for (size_t j = 0; j < D; ++j) lp += log_density(double(pz[i * D + j]));
-        po[i] = float(lp);
-    });
-}
-
 // dz[i, j] = dlogp[i] * derivative(z[i, j]).
 template <class Derivative>
 void per_row_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz,
@@ -671,8 +656,14 @@ void per_row_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz,
 } // namespace
 
 void CpuBackend::normal_log_prob(const Tensor &z, Tensor &out) {
-    per_row_log_prob(z, out, "normal_log_prob",
-                     [](double v) { return -0.5 * (v * v + kLogTwoPi); });
+    const char *op = "normal_log_prob";
+    check_per_row(out, z, op);
+    const float *pz = op_f32(z, op);
+    float *po = op_f32(out, op);
+    const size_t D = z.cols();
+    parallel_rows(z.rows(), 64, 2 * D, [&](size_t r0, size_t r1) {
+        cpu_kernels::normal_log_prob_rows(pz, po, D, r0, r1);
+    });
 }
 
 void CpuBackend::normal_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz) {

@@ -457,6 +457,16 @@ FLOW_IVDEP
 }
 
 FLOW_CLONES
+void normal_log_prob_rows(const float *z, float *out, size_t D, size_t r0, size_t r1) {
+    constexpr double log_two_pi = 1.8378770664093454835606594728112;
+    for (size_t i = r0; i < r1; ++i) {
+        const float *zi = z + i * D;
+        const double sq = sum_in_lanes(D, [&](size_t j) { return double(zi[j]) * double(zi[j]); });
+        out[i] = float(-0.5 * (sq + double(D) * log_two_pi));
+    }
+}
+
+FLOW_CLONES
 void logistic_log_prob_backward_rows(const float *z, const float *dlogp, float *dz, size_t D,
                                      size_t r0, size_t r1) {
     for (size_t i = r0; i < r1; ++i) {

@@ -56,6 +56,8 @@ void adam_range(float *p, const float *g, float *m, float *v, float beta1, float
 
 // out[i] = sum_j log Logistic(z[i, j]) over rows [r0, r1) of [n, D] (summed in double).
 void logistic_log_prob_rows(const float *z, float *out, size_t D, size_t r0, size_t r1);
+// out[i] = sum_j log N(z[i, j]; 0, 1), in double, for rows [r0, r1).
+void normal_log_prob_rows(const float *z, float *out, size_t D, size_t r0, size_t r1);
 // dz[i, j] = dlogp[i] * d/dz log Logistic(z[i, j]) over rows [r0, r1).
 void logistic_log_prob_backward_rows(const float *z, const float *dlogp, float *dz, size_t D,
                                      size_t r0, size_t r1);
