@@ -8,7 +8,8 @@
  *                   variance); a failed step initializes nothing; the flag
  *                   is saved, so neither a later step nor a loaded model
  *                   initializes again
- *   invertible_linear  starts as a rotation (log-det 0, norms kept)
+ *   invertible_linear  starts as a rotation (log-det 0, norms kept); the
+ *                   inverse follows the weights through changes
  *   planar          the inverse stays accurate near the invertibility limit
  *                   w.u_hat -> -1
  *   mog             sampling: component frequencies, means, and spreads
@@ -126,6 +127,32 @@ Test(glow, invertible_linear_starts_as_rotation) {
         TU_REPORT("[invertible_linear] %s: initial max | |z| - |x| | = %.3g", s ? "plain" : "lu", max_norm_err);
         cr_assert_leq(max_norm_err, 1e-5);
         cr_assert_neq(memcmp(x, z, sizeof x), 0, "the initial W is the identity");
+        flow_model_free(m);
+    }
+}
+
+/* The inverse keeps W^-T between calls while W stays the same: it must
+ * follow W through a parameter change and a train step. */
+Test(glow, invertible_linear_inverse_follows_the_weights) {
+    const char *specs[] = {"{\"dim\":5,\"transforms\":[{\"type\":\"invertible_linear\"}]}",
+                           "{\"dim\":5,\"transforms\":[{\"type\":\"invertible_linear\",\"lu\":false}]}"};
+    for (int s = 0; s < 2; s++) {
+        flow_model *m = tu_model(specs[s], 11);
+        float x[32 * 5], z[32 * 5], back[32 * 5], ld[32], ld_back[32];
+        tu_rng r = tu_rng_make(4);
+        for (int i = 0; i < 32 * 5; i++) x[i] = (float)tu_normal(&r);
+        for (int change = 0; change < 3; change++) {
+            if (change == 1) tu_perturb_params(m, 0.3, 9);
+            if (change == 2) CHECK_OK(flow_train_step(m, x, NULL, 32, NULL));
+            CHECK_OK(flow_forward(m, x, NULL, 32, z, ld));
+            CHECK_OK(flow_inverse(m, z, NULL, 32, back, ld_back));
+            for (int i = 0; i < 32 * 5; i++)
+                cr_assert_leq(fabs(back[i] - x[i]), 1e-4, "%s after change %d: x %g, round trip %g",
+                              specs[s], change, x[i], back[i]);
+            for (int i = 0; i < 32; i++)
+                cr_assert_leq(fabs(ld[i] + ld_back[i]), 1e-4, "%s after change %d: log-dets %g, %g",
+                              specs[s], change, ld[i], ld_back[i]);
+        }
         flow_model_free(m);
     }
 }

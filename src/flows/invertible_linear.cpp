@@ -10,7 +10,7 @@
 // Plain: W ("<name>.weight") is a full matrix. log|det W| and W^-T (for the
 // gradient of the log-det) come from an LU decomposition with partial
 // pivoting in double precision on the host, on the downloaded D x D matrix,
-// once per forward pass: fine for the small D of vector data.
+// whenever W has changed since the last: fine for the small D of vector data.
 //
 // Both start from a random rotation Q drawn from the model seed (Gaussian
 // matrix, Gram-Schmidt, as Glow's QR init). For "lu", Q = P0 L0 U0 (partial
@@ -18,7 +18,8 @@
 // rotation too (log|det W| = 0).
 //
 // The inverse x = z W^-T, for both variants, inverts W on the host in double
-// (O(D^3) per inverse pass, D small), then multiplies on the device.
+// (O(D^3), D small), then multiplies on the device; the inverse is kept
+// until W changes.
 #include <cmath>
 #include <numeric>
 #include <vector>
@@ -182,22 +183,16 @@ public:
     }
 
     void forward(const ParamArena &params, const ParamArena &buffers, const Tensor &x,
-                 const Tensor &, Tensor &z, Tensor &logdet, const Pass &pass) override {
+                 const Tensor &, Tensor &z, Tensor &logdet, const Pass &) override {
         Backend &be = x.backend();
         if (lu_) {
             compose(be, params, buffers);
             be.gemm(false, false, 1.0f, x, wt_, 0.0f, z);
             be.add_vector_sum(logdet, params.value(log_s_), 1.0f);
         } else {
-            Mat w = host_matrix(params.value(weight_)), inv_t;
-            double ld = inverse_transpose(w, dim_, inv_t);
+            const double ld = invert(be, host_matrix(params.value(weight_)));
             be.gemm(false, true, 1.0f, x, params.value(weight_), 0.0f, z);
             be.add_scalar(logdet, (float)ld);
-            if (pass.train) {
-                std::vector<float> f(inv_t.begin(), inv_t.end());
-                inv_t_.ensure(be, {dim_, dim_});
-                be.upload(inv_t_, f.data());
-            }
         }
         x_ = x;
     }
@@ -215,13 +210,8 @@ public:
         } else {
             w = host_matrix(params.value(weight_));
         }
-        Mat inv_t;
-        double ld = inverse_transpose(w, dim_, inv_t);
-        // x = z W^-T (inv_t holds W^-T)
-        std::vector<float> f(inv_t.begin(), inv_t.end());
-        winv_.ensure(be, {dim_, dim_});
-        be.upload(winv_, f.data());
-        be.gemm(false, false, 1.0f, z, winv_, 0.0f, x);
+        const double ld = invert(be, w);
+        be.gemm(false, false, 1.0f, z, inv_t_, 0.0f, x); // x = z W^-T
         if (lu_)
             be.add_vector_sum(logdet, params.value(log_s_), -1.0f);
         else
@@ -275,6 +265,22 @@ private:
         return t;
     }
 
+    // inv_t_ = W^-T on the device; returns log|det W|. The host LU is
+    // O(D^3) in double, most of a Glow sampling call at D = 64, so it is
+    // redone only when W differs from the last one inverted: sampling or
+    // evaluating a model whose parameters stay put inverts once.
+    double invert(Backend &be, Mat w) {
+        if (!inverted_.empty() && w == inverted_) return inverted_logdet_;
+        Mat inv_t;
+        const double ld = inverse_transpose(w, dim_, inv_t);
+        const std::vector<float> f(inv_t.begin(), inv_t.end());
+        inv_t_.ensure(be, {dim_, dim_});
+        be.upload(inv_t_, f.data());
+        inverted_ = std::move(w);
+        inverted_logdet_ = ld;
+        return ld;
+    }
+
     Mat host_matrix(const Tensor &t) const {
         std::vector<float> f(dim_ * dim_);
         t.backend().download(t, f.data());
@@ -305,7 +311,9 @@ private:
     std::vector<int> perm_;
     size_t lower_ = 0, upper_ = 0, log_s_ = 0, sign_ = 0, weight_ = 0;
     Tensor mask_lower_, mask_upper_, eye_, perm_index_, inv_perm_index_;
-    Tensor lf_, uf_, mt_, wt_, d_, x_, inv_t_, winv_;
+    Tensor lf_, uf_, mt_, wt_, d_, x_, inv_t_;
+    Mat inverted_; // the W whose W^-T inv_t_ holds (empty: none yet)
+    double inverted_logdet_ = 0.0;
     Tensor dwt_, dmt_, dlf_, duf_, tmp_, diag_;
 };
 
