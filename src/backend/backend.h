@@ -125,9 +125,10 @@ public:
                                           Tensor &dh, Tensor &dscale) = 0;
 
     // --- autoregressive flows (MADE / MAF / IAF) ----------------------------
-    // Implemented for the CPU in cpu/cpu_autoregressive.cpp.
+    // Implemented for the CPU in cpu/cpu_autoregressive.cpp and
+    // cpu/cpu_staircase.cpp (the staircase products).
     // y = a * b element by element (same sizes; accumulate: y += a * b). Used
-    // to apply MADE's fixed 0/1 connectivity masks to weights and gradients.
+    // to apply MADE's fixed 0/1 connectivity masks to weights.
     // y may alias a or b.
     virtual void mul_elementwise(const Tensor &a, const Tensor &b, Tensor &y,
                                  bool accumulate) = 0;
@@ -150,6 +151,34 @@ public:
     // with dmu = -dz * exp(-alpha), dalpha = -dz * z - dlogdet[i].
     virtual void made_affine_backward(const Tensor &x, const Tensor &h, const Tensor &dz,
                                       const Tensor *dlogdet, Tensor &dx, Tensor &dh) = 0;
+    // The products of a masked MADE layer w [out, in] whose row u is zero
+    // from column prefix[u] on (prefix: host values, one per row of w).
+    // They skip most of that zero part, about half of w, when prefix runs
+    // monotone: with the units of both layers sorted by degree the mask is
+    // a staircase (nn/made.cpp). They may also multiply by some of the
+    // zeros, so w must hold zeros there.
+    // y = x w^T + bias: x [n, k] with every prefix <= k <= in (columns of
+    // w past k are never read), bias [out], y [n, out].
+    virtual void staircase_forward(const Tensor &x, const Tensor &w, const Tensor &bias,
+                                   const size_t *prefix, Tensor &y) = 0;
+    // pre = x w^T + bias as above and y = act(pre): a hidden MADE layer, as
+    // gemm_bias_activation for a dense one (the CPU fuses the two).
+    virtual void staircase_forward_activation(const Tensor &x, const Tensor &w,
+                                              const Tensor &bias, const size_t *prefix,
+                                              Activation act, Tensor &pre, Tensor &y) {
+        staircase_forward(x, w, bias, prefix, pre);
+        activation_forward(act, pre, y);
+    }
+    // dx = dy w: dy [n, out], dx [n, in] (overwritten).
+    virtual void staircase_backward_input(const Tensor &dy, const Tensor &w, const size_t *prefix,
+                                          Tensor &dx) = 0;
+    // The weight's gradient, with w gathered as weight[rows, cols] (rows
+    // null: in order): dw[rows[u], cols[j]] += (dy^T x)[u, j] for j <
+    // prefix[u], the other entries of dw untouched. dy [n, out], x [n, in],
+    // dw [out, in], rows and cols i32 permutations ([out] and [in]).
+    virtual void staircase_backward_weight(const Tensor &dy, const Tensor &x,
+                                           const size_t *prefix, const Tensor *rows,
+                                           const Tensor &cols, Tensor &dw) = 0;
 
     // --- MADE mixture-of-Gaussians base (MADE MoG, MAF MoG) ------------------
     // Implemented for the CPU in cpu/cpu_made_mog.cpp. h [n, 3 C D] is a MADE's

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "backend/op_checks.h"
 
@@ -234,6 +235,81 @@ inline MadeAffineBackwardArgs made_affine_backward_args(const Tensor &x, const T
             op_f32(dh, op),
             x.rows(),
             x.cols()};
+}
+
+// --- MADE staircase products ---------------------------------------------------------
+
+// The operands of staircase_forward / _backward_input / _backward_weight:
+// w [units, inputs] with its prefix (host, `units` values); x [rows, width]
+// (width = inputs but in the forward); dy [rows, units]; out is y, dx or
+// dw; row_index (nullable) and col_index place dw's rows and columns. What
+// an op does not take is null.
+struct StaircaseArgs {
+    const float *x, *w, *dy, *bias;
+    float *out;
+    const size_t *prefix;
+    const int32_t *row_index, *col_index;
+    size_t rows, units, inputs, width;
+};
+
+// prefix: `units` values, each at most `limit`.
+inline void check_staircase(const size_t *prefix, size_t units, size_t limit, const char *op) {
+    if (units == 0) return;
+    op_check(prefix != nullptr, op, "null prefix");
+    for (size_t u = 0; u < units; ++u)
+        op_check(prefix[u] <= limit, op, "prefix past the input columns");
+}
+
+// The entries of an i32 index of `count` entries (their values are the
+// backend's to check: they may live on the device).
+inline const int32_t *staircase_index(const Tensor &index, size_t count, const char *op) {
+    op_check(index.defined() && index.dtype() == DType::i32, op, "index is not int32");
+    op_check(index.size() == count, op, "index length mismatch");
+    return index.i32();
+}
+
+inline StaircaseArgs staircase_forward_args(const Tensor &x, const Tensor &w, const Tensor &bias,
+                                            const size_t *prefix, Tensor &y, const char *op) {
+    const size_t units = w.rows(), inputs = w.cols(), width = x.cols();
+    op_check(width <= inputs, op, "x wider than w");
+    op_check(y.rows() == x.rows() && y.cols() == units, op, "y must be [n, out]");
+    op_check(bias.size() == units, op, "bias length != out");
+    check_staircase(prefix, units, width, op);
+    return {op_f32(x, op), op_f32(w, op), nullptr, op_f32(bias, op), op_f32(y, op), prefix,
+            nullptr, nullptr, x.rows(), units, inputs, width};
+}
+
+inline StaircaseArgs staircase_backward_input_args(const Tensor &dy, const Tensor &w,
+                                                   const size_t *prefix, Tensor &dx,
+                                                   const char *op) {
+    const size_t units = w.rows(), inputs = w.cols();
+    op_check(dy.cols() == units, op, "dy must be [n, out]");
+    op_check(dx.rows() == dy.rows() && dx.cols() == inputs, op, "dx must be [n, in]");
+    check_staircase(prefix, units, inputs, op);
+    return {nullptr, op_f32(w, op), op_f32(dy, op), nullptr, op_f32(dx, op), prefix,
+            nullptr, nullptr, dy.rows(), units, inputs, inputs};
+}
+
+inline StaircaseArgs staircase_backward_weight_args(const Tensor &dy, const Tensor &x,
+                                                    const size_t *prefix, const Tensor *rows,
+                                                    const Tensor &cols, Tensor &dw,
+                                                    const char *op) {
+    const size_t units = dw.rows(), inputs = dw.cols();
+    op_check(dy.cols() == units, op, "dy must be [n, out]");
+    op_check(x.rows() == dy.rows() && x.cols() == inputs, op, "x must be [n, in]");
+    check_staircase(prefix, units, inputs, op);
+    return {op_f32(x, op),
+            nullptr,
+            op_f32(dy, op),
+            nullptr,
+            op_f32(dw, op),
+            prefix,
+            rows ? staircase_index(*rows, units, op) : nullptr,
+            staircase_index(cols, inputs, op),
+            dy.rows(),
+            units,
+            inputs,
+            inputs};
 }
 
 // --- MADE mixture-of-Gaussians base ---------------------------------------------------

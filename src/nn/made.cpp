@@ -34,30 +34,6 @@ std::vector<std::vector<int>> made_degrees(const MadeConfig &c) {
     return degrees;
 }
 
-// A unit connects to the units of the previous layer of degree <= its own;
-// the outputs of d to the last layer's units of degree < rank(d) + 1.
-std::vector<std::vector<float>> masks_of_degrees(const std::vector<std::vector<int>> &degrees,
-                                                 size_t blocks) {
-    std::vector<std::vector<float>> masks;
-    for (size_t l = 1; l < degrees.size(); ++l) {
-        const std::vector<int> &prev = degrees[l - 1], &deg = degrees[l];
-        std::vector<float> m(deg.size() * prev.size());
-        for (size_t u = 0; u < deg.size(); ++u)
-            for (size_t j = 0; j < prev.size(); ++j)
-                m[u * prev.size() + j] = deg[u] >= prev[j] ? 1.0f : 0.0f;
-        masks.push_back(std::move(m));
-    }
-    const std::vector<int> &in_degree = degrees.front(), &prev = degrees.back();
-    const size_t D = in_degree.size();
-    std::vector<float> m(blocks * D * prev.size());
-    for (size_t b = 0; b < blocks; ++b)
-        for (size_t d = 0; d < D; ++d)
-            for (size_t j = 0; j < prev.size(); ++j)
-                m[((b * D) + d) * prev.size() + j] = in_degree[d] > prev[j] ? 1.0f : 0.0f;
-    masks.push_back(std::move(m));
-    return masks;
-}
-
 } // namespace
 
 MadeConfig made_draw(const MadeConfig &c, bool order, bool connectivity, uint64_t draw) {
@@ -80,40 +56,41 @@ MadeConfig made_draw(const MadeConfig &c, bool order, bool connectivity, uint64_
     return out;
 }
 
-std::vector<std::vector<float>> made_masks(const MadeConfig &c) {
-    return masks_of_degrees(made_degrees(c), c.blocks);
-}
 
 MadeNet::MadeNet(Backend &be, ParamArena &params, const std::string &name,
                  const MadeConfig &c, InitFill out_bias_fill)
     : dim_(c.order.size()), context_dim_(c.context_dim), blocks_(c.blocks),
-      activation_(c.activation), pre_(c.hidden.size()), act_(c.hidden.size()) {
+      activation_(c.activation), units_(c.hidden.size() + 1), pre_(c.hidden.size()),
+      act_(c.hidden.size()) {
     size_t width = dim_;
     for (size_t l = 0; l <= c.hidden.size(); ++l) {
         const bool last = l == c.hidden.size();
         const size_t out = last ? c.blocks * dim_ : c.hidden[l];
+        const std::string layer = name + "." + std::to_string(l);
         // PyTorch's default bound, U(-1/sqrt(in), 1/sqrt(in)); the last layer
         // starts at zero (identity flow).
         const float bound = 1.0f / std::sqrt((float)width);
         const Init init = last ? Init::zeros : Init::uniform;
-        Layer layer{width, out, 0, 0, Tensor(be, {out, width}), Tensor(be, {out, width})};
-        layer.weight = params.declare(name + "." + std::to_string(l) + ".weight", {out, width},
-                                      init, bound);
-        layer.bias = last && out_bias_fill
-                         ? params.declare_custom(name + "." + std::to_string(l) + ".bias", {out},
-                                                 out_bias_fill)
-                         : params.declare(name + "." + std::to_string(l) + ".bias", {out}, init,
-                                          bound);
-        layers_.push_back(std::move(layer));
+        Layer L;
+        L.in = width;
+        L.out = out;
+        L.weight = params.declare(layer + ".weight", {out, width}, init, bound);
+        L.bias = last && out_bias_fill
+                     ? params.declare_custom(layer + ".bias", {out}, out_bias_fill)
+                     : params.declare(layer + ".bias", {out}, init, bound);
         if (l == 0 && context_dim_ && !last)
-            context_weight_ = params.declare(name + ".context.weight", {out, context_dim_},
-                                             Init::uniform,
-                                             1.0f / std::sqrt((float)context_dim_));
+            L.context = params.declare(name + ".context.weight", {out, context_dim_},
+                                       Init::uniform, 1.0f / std::sqrt((float)context_dim_));
         // The first dimension of the order sees no hidden unit, so the
         // context also enters the outputs directly (starting at zero).
         if (last && context_dim_)
-            context_out_weight_ = params.declare(name + ".context_out.weight",
-                                                 {out, context_dim_}, Init::zeros);
+            L.context = params.declare(name + ".context_out.weight", {out, context_dim_},
+                                       Init::zeros);
+        L.mask = Tensor(be, {out, width});
+        L.weight_sorted = Tensor(be, {out, width});
+        L.bias_sorted = Tensor(be, {out});
+        if (L.context != kNoContext) L.context_sorted = Tensor(be, {out, context_dim_});
+        layers_.push_back(std::move(L));
         width = out;
     }
     if (context_dim_ && c.hidden.empty())
@@ -124,30 +101,45 @@ MadeNet::MadeNet(Backend &be, ParamArena &params, const std::string &name,
 void MadeNet::load_masks(const MadeConfig &c) {
     if (c.order.size() != dim_) fail(Status::internal, "made: masks: wrong dimension");
     const std::vector<std::vector<int>> degrees = made_degrees(c);
-    const std::vector<std::vector<float>> masks = masks_of_degrees(degrees, blocks_);
-    if (masks.size() != layers_.size()) fail(Status::internal, "made: masks: wrong depth");
-    for (size_t l = 0; l < layers_.size(); ++l) {
-        if (masks[l].size() != layers_[l].mask.size())
-            fail(Status::internal, "made: masks: wrong layer size");
-        layers_[l].mask.backend().upload(layers_[l].mask, masks[l].data());
-    }
-    // Sizes do not change with the masks: set_masks() reuses the tensors.
-    Backend &be = layers_.front().mask.backend();
-    units_by_degree_.resize(degrees.size());
-    reach_.resize(degrees.size());
+    if (degrees.size() != layers_.size()) fail(Status::internal, "made: masks: wrong depth");
+    // Unit layers in degree order (ties in unit order) and their reach.
+    std::vector<std::vector<int32_t>> units(degrees.size());
+    reach_.assign(degrees.size(), std::vector<size_t>(dim_ + 1, 0));
     for (size_t l = 0; l < degrees.size(); ++l) {
         const std::vector<int> &deg = degrees[l];
-        std::vector<int32_t> units(deg.size());
-        for (size_t u = 0; u < units.size(); ++u) units[u] = (int32_t)u;
-        std::stable_sort(units.begin(), units.end(),
+        if (deg.size() != layers_[l].in) fail(Status::internal, "made: masks: wrong layer size");
+        units[l].resize(deg.size());
+        for (size_t u = 0; u < deg.size(); ++u) units[l][u] = (int32_t)u;
+        std::stable_sort(units[l].begin(), units[l].end(),
                          [&](int32_t a, int32_t b) { return deg[(size_t)a] < deg[(size_t)b]; });
-        if (!units_by_degree_[l].defined())
-            units_by_degree_[l] = Tensor(be, {units.size()}, DType::i32);
-        be.upload(units_by_degree_[l], units.data());
-        reach_[l].resize(dim_);
-        for (size_t k = 0; k < dim_; ++k)
-            reach_[l][k] = (size_t)std::count_if(deg.begin(), deg.end(),
-                                                 [&](int g) { return g <= (int)k; });
+        for (int g : deg) ++reach_[l][(size_t)g];
+        for (size_t g = 1; g <= dim_; ++g) reach_[l][g] += reach_[l][g - 1];
+    }
+    inputs_in_order_ = std::is_sorted(c.order.begin(), c.order.end());
+
+    // A hidden unit of degree g connects to the previous layer's units of
+    // degree <= g, output b * D + d to those of degree <= rank(d): in degree
+    // order, the first reach_[l][g] (or [rank(d)]) of them.
+    std::vector<size_t> rank(dim_);
+    for (size_t k = 0; k < dim_; ++k) rank[(size_t)c.order[k]] = k;
+    Backend &be = layers_.front().mask.backend();
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        Layer &L = layers_[l];
+        const bool last = l + 1 == layers_.size();
+        L.prefix.resize(L.out);
+        std::vector<float> mask(L.out * L.in, 0.0f);
+        for (size_t u = 0; u < L.out; ++u) {
+            const size_t g =
+                last ? rank[u % dim_] : (size_t)degrees[l + 1][(size_t)units[l + 1][u]];
+            L.prefix[u] = reach_[l][g];
+            std::fill_n(mask.begin() + u * L.in, L.prefix[u], 1.0f);
+        }
+        be.upload(L.mask, mask.data());
+    }
+    // Sizes do not change with the masks: set_masks() reuses the tensors.
+    for (size_t l = 0; l < units.size(); ++l) {
+        if (!units_[l].defined()) units_[l] = Tensor(be, {units[l].size()}, DType::i32);
+        be.upload(units_[l], units[l].data());
     }
     std::vector<int32_t> columns(dim_ * blocks_);
     for (size_t k = 0; k < dim_; ++k)
@@ -157,18 +149,24 @@ void MadeNet::load_masks(const MadeConfig &c) {
     be.upload(output_columns_, columns.data());
 }
 
-void MadeNet::set_masks(const MadeConfig &c) {
-    load_masks(c);
-    masks_changed_ = true;
-}
+void MadeNet::set_masks(const MadeConfig &c) { load_masks(c); }
 
 Tensor MadeNet::lowest_units(size_t layer, size_t count) const {
-    return units_by_degree_[layer].view(0, {count});
+    return units_[layer].view(0, {count});
 }
 
 void MadeNet::mask_weights(const ParamArena &params) {
-    for (Layer &L : layers_)
-        L.masked.backend().mul_elementwise(params.value(L.weight), L.mask, L.masked, false);
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        Layer &L = layers_[l];
+        Backend &be = L.mask.backend();
+        const Tensor *rows = sorted_units(l + 1);
+        gathered_.ensure(be, L.weight_sorted.shape());
+        be.gather(params.value(L.weight), rows, &units_[l], gathered_);
+        be.mul_elementwise(gathered_, L.mask, L.weight_sorted, false);
+        be.gather(params.value(L.bias), nullptr, rows, L.bias_sorted);
+        if (L.context != kNoContext)
+            be.gather(params.value(L.context), rows, nullptr, L.context_sorted);
+    }
 }
 
 const Tensor &MadeNet::forward(const ParamArena &params, const Tensor &x,
@@ -177,124 +175,132 @@ const Tensor &MadeNet::forward(const ParamArena &params, const Tensor &x,
     return forward_masked(params, x, context);
 }
 
-const Tensor &MadeNet::forward_masked(const ParamArena &params, const Tensor &x,
+const Tensor &MadeNet::forward_masked(const ParamArena &, const Tensor &x,
                                       const Tensor &context) {
     Backend &be = x.backend();
-    input_ = x;
+    const size_t n = x.rows();
+    if (inputs_in_order_) {
+        input_ = x;
+    } else {
+        input_sorted_.ensure(be, {n, dim_});
+        be.gather(x, nullptr, &units_.front(), input_sorted_);
+        input_ = input_sorted_;
+    }
     if (context_dim_) context_ = context;
-    const Tensor *h = &x;
+    const Tensor *h = &input_;
     for (size_t l = 0; l < layers_.size(); ++l) {
         const Layer &L = layers_[l];
         const bool last = l + 1 == layers_.size();
         Tensor &y = last ? out_ : pre_[l];
-        y.ensure(be, {x.rows(), L.out});
-        be.gemm_bias(false, true, *h, L.masked, params.value(L.bias), y);
-        if (context_dim_ && (l == 0 || last))
-            be.gemm(false, true, 1.0f, context,
-                    params.value(last ? context_out_weight_ : context_weight_), 1.0f, y);
-        if (!last) {
-            act_[l].ensure(be, y.shape());
-            be.activation_forward(activation_, y, act_[l]);
-            h = &act_[l];
-        }
+        y.ensure(be, {n, L.out});
+        layer_forward(l, *h, L.weight_sorted, L.bias_sorted, L.prefix.data(), context,
+                      L.context_sorted, y);
+        if (!last) h = &act_[l];
     }
     return out_;
 }
 
-const Tensor &MadeNet::forward_dimension(const ParamArena &params, const Tensor &x,
+void MadeNet::layer_forward(size_t l, const Tensor &h, const Tensor &w, const Tensor &bias,
+                            const size_t *prefix, const Tensor &context,
+                            const Tensor &context_weight, Tensor &y) {
+    Backend &be = h.backend();
+    const Layer &L = layers_[l];
+    const bool hidden = l + 1 < layers_.size();
+    if (hidden) act_[l].ensure(be, y.shape());
+    if (hidden && L.context == kNoContext) {
+        be.staircase_forward_activation(h, w, bias, prefix, activation_, y, act_[l]);
+        return;
+    }
+    be.staircase_forward(h, w, bias, prefix, y);
+    if (L.context != kNoContext) be.gemm(false, true, 1.0f, context, context_weight, 1.0f, y);
+    if (hidden) be.activation_forward(activation_, y, act_[l]);
+}
+
+// In degree order, the units pass k needs lead every hidden layer, so their
+// products are top-left corners of the staircase products, empty where no
+// unit is needed. Of the outputs it takes the rows of the k-th dimension.
+const Tensor &MadeNet::forward_dimension(const ParamArena &, const Tensor &x,
                                          const Tensor &context, size_t k) {
     Backend &be = x.backend();
     const size_t n = x.rows();
     const Tensor outputs = output_columns_.view(k * blocks_, {blocks_});
-    // The units of the previous layer that take part: the first `width` by
-    // degree, their values in h ([n, width]; null when there are none).
     size_t width = reach_[0][k];
-    const Tensor *h = nullptr;
-    if (width) {
-        const Tensor inputs = lowest_units(0, width);
-        sub_input_.ensure(be, {n, width});
-        be.gather(x, nullptr, &inputs, sub_input_);
-        h = &sub_input_;
-    }
-    for (size_t l = 0; l < layers_.size(); ++l) {
+    sub_input_.ensure(be, {n, width});
+    const Tensor inputs = lowest_units(0, width);
+    be.gather(x, nullptr, &inputs, sub_input_);
+    const Tensor *h = &sub_input_;
+    for (size_t l = 0; l + 1 < layers_.size(); ++l) {
         const Layer &L = layers_[l];
-        const bool last = l + 1 == layers_.size();
-        const size_t count = last ? blocks_ : reach_[l + 1][k];
-        // No unit of degree <= k here means none in later layers either (a
-        // layer's degrees start at the previous layer's lowest).
-        if (count == 0) {
-            h = nullptr;
-            width = 0;
-            continue;
-        }
-        const Tensor units = last ? outputs : lowest_units(l + 1, count);
-        Tensor &y = last ? sub_out_ : pre_[l];
-        y.ensure(be, {n, count});
-        sub_bias_.ensure(be, {count});
-        be.gather(params.value(L.bias), nullptr, &units, sub_bias_);
-        if (h) {
-            const Tensor inputs = lowest_units(l, width);
-            sub_weight_.ensure(be, {count, width});
-            be.gather(L.masked, &units, &inputs, sub_weight_);
-            be.gemm_bias(false, true, *h, sub_weight_, sub_bias_, y);
-        } else { // no unit below reaches these: bias (and context) only
-            be.fill(y, 0.0f);
-            be.add_row_vector(y, sub_bias_);
-        }
-        if (context_dim_ && (l == 0 || last)) {
-            sub_context_.ensure(be, {count, context_dim_});
-            be.gather(params.value(last ? context_out_weight_ : context_weight_), &units, nullptr,
-                      sub_context_);
-            be.gemm(false, true, 1.0f, context, sub_context_, 1.0f, y);
-        }
-        if (!last) {
-            act_[l].ensure(be, y.shape());
-            be.activation_forward(activation_, y, act_[l]);
-            h = &act_[l];
-            width = count;
-        }
+        const size_t count = reach_[l + 1][k];
+        pre_[l].ensure(be, {n, count});
+        layer_forward(l, *h, L.weight_sorted.row_block(0, count), L.bias_sorted.view(0, {count}),
+                      L.prefix.data(), context,
+                      L.context == kNoContext ? Tensor() : L.context_sorted.row_block(0, count),
+                      pre_[l]);
+        h = &act_[l];
+        width = count;
+    }
+    // The outputs of the k-th dimension see all the `width` units of h: a
+    // dense product (a few columns, which the GEMM's dispatch handles best)
+    // with the first `width` columns of their rows.
+    const Layer &L = layers_.back();
+    gathered_.ensure(be, {blocks_, L.in});
+    be.gather(L.weight_sorted, &outputs, nullptr, gathered_);
+    sub_weight_.ensure(be, {blocks_, width});
+    be.slice_cols(gathered_, 0, sub_weight_);
+    sub_bias_.ensure(be, {blocks_});
+    be.gather(L.bias_sorted, nullptr, &outputs, sub_bias_);
+    sub_out_.ensure(be, {n, blocks_});
+    be.gemm_bias(false, true, *h, sub_weight_, sub_bias_, sub_out_);
+    if (L.context != kNoContext) {
+        sub_context_.ensure(be, {blocks_, context_dim_});
+        be.gather(L.context_sorted, &outputs, nullptr, sub_context_);
+        be.gemm(false, true, 1.0f, context, sub_context_, 1.0f, sub_out_);
     }
     out_.ensure(be, {n, blocks_ * dim_});
     be.scatter(sub_out_, nullptr, &outputs, out_, false);
     return out_;
 }
 
+// In the forward's order; the parameter gradients are scattered back to the
+// parameters' layout, where they add to what is there.
 void MadeNet::backward(const ParamArena &params, const Tensor &dy, Tensor *dx,
                        bool param_grads) {
     Backend &be = dy.backend();
+    const size_t n = dy.rows();
     const Tensor *grad = &dy;
     for (size_t l = layers_.size(); l-- > 0;) {
         const Layer &L = layers_[l];
-        const Tensor &in = l == 0 ? input_ : act_[l - 1];
+        const Tensor *rows = sorted_units(l + 1);
         if (param_grads) {
-            // dW += (dy^T in) * mask: the masked entries of dW stay zero (the
-            // gradient arena starts every step at zero), so accumulating the
-            // unmasked product and masking dW in place is the same.
             Tensor dw = params.grad(L.weight), db = params.grad(L.bias);
-            if (masks_changed_) {
-                dw_.ensure(be, {L.out, L.in});
-                be.gemm(true, false, 1.0f, *grad, in, 0.0f, dw_);
-                be.mul_elementwise(dw_, L.mask, dw, true);
-            } else {
-                be.gemm(true, false, 1.0f, *grad, in, 1.0f, dw);
-                be.mul_elementwise(dw, L.mask, dw, false);
-            }
-            be.sum_rows(*grad, db, true);
-            if (context_dim_ && (l == 0 || l + 1 == layers_.size())) {
-                Tensor dc = params.grad(l + 1 == layers_.size() ? context_out_weight_
-                                                                 : context_weight_);
-                be.gemm(true, false, 1.0f, *grad, context_, 1.0f, dc);
+            be.staircase_backward_weight(*grad, l == 0 ? input_ : act_[l - 1], L.prefix.data(),
+                                         rows, units_[l], dw);
+            db_.ensure(be, {L.out});
+            be.sum_rows(*grad, db_, false);
+            be.scatter(db_, nullptr, rows, db, true);
+            if (L.context != kNoContext) {
+                dc_.ensure(be, {L.out, context_dim_});
+                be.gemm(true, false, 1.0f, *grad, context_, 0.0f, dc_);
+                Tensor dc = params.grad(L.context);
+                be.scatter(dc_, rows, nullptr, dc, true);
             }
         }
-        if (l > 0) {
-            Tensor &next = grad == &grad_a_ ? grad_b_ : grad_a_;
-            next.ensure(be, {dy.rows(), L.in});
-            be.gemm(false, false, 1.0f, *grad, L.masked, 0.0f, next);
+        if (l == 0 && !dx) break;
+        if (l == 0 && inputs_in_order_) {
+            dx->ensure(be, {n, L.in});
+            be.staircase_backward_input(*grad, L.weight_sorted, L.prefix.data(), *dx);
+            break;
+        }
+        Tensor &next = grad == &grad_a_ ? grad_b_ : grad_a_;
+        next.ensure(be, {n, L.in});
+        be.staircase_backward_input(*grad, L.weight_sorted, L.prefix.data(), next);
+        if (l == 0) {
+            dx->ensure(be, {n, L.in});
+            be.scatter(next, nullptr, &units_.front(), *dx, false);
+        } else {
             be.activation_backward(activation_, pre_[l - 1], act_[l - 1], next, next);
             grad = &next;
-        } else if (dx) {
-            dx->ensure(be, {dy.rows(), L.in});
-            be.gemm(false, false, 1.0f, *grad, L.masked, 0.0f, *dx);
         }
     }
 }

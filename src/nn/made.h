@@ -17,6 +17,15 @@
 // "<name>.context.weight" [h0, C] and "<name>.context_out.weight"
 // [blocks * D, C] when there is a context. The last layer
 // starts at zero, so a fresh MADE outputs 0 everywhere.
+//
+// Computation runs with the inputs and hidden units sorted by degree (the
+// inputs by their place in the order): a unit then connects to a prefix of
+// the previous layer, so each mask is a staircase, and the staircase
+// products (Backend::staircase_*) skip its zero half. The outputs stay in
+// place, where each block's prefixes still run monotone for the natural and
+// the reversed order (a random order leaves the output layer about dense).
+// Parameters keep their layout: each forward gathers them into degree
+// order, and backward scatters their gradients back.
 #pragma once
 
 #include <cstdint>
@@ -44,10 +53,6 @@ struct MadeConfig {
 // (mask_seed, d) (when `connectivity`).
 MadeConfig made_draw(const MadeConfig &c, bool order, bool connectivity, uint64_t draw);
 
-// The masks of a MADE as host 0/1 arrays, [out, in] row-major per layer
-// (layer 0 = input -> first hidden, last = -> outputs).
-std::vector<std::vector<float>> made_masks(const MadeConfig &config);
-
 class MadeNet {
 public:
     // out_bias_fill, when set, initializes the output layer's bias (blocks *
@@ -60,16 +65,17 @@ public:
     // or ignored when the net has none. forward() = mask_weights() +
     // forward_masked().
     const Tensor &forward(const ParamArena &params, const Tensor &x, const Tensor &context);
-    // masked = weight * mask for every layer. A D-pass solve masks once and
-    // then runs forward_masked() / forward_dimension(), which use the
-    // weights of the last mask_weights() (or forward()).
+    // Gathers the parameters into degree order, the weights masked. A D-pass
+    // solve does this once and then runs forward_masked() /
+    // forward_dimension(), which use the parameters of the last
+    // mask_weights() (or forward()).
     void mask_weights(const ParamArena &params);
     const Tensor &forward_masked(const ParamArena &params, const Tensor &x,
                                  const Tensor &context);
     // Writes only the outputs of the k-th dimension d of the order (columns
     // b * D + d of out; the others keep their values), from the only units
     // connected to them: the inputs before d in the order and the hidden
-    // units of degree <= k, whose weight sub-matrices it gathers per call.
+    // units of degree <= k, the leading units of each layer in degree order.
     // It leaves no workspace for backward(): run forward() or
     // forward_masked() before the next backward().
     const Tensor &forward_dimension(const ParamArena &params, const Tensor &x,
@@ -79,38 +85,59 @@ public:
     void backward(const ParamArena &params, const Tensor &dy, Tensor *dx, bool param_grads);
     const Tensor &output() const { return out_; }
     // Replaces the masks by those of `config` (same sizes; another order or
-    // mask seed). Parameters keep their values. From then on backward()
-    // masks each weight gradient before adding it, so one step may
-    // accumulate the gradients of passes with different masks.
+    // mask seed). Parameters keep their values; since gradients only ever
+    // reach the entries a mask lets through, one step may accumulate the
+    // gradients of passes with different masks.
     void set_masks(const MadeConfig &config);
 
 private:
+    static constexpr size_t kNoContext = ~size_t(0);
+    // Rows in this layer's units' order of computation (degree order, the
+    // outputs in place), columns in the previous layer's.
     struct Layer {
         size_t in, out, weight, bias;
-        Tensor mask, masked; // mask [out, in] (fixed), masked = weight * mask
+        size_t context = kNoContext; // the context weight entering this layer
+        std::vector<size_t> prefix;  // row u connects to columns [0, prefix[u])
+        Tensor mask;                 // [out, in] 0/1, fixed between set_masks()
+        // The parameters of the last mask_weights(): weight * mask [out, in],
+        // bias [out], context weight [out, C].
+        Tensor weight_sorted, bias_sorted, context_sorted;
     };
-    // Uploads the masks of `config` and the unit orders forward_dimension
-    // uses.
+    // Computes the unit orders, prefixes and masks of `config`.
     void load_masks(const MadeConfig &config);
-    // The first `count` units of unit layer l (0 = inputs, then the hidden
-    // layers) by degree.
+    // Layer l on h (the previous layer's units, or the leading ones, in
+    // degree order) with the given rows of its parameters: y = h w^T + bias
+    // (+ context context_weight^T), and for a hidden layer act_[l] = act(y).
+    void layer_forward(size_t l, const Tensor &h, const Tensor &w, const Tensor &bias,
+                       const size_t *prefix, const Tensor &context, const Tensor &context_weight,
+                       Tensor &y);
+    // The units of unit layer l (0 = inputs, then the hidden layers) in
+    // degree order; null for the outputs, which stay in place.
+    const Tensor *sorted_units(size_t l) const {
+        return l < units_.size() ? &units_[l] : nullptr;
+    }
+    // The first `count` units of unit layer l in degree order.
     Tensor lowest_units(size_t layer, size_t count) const;
 
     size_t dim_, context_dim_, blocks_;
     Activation activation_;
     std::vector<Layer> layers_;
-    size_t context_weight_ = 0, context_out_weight_ = 0;
-    Tensor input_, context_;            // handles of the last forward's inputs
-    std::vector<Tensor> pre_, act_;     // per hidden layer
-    Tensor out_, grad_a_, grad_b_, dw_;
-    // forward_dimension: per unit layer, the units sorted by degree (i32)
-    // and reach_[l][k] = how many have degree <= k; output_columns_ row k
-    // (i32 [D, blocks]) = the columns of the k-th dimension of the order.
-    std::vector<Tensor> units_by_degree_;
+    // Per unit layer its units in degree order (i32), and reach_[l][g] =
+    // how many of them have degree <= g, for g in [0, D]. inputs_in_order_:
+    // the order is the natural one, so the inputs need no gather.
+    std::vector<Tensor> units_;
     std::vector<std::vector<size_t>> reach_;
+    bool inputs_in_order_ = false;
+    // forward_dimension: row k (i32 [D, blocks]) = the output columns of the
+    // k-th dimension of the order.
     Tensor output_columns_;
+    // The last forward's inputs (in degree order) and context, then per
+    // hidden layer its pre-activations and activations in degree order.
+    Tensor input_, input_sorted_, context_;
+    std::vector<Tensor> pre_, act_;
+    Tensor gathered_, out_, grad_a_, grad_b_, db_, dc_;
+    // forward_dimension's inputs, output-layer rows and outputs.
     Tensor sub_input_, sub_weight_, sub_bias_, sub_context_, sub_out_;
-    bool masks_changed_ = false;
 };
 
 } // namespace flow

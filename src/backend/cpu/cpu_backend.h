@@ -82,6 +82,16 @@ public:
                              Tensor *logdet, long column = -1) override;
     void made_affine_backward(const Tensor &x, const Tensor &h, const Tensor &dz,
                               const Tensor *dlogdet, Tensor &dx, Tensor &dh) override;
+    // staircase products (cpu_staircase.cpp)
+    void staircase_forward(const Tensor &x, const Tensor &w, const Tensor &bias,
+                           const size_t *prefix, Tensor &y) override;
+    void staircase_forward_activation(const Tensor &x, const Tensor &w, const Tensor &bias,
+                                      const size_t *prefix, Activation act, Tensor &pre,
+                                      Tensor &y) override;
+    void staircase_backward_input(const Tensor &dy, const Tensor &w, const size_t *prefix,
+                                  Tensor &dx) override;
+    void staircase_backward_weight(const Tensor &dy, const Tensor &x, const size_t *prefix,
+                                   const Tensor *rows, const Tensor &cols, Tensor &dw) override;
 
     void scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor &y) override;
     void scale_exp_backward(const Tensor &x, const Tensor &s, const Tensor &dz,

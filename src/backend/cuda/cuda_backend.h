@@ -11,9 +11,10 @@
 // Where the ops live: cuda_memory.cu (memory, GEMM, the module's entry
 // point), cuda_dense.cu (row/column algebra, activations, reductions),
 // cuda_flows.cu (coupling, batch norm, preprocessing, bases, random numbers,
-// optimizers), cuda_autoregressive.cu, cuda_made_mog.cu and cuda_glow.cu as
-// on the CPU. Adding an op: declare it here, write its kernel with the
-// helpers of cuda_launch.h next to its kind, add it to the parity test.
+// optimizers), cuda_autoregressive.cu, cuda_staircase.cu, cuda_made_mog.cu
+// and cuda_glow.cu as on the CPU. Adding an op: declare it here, write its
+// kernel with the helpers of cuda_launch.h next to its kind, add it to the
+// parity test.
 #pragma once
 
 #include <string>
@@ -106,6 +107,13 @@ public:
                              Tensor *logdet, long column = -1) override;
     void made_affine_backward(const Tensor &x, const Tensor &h, const Tensor &dz,
                               const Tensor *dlogdet, Tensor &dx, Tensor &dh) override;
+    // staircase products (cuda_staircase.cu)
+    void staircase_forward(const Tensor &x, const Tensor &w, const Tensor &bias,
+                           const size_t *prefix, Tensor &y) override;
+    void staircase_backward_input(const Tensor &dy, const Tensor &w, const size_t *prefix,
+                                  Tensor &dx) override;
+    void staircase_backward_weight(const Tensor &dy, const Tensor &x, const size_t *prefix,
+                                   const Tensor *rows, const Tensor &cols, Tensor &dw) override;
 
     void scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor &y) override;
     void scale_exp_backward(const Tensor &x, const Tensor &s, const Tensor &dz,

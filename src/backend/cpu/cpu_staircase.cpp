@@ -1,0 +1,162 @@
+// CPU staircase products (Backend::staircase_*, cut into panels as
+// staircase.h describes): each panel is a product of the small kernel
+// (cpu_small_gemm.cpp) on strided operands, 16 units wide: the kernel's
+// widest tile, and a shape OpenBLAS runs far below its speed. The batch goes
+// in blocks of rows that stay in L2 while every panel uses them, so the
+// kernel needs no cache blocking of its own, at any size. Threads split the
+// batch (y, dx) or the panels (dw): every element is summed in one order
+// whatever the thread count.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_small_gemm.h"
+#include "backend/staircase.h"
+
+namespace flow {
+
+namespace {
+
+// Units per panel: the kernel's widest tile. Narrower panels would skip more
+// zeros, but in its slower 8-wide tile.
+constexpr size_t kPanel = 16;
+// Batch rows per block: a block of x or dy 256 units wide takes 256 KiB.
+// Blocks split between threads are a multiple of the kernel's tile heights.
+constexpr size_t kRowBlock = 256, kRowGrain = 12;
+// Products of more multiply-adds are split across the threads (a hand-off
+// costs about a microsecond).
+constexpr double kParallelWork = 256.0 * 1024;
+
+// Multiply-adds of a product over the staircase of a, batch rows included.
+double staircase_work(const StaircaseArgs &a) {
+    double sum = 0.0;
+    for (size_t u = 0; u < a.units; ++u) sum += double(a.prefix[u]);
+    return sum * double(a.rows);
+}
+
+// Threads for `work` multiply-adds in `parts` independent pieces.
+size_t threads_for(double work, size_t parts) {
+    if (work < kParallelWork || omp_in_parallel()) return 1;
+    return std::min((size_t)omp_get_max_threads(), parts);
+}
+
+// f(begin, end) on blocks of the batch rows, at least one per thread.
+template <class F> void row_blocks(size_t rows, double work, F f) {
+    const size_t threads = threads_for(work, rows / kRowGrain);
+    const size_t blocks = std::max(panel_count(rows, kRowBlock), threads);
+    const size_t step = panel_count(panel_count(rows, blocks), kRowGrain) * kRowGrain;
+    auto block = [&](size_t b) {
+        const size_t begin = b * step, end = std::min(rows, begin + step);
+        if (begin < end) f(begin, end);
+    };
+    if (threads < 2) {
+        for (size_t b = 0; b < blocks; ++b) block(b);
+        return;
+    }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t b = 0; b < blocks; ++b) block(b);
+}
+
+// y = x w^T + bias, and when act is non-null act = y above 0, slope * y below.
+void forward(const StaircaseArgs &a, float *act, float slope) {
+    const size_t panels = panel_count(a.units, kPanel);
+    row_blocks(a.rows, staircase_work(a), [&](size_t r0, size_t r1) {
+        for (size_t i = 0; i < panels; ++i) {
+            const RowPanel p = row_panel(a.prefix, a.units, kPanel, i);
+            const size_t at = r0 * a.units + p.begin;
+            cpu_kernels::small_gemm(false, true, r1 - r0, p.end - p.begin, p.depth, 1.0f,
+                                    a.x + r0 * a.width, a.width, a.w + p.begin * a.inputs,
+                                    a.inputs, 0.0f, a.out + at, a.units,
+                                    {a.bias + p.begin, act ? act + at : nullptr, slope});
+        }
+    });
+}
+
+} // namespace
+
+void CpuBackend::staircase_forward(const Tensor &x, const Tensor &w, const Tensor &bias,
+                                   const size_t *prefix, Tensor &y) {
+    forward(staircase_forward_args(x, w, bias, prefix, y, "staircase_forward"), nullptr, 0.0f);
+}
+
+// Only the piecewise-linear activations are fused, as in gemm_bias_activation,
+// and only in whole panels: the kernel stores a partial one element by
+// element, where the activation's branch costs more than a separate pass
+// (forward_dimension's products end in one, and ran 1.4x slower fused).
+void CpuBackend::staircase_forward_activation(const Tensor &x, const Tensor &w,
+                                              const Tensor &bias, const size_t *prefix,
+                                              Activation act, Tensor &pre, Tensor &y) {
+    const char *op = "staircase_forward_activation";
+    const StaircaseArgs a = staircase_forward_args(x, w, bias, prefix, pre, op);
+    check_same_shape(pre, y, op);
+    const bool fused = (act == Activation::relu || act == Activation::leaky_relu) &&
+                       a.units % kPanel == 0;
+    forward(a, fused ? op_f32(y, op) : nullptr,
+            act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f);
+    if (!fused) activation_forward(act, pre, y);
+}
+
+void CpuBackend::staircase_backward_input(const Tensor &dy, const Tensor &w,
+                                          const size_t *prefix, Tensor &dx) {
+    const StaircaseArgs a =
+        staircase_backward_input_args(dy, w, prefix, dx, "staircase_backward_input");
+    const size_t panels = panel_count(a.inputs, kPanel);
+    row_blocks(a.rows, staircase_work(a), [&](size_t r0, size_t r1) {
+        for (size_t i = 0; i < panels; ++i) {
+            const size_t j0 = i * kPanel, j1 = std::min(a.inputs, j0 + kPanel);
+            const RowRange r = rows_reaching(a.prefix, a.units, j0);
+            // No row reaches these columns: k = 0 writes zeros.
+            cpu_kernels::small_gemm(false, false, r1 - r0, j1 - j0, r.end - r.begin, 1.0f,
+                                    a.dy + r0 * a.units + r.begin, a.units,
+                                    a.w + r.begin * a.inputs + j0, a.inputs, 0.0f,
+                                    a.out + r0 * a.inputs + j0, a.inputs);
+        }
+    });
+}
+
+// Each panel is computed transposed, dw^T = x^T dy: its columns are then
+// one 16-wide tile and its rows (the inputs) many, the kernel's best shape.
+// It sums over the batch block by block, then adds its staircase to dw at
+// the rows and columns of the index. Panels hold distinct rows of dw, so
+// threads never add to one element.
+void CpuBackend::staircase_backward_weight(const Tensor &dy, const Tensor &x,
+                                           const size_t *prefix, const Tensor *rows,
+                                           const Tensor &cols, Tensor &dw) {
+    const char *op = "staircase_backward_weight";
+    const StaircaseArgs a = staircase_backward_weight_args(dy, x, prefix, rows, cols, dw, op);
+    const int32_t *row_index = a.row_index, *col_index = a.col_index;
+    for (size_t u = 0; row_index && u < a.units; ++u)
+        op_check(row_index[u] >= 0 && size_t(row_index[u]) < a.units, op, "index out of range");
+    for (size_t j = 0; j < a.inputs; ++j)
+        op_check(col_index[j] >= 0 && size_t(col_index[j]) < a.inputs, op, "index out of range");
+    if (a.rows == 0) return;
+    const size_t panels = panel_count(a.units, kPanel);
+    auto panel = [&](size_t i) {
+        const RowPanel p = row_panel(a.prefix, a.units, kPanel, i);
+        const size_t width = p.end - p.begin;
+        thread_local std::vector<float> t;
+        t.resize(p.depth * width);
+        for (size_t r0 = 0; r0 < a.rows; r0 += kRowBlock)
+            cpu_kernels::small_gemm(true, false, p.depth, width, std::min(a.rows - r0, kRowBlock),
+                                    1.0f, a.x + r0 * a.inputs, a.inputs,
+                                    a.dy + r0 * a.units + p.begin, a.units, r0 ? 1.0f : 0.0f,
+                                    t.data(), width);
+        for (size_t u = p.begin; u < p.end; ++u) {
+            float *row = a.out + (row_index ? size_t(row_index[u]) : u) * a.inputs;
+            for (size_t j = 0; j < a.prefix[u]; ++j)
+                row[col_index[j]] += t[j * width + (u - p.begin)];
+        }
+    };
+    const size_t threads = threads_for(staircase_work(a), panels);
+    if (threads < 2) {
+        for (size_t i = 0; i < panels; ++i) panel(i);
+        return;
+    }
+    // The deepest panels first, so that the threads finish together.
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (size_t i = 0; i < panels; ++i) panel(panels - 1 - i);
+}
+
+} // namespace flow
