@@ -4,7 +4,6 @@
 // kernel, OpenBLAS) with operands that are row blocks of bigger tensors.
 // Float sums in another order differ by a few ulps of the sum of |terms|.
 #include <criterion/criterion.h>
-#include <omp.h>
 
 #include <cmath>
 #include <cstring>
@@ -151,37 +150,4 @@ Test(cpu_gemm, backend_gemm_matches_reference) {
                                       0,
                                   "gemm wrote outside C (m=%zu n=%zu k=%zu)", m, n, k);
                 }
-}
-
-// Products big enough to be split across threads, by rows and by columns:
-// with two threads the result must match the reference and be bit-identical
-// to one thread's (each element sums over k in the same order either way).
-Test(cpu_gemm, small_kernel_split_across_threads_is_bit_identical) {
-    struct Case {
-        bool trans_a, trans_b;
-        size_t m, n, k;
-    };
-    const Case cases[] = {{false, true, 256, 64, 64},  {false, false, 256, 64, 64},
-                          {true, false, 64, 64, 256},  {false, true, 256, 8, 512},
-                          {false, false, 13, 160, 300}, {true, true, 50, 24, 1000},
-                          {false, true, 37, 37, 400}};
-    const int threads = omp_get_max_threads();
-    unsigned seed = 500;
-    for (const Case &t : cases) {
-        const size_t lda = t.trans_a ? t.m : t.k, ldb = t.trans_b ? t.k : t.n;
-        const Vec a = random_vec(t.m * t.k, ++seed), b = random_vec(t.k * t.n, ++seed);
-        Vec one(t.m * t.n, kNaN), two(t.m * t.n, kNaN);
-        omp_set_num_threads(1);
-        cpu_kernels::small_gemm(t.trans_a, t.trans_b, t.m, t.n, t.k, 1.0f, a.data(), lda,
-                                b.data(), ldb, 0.0f, one.data(), t.n);
-        omp_set_num_threads(2);
-        cpu_kernels::small_gemm(t.trans_a, t.trans_b, t.m, t.n, t.k, 1.0f, a.data(), lda,
-                                b.data(), ldb, 0.0f, two.data(), t.n);
-        omp_set_num_threads(threads);
-        check_product("small_gemm on two threads", t.m, t.n, t.k, 1.0f, a.data(),
-                      t.trans_a ? 1 : lda, t.trans_a ? lda : 1, b.data(), t.trans_b ? 1 : ldb,
-                      t.trans_b ? ldb : 1, 0.0f, nullptr, two.data(), t.n);
-        cr_assert(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)) == 0,
-                  "m=%zu n=%zu k=%zu: two threads differ from one", t.m, t.n, t.k);
-    }
 }

@@ -222,8 +222,8 @@ Test(cpu_algebra, gemm_all_transposes_and_betas) {
 }
 
 // Shapes (m, k, n) that reach each path of gemm: Eigen's inline product,
-// the small kernel (which adds the bias as it stores, on one thread or split
-// by rows or columns over two) and OpenBLAS.
+// the small kernel (which adds the bias as it stores) and OpenBLAS (on two
+// threads for the largest when two are allowed).
 Test(cpu_algebra, gemm_bias_matches_reference) {
     const size_t shapes[][3] = {{3, 4, 5},      {256, 64, 48}, {256, 64, 64},
                                 {13, 300, 160}, {300, 65, 70}, {512, 300, 256}};
@@ -256,8 +256,8 @@ Test(cpu_algebra, gemm_bias_matches_reference) {
 }
 
 // The fused hidden-layer forward against gemm_bias + activation_forward, on
-// the small kernel (relu and leaky relu fused in its store, on one thread
-// and split over two) and on paths that do not fuse (OpenBLAS, tanh).
+// the small kernel (relu and leaky relu fused in its store) and on paths
+// that do not fuse (OpenBLAS, tanh), with one and two threads allowed.
 Test(cpu_algebra, gemm_bias_activation_matches_the_composition) {
     const size_t shapes[][3] = {{256, 64, 64}, {37, 40, 23}, {13, 300, 160}, {512, 300, 256}};
     const Activation acts[] = {Activation::relu, Activation::leaky_relu, Activation::tanh};

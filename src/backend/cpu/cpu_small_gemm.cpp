@@ -7,8 +7,6 @@
 #include "backend/cpu/cpu_small_gemm.h"
 #include "backend/cpu/cpu_clones.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -179,40 +177,6 @@ void transpose_into(const float *b, size_t ldb, size_t n, size_t k, float *panel
         for (size_t j = j0; j < n; ++j) panel[p * width + j] = b[j * ldb + p];
 }
 
-// Products with at least this many multiply-adds (~3 us on one core) are
-// split across the OpenMP threads: libgomp's threads spin between regions,
-// so a hand-off costs about a microsecond.
-constexpr double kParallelWork = 256.0 * 1024;
-
-// multiply() on the OpenMP threads, each taking a range of whole tiles: rows
-// when there are more row tiles than column blocks, else columns. Every
-// element's sum runs over k in the same order whatever the split, so the
-// result does not depend on the thread count.
-void parallel_multiply(size_t m, size_t n, size_t k, const float *a, size_t a_row,
-                       size_t a_step, const float *b, size_t ldb, Epilogue e, float *c,
-                       size_t ldc) {
-    constexpr size_t row_tile = kRows<1>, col_tile = 2 * kLanes;
-    const size_t threads = (size_t)omp_get_max_threads();
-    const bool by_rows = m / row_tile >= n / col_tile;
-    const size_t tiles = by_rows ? m / row_tile : n / col_tile;
-    const size_t parts = std::min(threads, tiles);
-    if (parts < 2 || omp_in_parallel() || double(m) * double(n) * double(k) < kParallelWork)
-        return multiply(m, n, k, a, a_row, a_step, b, ldb, e, c, ldc);
-    const size_t length = by_rows ? m : n, tile = by_rows ? row_tile : col_tile;
-    const size_t step = ((length + parts - 1) / parts + tile - 1) / tile * tile;
-#pragma omp parallel for num_threads(parts) schedule(static, 1)
-    for (size_t part = 0; part < parts; ++part) {
-        const size_t begin = part * step, end = std::min(length, begin + step);
-        if (begin >= end) continue;
-        if (by_rows)
-            multiply(end - begin, n, k, a + begin * a_row, a_row, a_step, b, ldb,
-                     e.at(begin * ldc, 0), c + begin * ldc, ldc);
-        else
-            multiply(m, end - begin, k, a, a_row, a_step, b + begin, ldb, e.at(begin, begin),
-                     c + begin, ldc);
-    }
-}
-
 } // namespace
 
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
@@ -222,7 +186,7 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
     const Epilogue e = {alpha, beta, store};
     const size_t a_row = trans_a ? 1 : lda, a_step = trans_a ? lda : 1;
     if (!trans_b && n % kLanes == 0)
-        return parallel_multiply(m, n, k, a, a_row, a_step, b, ldb, e, c, ldc);
+        return multiply(m, n, k, a, a_row, a_step, b, ldb, e, c, ldc);
 
     // Grows to the largest panel this thread has needed. The padding feeds
     // only accumulators that are never stored; it is zeroed so that stale
@@ -236,7 +200,7 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
     } else {
         transpose_into(b, ldb, n, k, panel.data(), width);
     }
-    parallel_multiply(m, n, k, a, a_row, a_step, panel.data(), width, e, c, ldc);
+    multiply(m, n, k, a, a_row, a_step, panel.data(), width, e, c, ldc);
 }
 
 } // namespace flow::cpu_kernels

@@ -22,8 +22,9 @@ struct GemmStore {
 
 // C[m, n] = alpha * op(A) op(B) + beta * C, then `store`; row-major, lda, ldb
 // and ldc are the lengths of the stored rows of A, B and C. op(A) is m x k,
-// op(B) k x n. beta = 0 never reads C. Split across the OpenMP threads when
-// big enough; no cache blocking: meant for operands that fit in L2.
+// op(B) k x n. beta = 0 never reads C. One thread (splitting products this
+// small measured slower at two threads when serial work separates them), no
+// cache blocking: meant for operands that fit in L2.
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                 size_t ldc, const GemmStore &store = {});
