@@ -37,6 +37,26 @@ FLOW_HD float uint_as_float(uint32_t u) {
 #endif
 }
 
+FLOW_HD uint64_t double_as_uint(double d) {
+#if defined(__CUDA_ARCH__)
+    return (uint64_t)__double_as_longlong(d);
+#else
+    uint64_t u;
+    std::memcpy(&u, &d, sizeof u);
+    return u;
+#endif
+}
+
+FLOW_HD double uint_as_double(uint64_t u) {
+#if defined(__CUDA_ARCH__)
+    return __longlong_as_double((long long)u);
+#else
+    double d;
+    std::memcpy(&d, &u, sizeof d);
+    return d;
+#endif
+}
+
 // sqrt(v) for v >= 0 (0 gives 0): the classic reciprocal square root guess
 // and three Newton steps, relative error below 2e-7.
 FLOW_HD float sqrt_newton(float v) {

@@ -18,7 +18,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #include "backend/philox.h"
 
@@ -55,18 +54,6 @@ template <class Term> FLOW_HD double row_sum(size_t D, Term term) {
 // cases), within a few ulp of libm: libm's are calls with branches, which
 // keep a CPU loop over rows scalar and cost more than the rest of a row.
 
-FLOW_HD uint64_t bits_of(double d) {
-    uint64_t b;
-    std::memcpy(&b, &d, sizeof b);
-    return b;
-}
-
-FLOW_HD double from_bits(uint64_t b) {
-    double d;
-    std::memcpy(&d, &b, sizeof d);
-    return d;
-}
-
 // ln 2 split so that n * kLn2Hi is exact for |n| < 2^20 (fdlibm's split).
 constexpr double kLn2Hi = 6.93147180369123816490e-01, kLn2Lo = 1.90821492927058770002e-10;
 
@@ -91,8 +78,8 @@ FLOW_HD double expm1_nonpositive(double x) {
     q = q * r + 0.5;
     const double em1 = r + r * r * q;
     // 2^n from its exponent field; n is the low bits of kn.
-    const int64_t ni = (int64_t)(bits_of(kn) - bits_of(round));
-    const double scale = from_bits((uint64_t)(ni + 1023) << 52);
+    const int64_t ni = (int64_t)(double_as_uint(kn) - double_as_uint(round));
+    const double scale = uint_as_double((uint64_t)(ni + 1023) << 52);
     return scale * em1 + (scale - 1.0);
 }
 
@@ -111,11 +98,11 @@ FLOW_HD double branchless_tanh(double a) {
 // or NaN gives NaN, u = inf gives inf.
 FLOW_HD double branchless_log1p(double y) {
     const double u = 1.0 + y;
-    const uint64_t b = bits_of(u);
+    const uint64_t b = double_as_uint(u);
     // k = exponent field - 1023, as a double by the 2^52 trick
     const double two52 = 4503599627370496.0;
-    double k = from_bits((b >> 52) | bits_of(two52)) - (two52 + 1023.0);
-    double m = from_bits((b & 0x000FFFFFFFFFFFFFull) | bits_of(1.0));
+    double k = uint_as_double((b >> 52) | double_as_uint(two52)) - (two52 + 1023.0);
+    double m = uint_as_double((b & 0x000FFFFFFFFFFFFFull) | double_as_uint(1.0));
     const bool big = m > 1.4142135623730951;
     m = big ? 0.5 * m : m;
     k = big ? k + 1.0 : k;

@@ -1,8 +1,6 @@
 // CPU ops of the autoregressive flows (MADE / MAF / IAF): masked weights and
 // the Gaussian autoregressive layer z = (x - mu) * exp(-alpha), whose row
 // kernels are in cpu_kernels.cpp, spread over OpenMP threads.
-#include <algorithm>
-
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_kernels.h"
 
@@ -15,9 +13,7 @@ constexpr size_t kArParallelWork = 1 << 15;
 
 // body(r0, r1) over blocks of 64 rows of width cols.
 template <class Body> void ar_parallel_rows(size_t rows, size_t cols, Body &&body) {
-    const size_t block = 64, blocks = (rows + block - 1) / block;
-    cpu_parallel_for(blocks, block * cols, kArParallelWork,
-                     [&](size_t b) { body(b * block, std::min(rows, (b + 1) * block)); });
+    cpu_parallel_rows(rows, 64, cols, kArParallelWork, body);
 }
 
 } // namespace

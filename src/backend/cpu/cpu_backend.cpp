@@ -36,12 +36,9 @@ template <class Body> void parallel_for(size_t n, size_t cost, Body &&body) {
     cpu_parallel_for(n, cost, kParallelWork, body);
 }
 
-// body(r0, r1) over fixed blocks of `block` rows, the blocks spread over threads.
 template <class Body>
 void parallel_rows(size_t rows, size_t block, size_t cost_per_row, Body &&body) {
-    const size_t blocks = (rows + block - 1) / block;
-    parallel_for(blocks, block * cost_per_row,
-                 [&](size_t b) { body(b * block, std::min(rows, (b + 1) * block)); });
+    cpu_parallel_rows(rows, block, cost_per_row, kParallelWork, body);
 }
 
 // count zeroed doubles for the partial sums of one op, reused by the calling
@@ -639,6 +636,18 @@ void CpuBackend::logit_backward(const Tensor &x, float alpha, const Tensor &dz,
 
 namespace {
 
+// out[i] = the base's log-density of row i, by its row kernel (cost: the
+// work of one element).
+void per_row_log_prob(const Tensor &z, Tensor &out, const char *op, size_t cost,
+                      void (*rows_kernel)(const float *, float *, size_t, size_t, size_t)) {
+    check_per_row(out, z, op);
+    const float *pz = op_f32(z, op);
+    float *po = op_f32(out, op);
+    const size_t D = z.cols();
+    parallel_rows(z.rows(), 64, cost * D,
+                  [&](size_t r0, size_t r1) { rows_kernel(pz, po, D, r0, r1); });
+}
+
 // dz[i, j] = dlogp[i] * derivative(z[i, j]).
 template <class Derivative>
 void per_row_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz,
@@ -656,14 +665,7 @@ void per_row_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz,
 } // namespace
 
 void CpuBackend::normal_log_prob(const Tensor &z, Tensor &out) {
-    const char *op = "normal_log_prob";
-    check_per_row(out, z, op);
-    const float *pz = op_f32(z, op);
-    float *po = op_f32(out, op);
-    const size_t D = z.cols();
-    parallel_rows(z.rows(), 64, 2 * D, [&](size_t r0, size_t r1) {
-        cpu_kernels::normal_log_prob_rows(pz, po, D, r0, r1);
-    });
+    per_row_log_prob(z, out, "normal_log_prob", 2, cpu_kernels::normal_log_prob_rows);
 }
 
 void CpuBackend::normal_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz) {
@@ -672,14 +674,7 @@ void CpuBackend::normal_log_prob_backward(const Tensor &z, const Tensor &dlogp, 
 }
 
 void CpuBackend::logistic_log_prob(const Tensor &z, Tensor &out) {
-    const char *op = "logistic_log_prob";
-    check_per_row(out, z, op);
-    const float *pz = op_f32(z, op);
-    float *po = op_f32(out, op);
-    const size_t D = z.cols();
-    parallel_rows(z.rows(), 64, 16 * D, [&](size_t r0, size_t r1) {
-        cpu_kernels::logistic_log_prob_rows(pz, po, D, r0, r1);
-    });
+    per_row_log_prob(z, out, "logistic_log_prob", 16, cpu_kernels::logistic_log_prob_rows);
 }
 
 void CpuBackend::logistic_log_prob_backward(const Tensor &z, const Tensor &dlogp, Tensor &dz) {

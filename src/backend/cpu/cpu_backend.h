@@ -5,6 +5,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <string>
 
 #include "backend/backend.h"
@@ -24,6 +25,16 @@ template <class Body> void cpu_parallel_for(size_t n, size_t cost, size_t min_wo
     }
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; ++i) body(i);
+}
+
+// body(r0, r1) over fixed blocks of `block` rows, the blocks spread over
+// threads as cpu_parallel_for does (cost: the work of one row).
+template <class Body>
+void cpu_parallel_rows(size_t rows, size_t block, size_t cost, size_t min_work, Body &&body) {
+    const size_t blocks = (rows + block - 1) / block;
+    cpu_parallel_for(blocks, block * cost, min_work, [&](size_t b) {
+        body(b * block, std::min(rows, (b + 1) * block));
+    });
 }
 
 class CpuBackend final : public Backend {
