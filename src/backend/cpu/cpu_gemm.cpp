@@ -56,7 +56,7 @@ template <class F> void single_threaded(F &&f) {
 }
 
 // c = alpha * op(a) op(b) + beta * c, plus the row vector store.bias when
-// non-null. The small kernel adds the bias as it stores C, and writes
+// non-null (then beta is 0). The small kernel adds the bias as it stores C, and writes
 // store.act too; the other paths copy the bias into C first and accumulate
 // onto it, and leave store.act to the caller. Returns whether it wrote act.
 bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tensor &a,
@@ -81,13 +81,9 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
                                 n, store);
         return true;
     }
-    if (const float *bias = store.bias) {
-        cpu_parallel_for(m, n, kParallelCopy, [&](size_t i) {
-            if (beta == 0.0f)
-                std::copy_n(bias, n, pc + i * n);
-            else
-                for (size_t j = 0; j < n; ++j) pc[i * n + j] = beta * pc[i * n + j] + bias[j];
-        });
+    if (const float *bias = store.bias) { // with beta = 0 (gemm_bias)
+        cpu_parallel_for(m, n, kParallelCopy,
+                         [&](size_t i) { std::copy_n(bias, n, pc + i * n); });
         beta = 1.0f;
     }
     if (blas) {
