@@ -69,7 +69,7 @@ void check_product(const char *what, size_t m, size_t n, size_t k, float alpha, 
 Test(cpu_gemm, small_kernel_matches_reference) {
     const size_t ms[] = {1, 2, 5, 6, 7, 11, 12, 13, 19, 25, 64};
     const size_t ns[] = {1, 3, 7, 8, 9, 15, 16, 17, 24, 33, 64};
-    const size_t ks[] = {0, 1, 2, 5, 64};
+    const size_t ks[] = {0, 1, 2, 5, 13, 64};
     const size_t pad = 3;
     unsigned seed = 1;
     for (int trans_a = 0; trans_a < 2; ++trans_a)

@@ -3,7 +3,11 @@
 // loaded and one element of op(A) broadcast per row. op(B) is read in place
 // when it is already row-major with whole vectors per row; otherwise (B
 // transposed, or a partial last vector) it is first copied into a padded
-// k x n panel, which costs k * n against the product's m * k * n.
+// panel, which costs k * n against the product's m * k * n. The panel holds
+// op(B) in slabs of 16 columns, each slab's k rows back to back: rows of a
+// wide op(B) read in place lie n floats apart, and at n = 256 the 1 KB
+// stride maps them all onto a few L1 sets. Rows of C go in blocks whose
+// op(A) rows stay in L2 while every slab passes over them.
 #include "backend/cpu/cpu_small_gemm.h"
 #include "backend/cpu/cpu_clones.h"
 
@@ -22,6 +26,7 @@ constexpr size_t kLanes = 8;
 // arrays at any offset.
 typedef float Vec
     __attribute__((vector_size(kLanes * sizeof(float)), aligned(alignof(float)), may_alias));
+typedef int Index __attribute__((vector_size(kLanes * sizeof(int)))); // shuffle masks
 // Rows in a tile: enough independent accumulators to hide the FMA latency,
 // and AVX2's 16 registers still enough for the tile, one row of op(B) and a
 // broadcast.
@@ -76,12 +81,32 @@ template <size_t R, size_t V>
 FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *b, size_t ldb,
                       size_t k, Epilogue e, float *c, size_t ldc, size_t cols) {
     Vec acc[R][V] = {};
-    for (size_t p = 0; p < k; ++p, a += a_step, b += ldb) {
-        Vec bv[V];
-        for (size_t v = 0; v < V; ++v) bv[v] = *reinterpret_cast<const Vec *>(b + v * kLanes);
-        for (size_t r = 0; r < R; ++r) {
-            const float ar = a[r * a_row];
-            for (size_t v = 0; v < V; ++v) acc[r][v] += ar * bv[v];
+    if constexpr (R <= 6) {
+        for (size_t p = 0; p < k; ++p, a += a_step, b += ldb) {
+            Vec bv[V];
+            for (size_t v = 0; v < V; ++v) bv[v] = *reinterpret_cast<const Vec *>(b + v * kLanes);
+            for (size_t r = 0; r < R; ++r) {
+                const float ar = a[r * a_row];
+                for (size_t v = 0; v < V; ++v) acc[r][v] += ar * bv[v];
+            }
+        }
+    } else {
+        // Row r of op(A) read as row[r / 3][(r % 3) * a_row]: a pointer per
+        // three rows and two strides fit x86 addressing, where twelve row
+        // offsets would not fit the integer registers and reload every step.
+        constexpr size_t G = (R + 2) / 3;
+        const float *row[G];
+        for (size_t g = 0; g < G; ++g) row[g] = a + 3 * g * a_row;
+        const size_t one = a_row, two = 2 * a_row;
+        for (size_t p = 0; p < k; ++p, b += ldb) {
+            Vec bv[V];
+            for (size_t v = 0; v < V; ++v) bv[v] = *reinterpret_cast<const Vec *>(b + v * kLanes);
+            for (size_t r = 0; r < R; ++r) {
+                const float *q = row[r / 3];
+                const float ar = r % 3 == 0 ? q[0] : r % 3 == 1 ? q[one] : q[two];
+                for (size_t v = 0; v < V; ++v) acc[r][v] += ar * bv[v];
+            }
+            for (size_t g = 0; g < G; ++g) row[g] += a_step;
         }
     }
     for (size_t r = 0; r < R; ++r)
@@ -124,27 +149,50 @@ FLOW_INLINE void column_block(size_t m, size_t k, const float *a, size_t a_row, 
     }
 }
 
-// b: op(B) row-major, rows ldb apart, readable to n rounded up to kLanes.
+constexpr size_t kSlab = 2 * kLanes; // columns of op(B) per slab
+// Bytes of op(A) rows per row block: well inside L2 next to the slab.
+constexpr size_t kRowBlockBytes = 128 * 1024;
+
+// b: op(B) in slabs of kSlab columns, slab s at b + s * slab, its rows ldb
+// apart, readable to n rounded up to kLanes.
 FLOW_CLONES
 void multiply(size_t m, size_t n, size_t k, const float *a, size_t a_row, size_t a_step,
-              const float *b, size_t ldb, Epilogue e, float *c, size_t ldc) {
-    constexpr size_t wide = 2 * kLanes;
-    size_t j = 0;
-    for (; j + wide <= n; j += wide)
-        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, e.at(j, j), c + j, ldc, wide);
-    if (n - j > kLanes)
-        column_block<2>(m, k, a, a_row, a_step, b + j, ldb, e.at(j, j), c + j, ldc, n - j);
-    else if (j < n)
-        column_block<1>(m, k, a, a_row, a_step, b + j, ldb, e.at(j, j), c + j, ldc, n - j);
+              const float *b, size_t ldb, size_t slab, Epilogue e, float *c, size_t ldc) {
+    // A multiple of both tile heights, so that only the last block has a
+    // ragged end.
+    constexpr size_t tiles = 2 * kRows<2>;
+    const size_t step =
+        std::max(tiles, kRowBlockBytes / sizeof(float) / std::max<size_t>(k, 1) / tiles * tiles);
+    for (size_t i = 0; i < m; i += step) {
+        const size_t rows = std::min(step, m - i);
+        const float *ai = a + i * a_row;
+        float *ci = c + i * ldc;
+        const Epilogue ei = e.at(i * ldc, 0);
+        size_t j = 0;
+        for (; j + kSlab <= n; j += kSlab)
+            column_block<2>(rows, k, ai, a_row, a_step, b + j / kSlab * slab, ldb, ei.at(j, j),
+                            ci + j, ldc, kSlab);
+        if (n - j > kLanes)
+            column_block<2>(rows, k, ai, a_row, a_step, b + j / kSlab * slab, ldb, ei.at(j, j),
+                            ci + j, ldc, n - j);
+        else if (j < n)
+            column_block<1>(rows, k, ai, a_row, a_step, b + j / kSlab * slab, ldb, ei.at(j, j),
+                            ci + j, ldc, n - j);
+    }
 }
 
-// panel[p * width + j] = b[j * ldb + p] for j < n, p < k: B^T for the
-// forward products x W^T. Whole 8 x 8 blocks go through registers: each of
-// three rounds swaps the off-diagonal sub-blocks of size d (4, 2, 1) between
-// rows d apart.
+// Where element (p, j) of a k-row op(B) lies in a panel of slabs `width`
+// columns wide.
+FLOW_INLINE size_t slab_index(size_t k, size_t width, size_t p, size_t j) {
+    return j / width * width * k + p * width + j % width;
+}
+
+// panel(p, j) = b[j * ldb + p] for j < n, p < k: B^T for the forward
+// products x W^T. Whole 8 x 8 blocks go through registers: each of three
+// rounds swaps the off-diagonal sub-blocks of size d (4, 2, 1) between rows
+// d apart.
 FLOW_CLONES
 void transpose_into(const float *b, size_t ldb, size_t n, size_t k, float *panel, size_t width) {
-    typedef int Index __attribute__((vector_size(kLanes * sizeof(int))));
     static_assert(kLanes == 8, "the shuffles below transpose 8 x 8 blocks");
     const Index lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
     const Index lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
@@ -168,13 +216,126 @@ void transpose_into(const float *b, size_t ldb, size_t n, size_t k, float *panel
             round(2, lo2, hi2);
             round(1, lo1, hi1);
             for (size_t i = 0; i < kLanes; ++i)
-                *reinterpret_cast<Vec *>(panel + (p0 + i) * width + j0) = r[i];
+                *reinterpret_cast<Vec *>(panel + slab_index(k, width, p0 + i, j0)) = r[i];
         }
         for (size_t p = p0; p < k; ++p)
-            for (size_t j = j0; j < j0 + kLanes; ++j) panel[p * width + j] = b[j * ldb + p];
+            for (size_t j = j0; j < j0 + kLanes; ++j) panel[slab_index(k, width, p, j)] = b[j * ldb + p];
     }
     for (size_t p = 0; p < k; ++p)
-        for (size_t j = j0; j < n; ++j) panel[p * width + j] = b[j * ldb + p];
+        for (size_t j = j0; j < n; ++j) panel[slab_index(k, width, p, j)] = b[j * ldb + p];
+}
+
+// --- narrow products: C = A B^T with fewer than kLanes columns -------------
+
+// The first `cols` (<= kLanes) floats at p as a vector (the rest zero), and
+// back: one vector move, or at most three (4, 2 and 1 floats), never past
+// p + cols.
+FLOW_INLINE Vec load_first(const float *p, size_t cols) {
+    if (cols == kLanes) return *reinterpret_cast<const Vec *>(p);
+    float part[kLanes] = {};
+    if (cols & 4) std::memcpy(part, p, 4 * sizeof(float));
+    if (cols & 2) std::memcpy(part + (cols & 4), p + (cols & 4), 2 * sizeof(float));
+    if (cols & 1) part[cols - 1] = p[cols - 1];
+    Vec v;
+    std::memcpy(&v, part, sizeof(v));
+    return v;
+}
+
+FLOW_INLINE void store_first(const Vec &v, float *p, size_t cols) {
+    if (cols == kLanes) {
+        *reinterpret_cast<Vec *>(p) = v;
+        return;
+    }
+    float part[kLanes];
+    std::memcpy(part, &v, sizeof(part));
+    if (cols & 4) std::memcpy(p, part, 4 * sizeof(float));
+    if (cols & 2) std::memcpy(p + (cols & 4), part + (cols & 4), 2 * sizeof(float));
+    if (cols & 1) p[cols - 1] = part[cols - 1];
+}
+
+// Pairwise sums within each half: x0+x1, x2+x3, y0+y1, y2+y3 | the same
+// for the upper halves (vhaddps).
+FLOW_INLINE Vec pair_sums(const Vec &x, const Vec &y) {
+    const Index even = {0, 2, 8, 10, 4, 6, 12, 14}, odd = {1, 3, 9, 11, 5, 7, 13, 15};
+    return __builtin_shuffle(x, y, even) + __builtin_shuffle(x, y, odd);
+}
+
+// out[j] = the lanes of v[j] added up, for j < 8: a tree of pair sums, the
+// same order for every row.
+FLOW_INLINE Vec lane_sums(const Vec (&v)[kLanes]) {
+    const Vec lo = pair_sums(pair_sums(v[0], v[1]), pair_sums(v[2], v[3]));
+    const Vec hi = pair_sums(pair_sums(v[4], v[5]), pair_sums(v[6], v[7]));
+    const Index first = {0, 1, 2, 3, 8, 9, 10, 11}, second = {4, 5, 6, 7, 12, 13, 14, 15};
+    return __builtin_shuffle(lo, hi, first) + __builtin_shuffle(lo, hi, second);
+}
+
+// R rows of C, N (< kLanes) columns: dot products of A's rows with B's rows
+// along k, kLanes products at a time in one accumulator per output; the
+// k % kLanes rest as one zero-padded step (b_rest: B's rests, padded once
+// per call); then one vector epilogue per row.
+template <size_t R, size_t N>
+FLOW_INLINE void narrow_rows(size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+                             const Vec (&b_rest)[N], const Vec &bias, const Epilogue &e, float *c,
+                             size_t ldc) {
+    Vec acc[R][kLanes] = {};
+    size_t p = 0;
+    for (; p + kLanes <= k; p += kLanes) {
+        Vec av[R];
+        for (size_t r = 0; r < R; ++r) av[r] = *reinterpret_cast<const Vec *>(a + r * lda + p);
+        for (size_t j = 0; j < N; ++j) {
+            const Vec bv = *reinterpret_cast<const Vec *>(b + j * ldb + p);
+            for (size_t r = 0; r < R; ++r) acc[r][j] += av[r] * bv;
+        }
+    }
+    if (p < k)
+        for (size_t r = 0; r < R; ++r) {
+            const Vec av = load_first(a + r * lda + p, k - p);
+            for (size_t j = 0; j < N; ++j) acc[r][j] += av * b_rest[j];
+        }
+    for (size_t r = 0; r < R; ++r) {
+        Vec value = e.alpha * lane_sums(acc[r]);
+        if (e.beta != 0.0f) value += e.beta * load_first(c + r * ldc, N);
+        value += bias;
+        store_first(value, c + r * ldc, N);
+        if (e.store.act) {
+            const Vec zero = {};
+            store_first(value > zero ? value : e.store.slope * value, e.store.act + r * ldc, N);
+        }
+    }
+}
+
+// Two rows at a time share B's loads while the accumulators (2N <= 8) leave
+// AVX2's registers room for the operands; wider outputs go a row at a time.
+template <size_t N>
+FLOW_INLINE void narrow_product(size_t m, size_t k, const float *a, size_t lda, const float *b,
+                                size_t ldb, const Epilogue &e, float *c, size_t ldc) {
+    constexpr size_t R = N <= 4 ? 2 : 1;
+    const Vec bias = e.store.bias ? load_first(e.store.bias, N) : Vec{};
+    Vec b_rest[N] = {};
+    const size_t p = k / kLanes * kLanes;
+    if (p < k)
+        for (size_t j = 0; j < N; ++j) b_rest[j] = load_first(b + j * ldb + p, k - p);
+    size_t i = 0;
+    for (; i + R <= m; i += R)
+        narrow_rows<R, N>(k, a + i * lda, lda, b, ldb, b_rest, bias, e.at(i * ldc, 0),
+                          c + i * ldc, ldc);
+    for (; i < m; ++i)
+        narrow_rows<1, N>(k, a + i * lda, lda, b, ldb, b_rest, bias, e.at(i * ldc, 0),
+                          c + i * ldc, ldc);
+}
+
+FLOW_CLONES
+void multiply_narrow(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
+                     size_t ldb, Epilogue e, float *c, size_t ldc) {
+    switch (n) {
+    case 1: return narrow_product<1>(m, k, a, lda, b, ldb, e, c, ldc);
+    case 2: return narrow_product<2>(m, k, a, lda, b, ldb, e, c, ldc);
+    case 3: return narrow_product<3>(m, k, a, lda, b, ldb, e, c, ldc);
+    case 4: return narrow_product<4>(m, k, a, lda, b, ldb, e, c, ldc);
+    case 5: return narrow_product<5>(m, k, a, lda, b, ldb, e, c, ldc);
+    case 6: return narrow_product<6>(m, k, a, lda, b, ldb, e, c, ldc);
+    default: return narrow_product<7>(m, k, a, lda, b, ldb, e, c, ldc);
+    }
 }
 
 } // namespace
@@ -186,21 +347,28 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
     const Epilogue e = {alpha, beta, store};
     const size_t a_row = trans_a ? 1 : lda, a_step = trans_a ? lda : 1;
     if (!trans_b && n % kLanes == 0)
-        return multiply(m, n, k, a, a_row, a_step, b, ldb, e, c, ldc);
+        return multiply(m, n, k, a, a_row, a_step, b, ldb, kSlab, e, c, ldc);
+    if (!trans_a && trans_b && n < kLanes)
+        return multiply_narrow(m, n, k, a, lda, b, ldb, e, c, ldc);
 
-    // Grows to the largest panel this thread has needed. The padding feeds
-    // only accumulators that are never stored; it is zeroed so that stale
-    // values cannot be slow (subnormal) operands.
+    // Grows to the largest panel this thread has needed. The padding of the
+    // last slab feeds only accumulators that are never stored; it is zeroed
+    // so that stale values cannot be slow (subnormal) operands.
+    // One vector wide when that holds op(B), as the tiles then read only one.
     thread_local std::vector<float> panel;
-    const size_t width = (n + kLanes - 1) / kLanes * kLanes;
-    if (panel.size() < k * width) panel.resize(k * width);
-    for (size_t p = 0; p < k; ++p) std::fill_n(panel.data() + p * width + n, width - n, 0.0f);
+    const size_t width = n <= kLanes ? kLanes : kSlab;
+    const size_t padded = (n + width - 1) / width * width;
+    if (panel.size() < padded * k) panel.resize(padded * k);
+    float *p0 = panel.data();
+    for (size_t p = 0; p < k; ++p)
+        for (size_t j = n; j < padded; ++j) p0[slab_index(k, width, p, j)] = 0.0f;
     if (!trans_b) {
-        for (size_t p = 0; p < k; ++p) std::copy_n(b + p * ldb, n, panel.data() + p * width);
+        for (size_t p = 0; p < k; ++p)
+            for (size_t j = 0; j < n; ++j) p0[slab_index(k, width, p, j)] = b[p * ldb + j];
     } else {
-        transpose_into(b, ldb, n, k, panel.data(), width);
+        transpose_into(b, ldb, n, k, p0, width);
     }
-    multiply(m, n, k, a, a_row, a_step, panel.data(), width, e, c, ldc);
+    multiply(m, n, k, a, a_row, a_step, p0, width, width * k, e, c, ldc);
 }
 
 } // namespace flow::cpu_kernels

@@ -1,7 +1,8 @@
-// GEMM for the small products of small flows (conditioner MLPs a few dozen
-// units wide, batches of a few hundred rows), where a BLAS call spends more
-// on its set-up (argument checks, packing both operands, thread hand-off)
-// than on the arithmetic. Used by CpuBackend::gemm below a size threshold.
+// GEMM for the products of the layers' forward passes (x W^T at any batch
+// size) and for the small products of small flows' backward passes, where a
+// BLAS call spends more on its set-up (argument checks, packing both
+// operands, thread hand-off) than on the arithmetic. Each row of C is
+// computed the same way whatever m is. Used by CpuBackend::gemm.
 #pragma once
 
 #include <cstddef>
@@ -23,8 +24,10 @@ struct GemmStore {
 // C[m, n] = alpha * op(A) op(B) + beta * C, then `store`; row-major, lda, ldb
 // and ldc are the lengths of the stored rows of A, B and C. op(A) is m x k,
 // op(B) k x n. beta = 0 never reads C. One thread (splitting products this
-// small measured slower at two threads when serial work separates them), no
-// cache blocking: meant for operands that fit in L2.
+// small measured slower at two threads when serial work separates them;
+// the caller splits big ones by rows). Rows go in blocks that keep their
+// part of op(A) in L2; op(B) is read whole for each block, so it should fit
+// in L2 too (k up to ~1024 for the layers' widths).
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                 size_t ldc, const GemmStore &store = {});
