@@ -112,7 +112,10 @@ Test(cpu_gemm, backend_gemm_matches_reference) {
     const Shape3 shapes[] = {{256, 64, 64}, {256, 8, 64},  {256, 4, 64},   {64, 64, 256},
                              {256, 64, 4},  {8, 64, 256},  {256, 64, 2},   {256, 128, 64},
                              {300, 70, 65}, {63, 65, 64},  {7, 9, 5},      {512, 256, 256},
-                             {33, 1, 4096}, {65, 64, 300}, {256, 12, 100}, {1, 1, 1}};
+                             {33, 1, 4096}, {65, 64, 300}, {256, 12, 100}, {1, 1, 1},
+                             // forward products split over threads, narrow ones, and
+                             // an inner dimension past the small kernel's
+                             {2048, 256, 256}, {1000, 5, 300}, {40, 64, 1100}};
     Backend &be = cpu_backend();
     const size_t skip = 3; // rows before each block
     unsigned seed = 100;
@@ -150,4 +153,34 @@ Test(cpu_gemm, backend_gemm_matches_reference) {
                                       0,
                                   "gemm wrote outside C (m=%zu n=%zu k=%zu)", m, n, k);
                 }
+}
+
+// A forward product's row (x W^T, the layers' forward pass) must come out the
+// same whatever the number of rows in the call: evaluation splits batches
+// into blocks by thread count, and results may not depend on it. OpenBLAS
+// fails this for outputs narrower than 8 columns; the small kernels must
+// not, at any width, depth or thread count.
+Test(cpu_gemm, forward_rows_do_not_depend_on_the_row_count) {
+    Backend &be = cpu_backend();
+    const size_t widths[] = {1, 2, 3, 4, 6, 7, 8, 9, 16, 24, 64, 256};
+    const size_t depths[] = {4, 5, 13, 64, 256};
+    const size_t m = 1100, first = 301, rows = 150; // odd: other row pairings and tiles
+    unsigned seed = 500;
+    for (size_t n : widths)
+        for (size_t k : depths) {
+            const Vec x = random_vec(m * k, ++seed), w = random_vec(n * k, ++seed);
+            Tensor tx(be, {m, k}), tw(be, {n, k}), all(be, {m, n}), part(be, {rows, n});
+            be.upload(tx, x.data());
+            be.upload(tw, w.data());
+            be.gemm(false, true, 1.0f, tx, tw, 0.0f, all);
+            be.gemm(false, true, 1.0f, tx.row_block(first, rows), tw, 0.0f, part);
+            Vec c_all(m * n), c_part(rows * n);
+            be.download(all, c_all.data());
+            be.download(part, c_part.data());
+            cr_assert(std::memcmp(c_all.data() + first * n, c_part.data(),
+                                  rows * n * sizeof(float)) == 0,
+                      "x W^T with n=%zu k=%zu: rows %zu.. differ between a %zu-row and a %zu-row "
+                      "call",
+                      n, k, first, m, rows);
+        }
 }

@@ -1,11 +1,16 @@
-// CpuBackend::gemm. Products big enough for BLAS go straight to the system's
-// sgemm (OpenBLAS, whose kernels are chosen at run time for the CPU it runs
-// on): called directly rather than through Eigen's product, because Eigen
-// zeroes C before a beta = 0 product (one more pass over C) and always lets
-// the BLAS use every thread. Tiny products (the 2-to-8-wide matrices of small
-// flows) stay in Eigen's inline coefficient-based product, which beats a BLAS
-// call there, and the small products of small flows' MLPs go to
-// cpu_small_gemm.cpp's kernel. Only this file includes Eigen.
+// CpuBackend::gemm. The layers' forward products x W^T go to
+// cpu_small_gemm.cpp's kernels at every batch size: they match or beat
+// OpenBLAS there, add the bias and the activation as they store, and a
+// row's result never depends on how many rows share the call, so that
+// evaluation gives the same numbers however it splits a batch into blocks
+// (OpenBLAS's narrow outputs change with the row count). Other products big
+// enough for BLAS go straight to the system's sgemm (OpenBLAS, whose kernels
+// are chosen at run time for the CPU it runs on): called directly rather
+// than through Eigen's product, because Eigen zeroes C before a beta = 0
+// product (one more pass over C) and always lets the BLAS use every thread.
+// Tiny products stay in Eigen's inline coefficient-based product, which
+// beats a BLAS call there, and the small products of small flows' backward
+// passes go to the small kernel. Only this file includes Eigen.
 #ifndef EIGEN_USE_BLAS
 #define EIGEN_USE_BLAS
 #endif
@@ -27,24 +32,27 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 
 // m * n * k below which Eigen's inline product wins over a BLAS call.
 constexpr double kTinyGemm = 32768.0;
-// Where small_gemm beats a one-thread OpenBLAS 0.3.21 sgemm (AMD Zen 4): m * n
-// * k below kSmallGemm and, with B transposed (the layers' forward x W^T, whose
-// narrow outputs OpenBLAS handles worst), C at least 8 wide; otherwise, every
-// side at least 64 (below that OpenBLAS's kernels for dy W and dy^T x win).
-// Both run near the FMA units' peak there; the gain is OpenBLAS's set-up.
+// Where small_gemm beats a one-thread OpenBLAS 0.3.21 sgemm (AMD Zen 4) on the
+// backward products dy W and dy^T x: m * n * k below kSmallGemm and every
+// side at least 64 (below that OpenBLAS's kernels win). Both run near the
+// FMA units' peak there; the gain is OpenBLAS's set-up.
 constexpr double kSmallGemm = 2.0 * 1024 * 1024;
 // m * n * k below which the product runs on one thread: splitting ~1 ms of
 // work or less costs more in wake-ups and barriers than it saves, and on a
 // busy machine a waiting thread can lose its core for a whole time slice.
 constexpr double kSerialGemm = 4.0 * 1024 * 1024;
+// Inner dimension up to which forward products use the small kernel (its
+// blocks of op(B) slabs and op(A) rows stay cache-sized up to there).
+constexpr size_t kForwardDepth = 1024;
 // Elements of C below which copying the bias into it stays on one thread.
 constexpr size_t kParallelCopy = size_t(1) << 18;
 
 // Runs f with OpenMP (and so OpenBLAS, openmp flavour, which follows
-// omp_get_max_threads) limited to one thread on this thread.
+// omp_get_max_threads, and keeps to one thread inside a parallel region)
+// limited to one thread on this thread.
 template <class F> void single_threaded(F &&f) {
     const int threads = omp_get_max_threads();
-    if (threads == 1) return f();
+    if (threads == 1 || omp_in_parallel()) return f();
     omp_set_num_threads(1);
     try {
         f();
@@ -73,9 +81,28 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
 
     const double work = double(m) * double(n) * double(k);
     const size_t int_max = size_t(2147483647);
+    if (!trans_a && trans_b && k >= 4 && k <= kForwardDepth) {
+        // Rows split over the threads for big products (each thread packs
+        // op(B) for its own rows); a row's arithmetic is the same either way.
+        const size_t threads = work < kSerialGemm || omp_in_parallel()
+                                   ? 1 : size_t(std::max(omp_get_max_threads(), 1));
+        const size_t block = (m + threads - 1) / threads;
+        auto rows = [&](size_t t) {
+            const size_t r0 = std::min(m, t * block), r1 = std::min(m, r0 + block);
+            cpu_kernels::GemmStore part = store;
+            if (part.act) part.act += r0 * n;
+            cpu_kernels::small_gemm(false, true, r1 - r0, n, k, alpha, pa + r0 * a_cols, a_cols,
+                                    pb, b_cols, beta, pc + r0 * n, n, part);
+        };
+        if (threads == 1)
+            rows(0);
+        else
+            cpu_parallel_for(threads, 1, 0, rows);
+        return true;
+    }
     const bool blas = work >= kTinyGemm && k >= 4 &&
                       std::max({a_rows, a_cols, b_rows, b_cols}) <= int_max;
-    const bool small = work < kSmallGemm && (trans_b ? n >= 8 : std::min({m, n, k}) >= 64);
+    const bool small = work < kSmallGemm && !trans_b && std::min({m, n, k}) >= 64;
     if (blas && small) {
         cpu_kernels::small_gemm(trans_a, trans_b, m, n, k, alpha, pa, a_cols, pb, b_cols, beta, pc,
                                 n, store);
