@@ -3,7 +3,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <exception>
 
 #include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
@@ -16,13 +18,15 @@ namespace {
 // Rows per chunk for the passes that do not train, so workspaces stay bounded
 // whatever n the caller passes.
 constexpr size_t chunk_rows = 4096;
-// On one CPU thread, evaluation passes go through the transforms in blocks of
-// this many rows, so a block's intermediates (a few [rows, hidden] matrices
-// per conditioner) stay in the L2 cache instead of streaming through memory:
-// ~1.2x faster log_prob and sampling for 4096-row batches. With more threads
-// whole chunks keep every thread busy. Results do not change: these passes
-// treat rows independently, and random numbers are still drawn per
-// chunk_rows chunk.
+// On the CPU, evaluation passes go through the transforms in blocks of at
+// most this many rows, so a block's intermediates (a few [rows, hidden]
+// matrices per conditioner) stay in the L2 cache instead of streaming
+// through memory: ~1.2x faster log_prob and sampling for 4096-row batches.
+// With several threads, each thread takes whole blocks through the whole
+// flow: one parallel region per call instead of one per op, and no thread
+// waits at every op for the other. Results do not change: these passes treat
+// rows independently, and random numbers are still drawn per chunk_rows
+// chunk.
 constexpr size_t cpu_block_rows = 512;
 
 // Dequantization draws its noise per pass (counter = element of the pass), so
@@ -48,6 +52,15 @@ void check_finite(const float *v, size_t rows, size_t cols, const char *what) {
                                                std::to_string(k % cols) + ")");
 }
 
+// Whether two arenas declare the same tensors in the same order.
+bool same_layout(const ParamArena &a, const ParamArena &b) {
+    const auto &x = a.infos(), &y = b.infos();
+    if (x.size() != y.size()) return false;
+    for (size_t k = 0; k < x.size(); ++k)
+        if (x[k].name != y[k].name || x[k].shape != y[k].shape) return false;
+    return true;
+}
+
 // The undefined tensor passed as the context of models without one.
 const Tensor &no_tensor() {
     static const Tensor none;
@@ -58,11 +71,16 @@ const Tensor &no_tensor() {
 
 Model::Model(Backend &be, ModelSpec spec, uint64_t seed)
     : backend_(be), spec_(std::move(spec)), spec_json_(model_spec_json(spec_)), seed_(seed) {
+    build_lane(main_, params_, buffers_);
+    // Training keeps every transform's output.
+    main_.acts.resize(std::max<size_t>(main_.transforms.size() + 1, 3));
+}
+
+void Model::build_lane(Lane &lane, ParamArena &params, ParamArena &buffers) const {
     for (size_t k = 0; k < spec_.transforms.size(); ++k)
-        transforms_.push_back(make_transform(be, params_, buffers_, spec_, k));
-    base_ = make_base_distribution(be, spec_, params_);
-    // Two more than the transforms: evaluation passes ping-pong in acts_[1..2].
-    acts_.resize(std::max<size_t>(transforms_.size() + 1, 3));
+        lane.transforms.push_back(make_transform(backend_, params, buffers, spec_, k));
+    lane.base = make_base_distribution(backend_, spec_, params);
+    lane.acts.resize(3); // evaluation passes ping-pong in acts[1..2]
 }
 
 std::unique_ptr<Model> Model::create(Backend &be, const std::string &spec_json, uint64_t seed) {
@@ -91,102 +109,152 @@ void Model::check_inputs(const float *x, const float *context, size_t n, bool da
     if (context) check_finite(context, n, spec_.context_dim, "context");
     if (!x) return;
     check_finite(x, n, spec_.dim, data ? "data" : "latent");
-    if (data && !transforms_.empty()) transforms_.front()->check_data(x, n * spec_.dim);
+    if (data && !main_.transforms.empty()) main_.transforms.front()->check_data(x, n * spec_.dim);
 }
 
-void Model::upload_rows(const float *x, const float *context, size_t begin, size_t rows) {
+void Model::upload_rows(Lane &lane, const float *x, const float *context, size_t begin,
+                        size_t rows) {
     if (x) {
-        input_.ensure(backend_, {rows, spec_.dim});
-        backend_.upload(input_, x + begin * spec_.dim);
+        lane.input.ensure(backend_, {rows, spec_.dim});
+        backend_.upload(lane.input, x + begin * spec_.dim);
     }
     if (context) {
-        context_.ensure(backend_, {rows, spec_.context_dim});
-        backend_.upload(context_, context + begin * spec_.context_dim);
+        lane.context.ensure(backend_, {rows, spec_.context_dim});
+        backend_.upload(lane.context, context + begin * spec_.context_dim);
     }
 }
 
-// input_ -> z through every transform; logdet_ gets the total log-det.
-const Tensor &Model::forward_pass(const Pass &pass) {
-    size_t n = input_.rows();
-    Tensor none;
-    const Tensor &context = spec_.context_dim ? context_ : none;
-    logdet_.ensure(backend_, {n});
-    backend_.fill(logdet_, 0.0f);
-    const Tensor *in = &input_;
-    for (size_t k = 0; k < transforms_.size(); ++k) {
+// lane.input -> z through every transform; lane.logdet gets the total log-det.
+const Tensor &Model::forward_pass(Lane &lane, const Pass &pass) {
+    size_t n = lane.input.rows();
+    const Tensor &context = spec_.context_dim ? lane.context : no_tensor();
+    lane.logdet.ensure(backend_, {n});
+    backend_.fill(lane.logdet, 0.0f);
+    const Tensor *in = &lane.input;
+    for (size_t k = 0; k < lane.transforms.size(); ++k) {
         // Training keeps every intermediate for backward; evaluation ping-pongs.
-        Tensor &out = pass.train ? acts_[k + 1] : acts_[1 + k % 2];
+        Tensor &out = pass.train ? lane.acts[k + 1] : lane.acts[1 + k % 2];
         out.ensure(backend_, {n, spec_.dim});
-        transforms_[k]->forward(params_, buffers_, *in, context, out, logdet_, pass);
+        lane.transforms[k]->forward(params_, buffers_, *in, context, out, lane.logdet, pass);
         in = &out;
     }
     return *in;
 }
 
-// z -> x through every transform backwards; logdet_ gets log|det dx/dz|.
-const Tensor &Model::inverse_pass(const Tensor &z) {
+// z -> x through every transform backwards (context: z's rows of it, or
+// undefined); lane.logdet gets log|det dx/dz|.
+const Tensor &Model::inverse_pass(Lane &lane, const Tensor &z, const Tensor &context) {
     size_t n = z.rows();
-    Tensor none;
-    const Tensor &context = spec_.context_dim ? context_ : none;
-    logdet_.ensure(backend_, {n});
-    backend_.fill(logdet_, 0.0f);
+    lane.logdet.ensure(backend_, {n});
+    backend_.fill(lane.logdet, 0.0f);
     const Tensor *in = &z;
-    for (size_t k = transforms_.size(); k-- > 0;) {
-        Tensor &out = acts_[1 + k % 2];
+    for (size_t k = lane.transforms.size(); k-- > 0;) {
+        Tensor &out = lane.acts[1 + k % 2];
         out.ensure(backend_, {n, spec_.dim});
-        transforms_[k]->inverse(params_, buffers_, *in, context, out, logdet_);
+        lane.transforms[k]->inverse(params_, buffers_, *in, context, out, lane.logdet);
         in = &out;
     }
     return *in;
 }
 
-// Rows per evaluation pass: cache-sized blocks on the CPU where that changes
-// no result, whole chunks otherwise.
-static size_t eval_rows(const Backend &be, const ModelSpec &spec, bool forward) {
-    if (be.kind() != DeviceKind::cpu || omp_get_max_threads() > 1 ||
-        (forward && draws_noise(spec)))
-        return chunk_rows;
-    return cpu_block_rows;
+// Rows per block of an evaluation pass over n rows: cache-sized blocks on
+// the CPU, at least one per thread, where that changes no result; whole
+// chunks otherwise.
+size_t Model::eval_step(size_t n, bool forward) const {
+    if (backend_.kind() != DeviceKind::cpu || (forward && draws_noise(spec_))) return chunk_rows;
+    const size_t threads = omp_in_parallel() ? 1 : size_t(std::max(omp_get_max_threads(), 1));
+    return std::min(cpu_block_rows, std::max<size_t>((n + threads - 1) / threads, 1));
+}
+
+size_t Model::eval_lanes(size_t blocks, bool forward) {
+    if (blocks < 2 || backend_.kind() != DeviceKind::cpu || omp_in_parallel() ||
+        (forward && draws_noise(spec_)))
+        return 1;
+    const size_t lanes = std::min(size_t(std::max(omp_get_max_threads(), 1)), blocks);
+    while (lanes_.size() + 1 < lanes) {
+        // Declaring into arenas of its own, in the model's order, gives the
+        // replica the model's parameter ids; checked, as every pass relies on it.
+        ParamArena params(false), buffers(false);
+        auto lane = std::make_unique<Lane>();
+        build_lane(*lane, params, buffers);
+        if (!same_layout(params, params_) || !same_layout(buffers, buffers_))
+            fail(Status::internal, "a replica of the model declared different parameters");
+        lanes_.push_back(std::move(lane));
+    }
+    // Agnostic MADE bases: every lane evaluates with draw 0's masks.
+    for (auto &lane : lanes_) lane->base->set_draw(0);
+    return lanes;
+}
+
+template <class Block>
+void Model::for_each_block(size_t n, size_t step, size_t lanes, Block &&block) {
+    if (lanes == 1) {
+        for (size_t begin = 0; begin < n; begin += step)
+            block(main_, begin, std::min(step, n - begin));
+        return;
+    }
+    // Threads take the next block as they finish one; which lane runs a
+    // block changes nothing in its result.
+    const size_t blocks = (n + step - 1) / step;
+    std::atomic<size_t> next{0};
+    std::exception_ptr error;
+#pragma omp parallel num_threads(int(lanes))
+    {
+        const int t = omp_get_thread_num();
+        Lane &lane = t == 0 ? main_ : *lanes_[size_t(t) - 1];
+        for (size_t b = next++; b < blocks; b = next++) {
+            try {
+                block(lane, b * step, std::min(step, n - b * step));
+            } catch (...) {
+#pragma omp critical(flow_model_lane_error)
+                if (!error) error = std::current_exception();
+                next = blocks; // the other threads stop before their next block
+            }
+        }
+    }
+    if (error) std::rethrow_exception(error);
 }
 
 void Model::log_prob(const float *x, const float *context, size_t n, float *out) {
     check_inputs(x, context, n, true);
-    base_->set_draw(0);
-    const size_t step = eval_rows(backend_, spec_, true);
-    for (size_t begin = 0; begin < n; begin += step) {
-        size_t rows = std::min(step, n - begin);
-        upload_rows(x, context, begin, rows);
-        const Tensor &z = forward_pass({false, seed_, eval_noise_stream + begin});
-        log_prob_.ensure(backend_, {rows});
-        base_->log_prob(params_, z, (spec_.context_dim ? context_ : no_tensor()), log_prob_);
-        backend_.axpy(1.0f, logdet_, log_prob_);
-        backend_.download(log_prob_, out + begin);
-    }
+    main_.base->set_draw(0);
+    const size_t step = eval_step(n, true);
+    const size_t lanes = eval_lanes((n + step - 1) / step, true);
+    for_each_block(n, step, lanes, [&](Lane &lane, size_t begin, size_t rows) {
+        upload_rows(lane, x, context, begin, rows);
+        const Tensor &z = forward_pass(lane, {false, seed_, eval_noise_stream + begin});
+        lane.log_prob.ensure(backend_, {rows});
+        lane.base->log_prob(params_, z, (spec_.context_dim ? lane.context : no_tensor()),
+                            lane.log_prob);
+        backend_.axpy(1.0f, lane.logdet, lane.log_prob);
+        backend_.download(lane.log_prob, out + begin);
+    });
 }
 
 void Model::forward(const float *x, const float *context, size_t n, float *out_z,
                     float *out_logdet) {
     check_inputs(x, context, n, true);
-    const size_t step = eval_rows(backend_, spec_, true);
-    for (size_t begin = 0; begin < n; begin += step) {
-        size_t rows = std::min(step, n - begin);
-        upload_rows(x, context, begin, rows);
-        backend_.download(forward_pass({false, seed_, eval_noise_stream + begin}),
+    const size_t step = eval_step(n, true);
+    const size_t lanes = eval_lanes((n + step - 1) / step, true);
+    for_each_block(n, step, lanes, [&](Lane &lane, size_t begin, size_t rows) {
+        upload_rows(lane, x, context, begin, rows);
+        backend_.download(forward_pass(lane, {false, seed_, eval_noise_stream + begin}),
                           out_z + begin * spec_.dim);
-        if (out_logdet) backend_.download(logdet_, out_logdet + begin);
-    }
+        if (out_logdet) backend_.download(lane.logdet, out_logdet + begin);
+    });
 }
 
 void Model::inverse(const float *z, const float *context, size_t n, float *out_x,
                     float *out_logdet) {
     check_inputs(z, context, n, false);
-    const size_t step = eval_rows(backend_, spec_, false);
-    for (size_t begin = 0; begin < n; begin += step) {
-        size_t rows = std::min(step, n - begin);
-        upload_rows(z, context, begin, rows);
-        backend_.download(inverse_pass(input_), out_x + begin * spec_.dim);
-        if (out_logdet) backend_.download(logdet_, out_logdet + begin);
-    }
+    const size_t step = eval_step(n, false);
+    const size_t lanes = eval_lanes((n + step - 1) / step, false);
+    for_each_block(n, step, lanes, [&](Lane &lane, size_t begin, size_t rows) {
+        upload_rows(lane, z, context, begin, rows);
+        const Tensor &x = inverse_pass(lane, lane.input, spec_.context_dim ? lane.context : no_tensor());
+        backend_.download(x, out_x + begin * spec_.dim);
+        if (out_logdet) backend_.download(lane.logdet, out_logdet + begin);
+    });
 }
 
 void Model::sample(size_t n, const float *context, float temperature, uint64_t seed,
@@ -194,31 +262,34 @@ void Model::sample(size_t n, const float *context, float temperature, uint64_t s
     check_inputs(nullptr, context, n, false);
     if (!(temperature > 0.0f) || !std::isfinite(temperature))
         fail(Status::invalid_argument, "temperature must be a finite number > 0");
-    base_->set_draw(0);
+    main_.base->set_draw(0);
     for (size_t begin = 0; begin < n; begin += chunk_rows) {
-        size_t rows = std::min(chunk_rows, n - begin);
-        upload_rows(nullptr, context, begin, rows);
-        input_.ensure(backend_, {rows, spec_.dim});
-        base_->sample(params_, (spec_.context_dim ? context_ : no_tensor()), input_, seed, begin, temperature);
-        // The chunk's noise is drawn; the transforms then run block by block
-        // (context_ points at the block's rows meanwhile).
-        const Tensor chunk_context = context_;
-        const size_t step = eval_rows(backend_, spec_, false);
-        for (size_t b = 0; b < rows; b += step) {
-            const size_t r = std::min(step, rows - b);
-            const Tensor z = r == rows ? input_ : input_.row_block(b, r);
-            if (spec_.context_dim) context_ = r == rows ? chunk_context : chunk_context.row_block(b, r);
-            const Tensor &x = inverse_pass(z);
+        const size_t rows = std::min(chunk_rows, n - begin);
+        // The chunk's noise is drawn into the model's lane; the lanes then
+        // take it through the transforms block by block, reading it (and the
+        // chunk's context) in place.
+        upload_rows(main_, nullptr, context, begin, rows);
+        const Tensor &chunk_context = spec_.context_dim ? main_.context : no_tensor();
+        main_.input.ensure(backend_, {rows, spec_.dim});
+        main_.base->sample(params_, chunk_context, main_.input, seed, begin, temperature);
+        const Tensor &noise = main_.input;
+        const size_t step = eval_step(rows, false);
+        const size_t lanes = eval_lanes((rows + step - 1) / step, false);
+        for_each_block(rows, step, lanes, [&](Lane &lane, size_t b, size_t r) {
+            const Tensor z = r == rows ? noise : noise.row_block(b, r);
+            const Tensor block_context = !spec_.context_dim ? Tensor()
+                                         : r == rows        ? chunk_context
+                                                            : chunk_context.row_block(b, r);
+            const Tensor &x = inverse_pass(lane, z, block_context);
             backend_.download(x, out_x + (begin + b) * spec_.dim);
             if (out_log_prob) {
                 // log p(x) = log pi(z) - log|det dx/dz|
-                log_prob_.ensure(backend_, {r});
-                base_->log_prob(params_, z, (spec_.context_dim ? context_ : no_tensor()), log_prob_);
-                backend_.axpy(-1.0f, logdet_, log_prob_);
-                backend_.download(log_prob_, out_log_prob + begin + b);
+                lane.log_prob.ensure(backend_, {r});
+                lane.base->log_prob(params_, z, block_context, lane.log_prob);
+                backend_.axpy(-1.0f, lane.logdet, lane.log_prob);
+                backend_.download(lane.log_prob, out_log_prob + begin + b);
             }
-        }
-        context_ = chunk_context;
+        });
     }
 }
 
@@ -228,17 +299,17 @@ void Model::sample(size_t n, const float *context, float temperature, uint64_t s
 double Model::loss_and_gradients(const float *x, const float *context, size_t n,
                                  uint64_t stream) {
     check_inputs(x, context, n, true);
-    upload_rows(x, context, 0, n);
+    upload_rows(main_, x, context, 0, n);
     // Agnostic MADE bases: training step k uses the masks of draw k;
     // flow_loss_grad (the evaluation stream) the evaluation masks (draw 0,
     // or the ensemble of draws 0..K-1).
-    base_->set_draw(stream < eval_noise_stream ? stream : 0);
-    const Tensor &z = forward_pass({true, seed_, stream});
+    main_.base->set_draw(stream < eval_noise_stream ? stream : 0);
+    const Tensor &z = forward_pass(main_, {true, seed_, stream});
 
-    log_prob_.ensure(backend_, {n});
-    base_->log_prob(params_, z, (spec_.context_dim ? context_ : no_tensor()), log_prob_);
-    backend_.axpy(1.0f, logdet_, log_prob_);
-    double loss = -backend_.sum(log_prob_) / (double)n;
+    main_.log_prob.ensure(backend_, {n});
+    main_.base->log_prob(params_, z, (spec_.context_dim ? main_.context : no_tensor()), main_.log_prob);
+    backend_.axpy(1.0f, main_.logdet, main_.log_prob);
+    double loss = -backend_.sum(main_.log_prob) / (double)n;
     if (!std::isfinite(loss))
         fail(Status::numeric, "the loss is not finite (" + std::to_string(loss) + ")");
 
@@ -247,11 +318,11 @@ double Model::loss_and_gradients(const float *x, const float *context, size_t n,
     backend_.fill(dlog_, -1.0f / (float)n);
     backend_.fill(params_.grads(), 0.0f);
     grad_a_.ensure(backend_, {n, spec_.dim});
-    base_->log_prob_backward(params_, z, (spec_.context_dim ? context_ : no_tensor()), dlog_, grad_a_);
+    main_.base->log_prob_backward(params_, z, (spec_.context_dim ? main_.context : no_tensor()), dlog_, grad_a_);
     Tensor *dz = &grad_a_, *dx = &grad_b_;
-    for (size_t k = transforms_.size(); k-- > 0;) {
+    for (size_t k = main_.transforms.size(); k-- > 0;) {
         dx->ensure(backend_, {n, spec_.dim});
-        transforms_[k]->backward(params_, buffers_, *dz, dlog_, *dx);
+        main_.transforms[k]->backward(params_, buffers_, *dz, dlog_, *dx);
         std::swap(dz, dx);
     }
     if (!backend_.all_finite(params_.grads()))
@@ -265,7 +336,7 @@ double Model::train_step(const float *x, const float *context, size_t n) {
     // Made only now: a first step that fails leaves the model as it was.
     if (!optimizer_) optimizer_ = std::make_unique<Optimizer>(backend_, param_count(), OptimizerConfig());
     optimizer_->step(params_);
-    for (auto &t : transforms_) {
+    for (auto &t : main_.transforms) {
         t->commit_train_step(buffers_);
         t->commit_train_step_params(params_);
     }

@@ -52,12 +52,36 @@ public:
                      float *x_grad);
 
 private:
+    // What a pass over a block of rows runs in: the transforms and the base
+    // distribution (each with its workspaces) and the pass's own tensors.
+    // The model's own lane serves training and one-thread evaluation; on
+    // several CPU threads each thread evaluates whole row blocks in a lane of
+    // its own, a replica built from the same spec (so with the same parameter
+    // ids) that reads the model's parameters.
+    struct Lane {
+        std::vector<std::unique_ptr<Transform>> transforms;
+        std::unique_ptr<BaseDistribution> base;
+        Tensor input, context;
+        std::vector<Tensor> acts; // outputs of the transforms
+        Tensor logdet, log_prob;
+    };
+
     Model(Backend &backend, ModelSpec spec, uint64_t seed);
 
+    void build_lane(Lane &lane, ParamArena &params, ParamArena &buffers) const;
+    // Rows per block of an evaluation pass over n rows.
+    size_t eval_step(size_t n, bool forward) const;
+    // Lanes for an evaluation pass over `blocks` row blocks (1: the model's
+    // own, in order), made on first use.
+    size_t eval_lanes(size_t blocks, bool forward);
+    // block(lane, begin, rows) for the blocks of `step` rows in [0, n), on
+    // `lanes` threads; rethrows the first error once every thread has stopped.
+    template <class Block> void for_each_block(size_t n, size_t step, size_t lanes, Block &&block);
+
     void check_inputs(const float *x, const float *context, size_t n, bool data) const;
-    void upload_rows(const float *x, const float *context, size_t begin, size_t rows);
-    const Tensor &forward_pass(const Pass &pass);
-    const Tensor &inverse_pass(const Tensor &z);
+    void upload_rows(Lane &lane, const float *x, const float *context, size_t begin, size_t rows);
+    const Tensor &forward_pass(Lane &lane, const Pass &pass);
+    const Tensor &inverse_pass(Lane &lane, const Tensor &z, const Tensor &context);
     double loss_and_gradients(const float *x, const float *context, size_t n, uint64_t stream);
 
     Backend &backend_;
@@ -66,14 +90,12 @@ private:
     uint64_t seed_;     // initial weights; key of the dequantization noise
     uint64_t steps_ = 0; // successful train steps
     ParamArena params_{true}, buffers_{false};
-    std::vector<std::unique_ptr<Transform>> transforms_;
-    std::unique_ptr<BaseDistribution> base_;
-    std::unique_ptr<Optimizer> optimizer_; // made on first use
+    Lane main_;
+    std::vector<std::unique_ptr<Lane>> lanes_; // the other threads' lanes
+    std::unique_ptr<Optimizer> optimizer_;     // made on first use
 
-    // Workspaces, reused from call to call.
-    Tensor input_, context_;
-    std::vector<Tensor> acts_; // outputs of the transforms
-    Tensor logdet_, log_prob_, grad_a_, grad_b_, dlog_;
+    // Workspaces of training, reused from call to call.
+    Tensor grad_a_, grad_b_, dlog_;
     const Tensor *data_grad_ = nullptr; // grad_a_ or grad_b_, after a backward pass
 };
 

@@ -17,9 +17,10 @@ namespace flow {
 // body(i) for i in [0, n), on OpenMP threads when n * cost (the work of one
 // i, roughly) exceeds min_work and there are threads to use, inline
 // otherwise: even a one-thread parallel region costs libgomp a team set-up
-// and a heap allocation, more than many of these loops themselves.
+// and a heap allocation, more than many of these loops themselves. Inside a
+// parallel region (a model's evaluation lanes) every thread is taken.
 template <class Body> void cpu_parallel_for(size_t n, size_t cost, size_t min_work, Body &&body) {
-    if (n * cost <= min_work || omp_get_max_threads() == 1) {
+    if (n * cost <= min_work || omp_get_max_threads() == 1 || omp_in_parallel()) {
         for (size_t i = 0; i < n; ++i) body(i);
         return;
     }
