@@ -967,6 +967,11 @@ static float normal_element(uint64_t seed, uint64_t stream, size_t k) {
     return philox_normal4(philox4x32_10(seed, stream, k / 4)).v[k % 4];
 }
 
+// Likewise the logistic draw of element k.
+static float logistic_element(uint64_t seed, uint64_t stream, size_t k) {
+    return philox_logistic4(philox4x32_10(seed, stream, k / 4)).v[k % 4];
+}
+
 Test(cpu_random, fills_use_counter_k_for_element_k) {
     const size_t n = 1000;
     Tensor t(cpu(), {10, 100});
@@ -976,7 +981,8 @@ Test(cpu_random, fills_use_counter_k_for_element_k) {
         const PhiloxBlock b = philox4x32_10(9, 3, k);
         normal[k] = normal_element(9, 3, k) * 0.5f;
         uniform[k] = -2.0 + 5.0 * ((b.v[0] >> 8) / 16777216.0);
-        const double u = ((b.v[0] >> 9) + 0.5) / 8388608.0;
+        // Logistic: word k % 4 of block k / 4, as normals take their blocks.
+        const double u = ((philox4x32_10(9, 3, k / 4).v[k % 4] >> 9) + 0.5) / 8388608.0;
         logistic[k] = 2.0 * std::log(u / (1 - u));
         // philox_normal (one normal per block) is normal 0 of the four.
         cr_assert_eq(philox_normal(b), philox_normal4(b).v[0]);
@@ -994,29 +1000,56 @@ Test(cpu_random, fills_use_counter_k_for_element_k) {
 // Element k depends on (seed, stream, k) alone: not on the tensor's size, on
 // where a kernel call starts and ends (partial blocks at either end go a
 // scalar way, whole blocks a vectorized one), nor on the thread count.
-Test(cpu_random, normals_do_not_depend_on_size_split_or_threads) {
+Test(cpu_random, fills_do_not_depend_on_size_split_or_threads) {
+    struct Fill {
+        const char *name;
+        float (*element)(uint64_t, uint64_t, size_t);
+        void (Backend::*fill)(Tensor &, uint64_t, uint64_t, float);
+        void (*range)(uint64_t, uint64_t, float, float *, size_t, size_t);
+    };
+    const Fill fills[] = {
+        {"fill_normal", normal_element, &Backend::fill_normal, cpu_kernels::normal_range},
+        {"fill_logistic", logistic_element, &Backend::fill_logistic, cpu_kernels::logistic_range}};
     const size_t n = (size_t(1) << 17) + 3; // enough chunks to run on threads
-    Vec want(n);
-    for (size_t k = 0; k < n; ++k) want[k] = normal_element(5, 8, k) * 2.0f;
-    for (size_t size : {size_t(1), size_t(10), size_t(1001), size_t(4096)}) {
-        Tensor t(cpu(), {size});
-        cpu().fill_normal(t, 5, 8, 2.0f);
-        expect_equal(values(t), Vec(want.begin(), want.begin() + size), "fill_normal prefix");
-    }
-    for (size_t k0 = 0; k0 < 9; ++k0)
-        for (size_t k1 = k0; k1 < k0 + 70; ++k1) {
-            Vec got(k1, 0.0f);
-            cpu_kernels::normal_range(5, 8, 2.0f, got.data(), k0, k1);
-            expect_equal(Vec(got.begin() + k0, got.end()), Vec(want.begin() + k0, want.begin() + k1),
-                         "normal_range");
+    for (const Fill &f : fills) {
+        Vec want(n);
+        for (size_t k = 0; k < n; ++k) want[k] = f.element(5, 8, k) * 2.0f;
+        for (size_t size : {size_t(1), size_t(10), size_t(1001), size_t(4096)}) {
+            Tensor t(cpu(), {size});
+            (cpu().*f.fill)(t, 5, 8, 2.0f);
+            expect_equal(values(t), Vec(want.begin(), want.begin() + size), f.name);
         }
-    Tensor t(cpu(), {n});
-    for (int threads : {1, 2}) {
-        cpu_set_num_threads(threads);
-        cpu().fill_normal(t, 5, 8, 2.0f);
-        expect_equal(values(t), want, threads == 1 ? "fill_normal, 1 thread" : "fill_normal, 2 threads");
+        for (size_t k0 = 0; k0 < 9; ++k0)
+            for (size_t k1 = k0; k1 < k0 + 70; ++k1) {
+                Vec got(k1, 0.0f);
+                f.range(5, 8, 2.0f, got.data(), k0, k1);
+                expect_equal(Vec(got.begin() + k0, got.end()),
+                             Vec(want.begin() + k0, want.begin() + k1), f.name);
+            }
+        Tensor t(cpu(), {n});
+        for (int threads : {1, 2}) {
+            cpu_set_num_threads(threads);
+            (cpu().*f.fill)(t, 5, 8, 2.0f);
+            expect_equal(values(t), want, f.name);
+        }
+        cpu_set_num_threads(0);
     }
-    cpu_set_num_threads(0);
+}
+
+// The logistic draw against double libm for every uniform the sampler can
+// give it (2^-24 to 1 - 2^-24): the float ratio u / (1 - u) rounds once,
+// then log_cephes. Bound: 1.8e-7 of max(1, |value|), 1.5x the worst seen.
+Test(cpu_random, logistic_float_math_matches_libm) {
+    double worst = 0;
+    for (uint32_t k = 0; k < (1u << 23); ++k) {
+        const PhiloxBlock b = {{k << 9, 0, 0, 0}};
+        const double u = ((b.v[0] >> 9) + 0.5) / 8388608.0;
+        const double ref = std::log(u / (1 - u));
+        const float got = philox_logistic4(b).v[0];
+        worst = std::max(worst, std::fabs(got - ref) / std::max(1.0, std::fabs(ref)));
+    }
+    cr_assert(worst < 1.8e-7, "logistic draw: error %.3g", worst);
+    cr_log_info("logistic draw: worst error %.3g of max(1, |value|)", worst);
 }
 
 // The float log and sin/cos of the normal sampler against double libm on

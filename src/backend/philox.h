@@ -65,7 +65,7 @@ FLOW_HD void philox_box_muller(uint32_t radius_bits, uint32_t angle_bits, float 
 
 // Four standard normals from one block: Box-Muller on words (0, 1) and (2, 3).
 // Backend::fill_normal's element k is normal k % 4 of block k / 4.
-struct PhiloxNormals {
+struct PhiloxNormals { // four floats of one block (also philox_logistic4's)
     float v[4];
 };
 
@@ -73,6 +73,18 @@ FLOW_HD PhiloxNormals philox_normal4(PhiloxBlock b) {
     PhiloxNormals z;
     philox_box_muller(b.v[0], b.v[1], &z.v[0], &z.v[1]);
     philox_box_muller(b.v[2], b.v[3], &z.v[2], &z.v[3]);
+    return z;
+}
+
+// Four standard logistic draws, log(u / (1 - u)), one per word: u is in
+// (0, 1), so u / (1 - u) is a positive normal float for log_cephes.
+// Backend::fill_logistic's element k is draw k % 4 of block k / 4.
+FLOW_HD PhiloxNormals philox_logistic4(PhiloxBlock b) {
+    PhiloxNormals z;
+    for (int w = 0; w < 4; ++w) {
+        const float u = philox_uniform_open(b.v[w]);
+        z.v[w] = log_cephes(u / (1.0f - u));
+    }
     return z;
 }
 

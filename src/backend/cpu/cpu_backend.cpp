@@ -699,20 +699,26 @@ template <class Draw> void fill_random(Tensor &t, uint64_t seed, uint64_t stream
     parallel_for(t.size(), 32, [&](size_t k) { pt[k] = draw(philox4x32_10(seed, stream, k)); });
 }
 
+// range(out, k0, k1) over t's elements in chunks of whole Philox blocks.
+template <class Range> void fill_four_per_block(Tensor &t, const char *op, Range range) {
+    float *pt = op_f32(t, op);
+    const size_t n = t.size(), chunk = 4096; // a multiple of 4: no block split
+    parallel_rows((n + chunk - 1) / chunk, 1, 8 * chunk, [&](size_t c0, size_t c1) {
+        range(pt, c0 * chunk, std::min(n, c1 * chunk));
+    });
+}
+
 } // namespace
 
 void CpuBackend::fill_normal(Tensor &t, uint64_t seed, uint64_t stream, float stddev) {
-    float *pt = op_f32(t, "fill_normal");
-    const size_t n = t.size(), chunk = 4096; // a multiple of 4: no block split
-    parallel_rows((n + chunk - 1) / chunk, 1, 8 * chunk, [&](size_t c0, size_t c1) {
-        cpu_kernels::normal_range(seed, stream, stddev, pt, c0 * chunk, std::min(n, c1 * chunk));
+    fill_four_per_block(t, "fill_normal", [&](float *out, size_t k0, size_t k1) {
+        cpu_kernels::normal_range(seed, stream, stddev, out, k0, k1);
     });
 }
 
 void CpuBackend::fill_logistic(Tensor &t, uint64_t seed, uint64_t stream, float scale) {
-    fill_random(t, seed, stream, [=](PhiloxBlock b) {
-        const float u = philox_uniform_open(b.v[0]);
-        return scale * std::log(u / (1.0f - u));
+    fill_four_per_block(t, "fill_logistic", [&](float *out, size_t k0, size_t k1) {
+        cpu_kernels::logistic_range(seed, stream, scale, out, k0, k1);
     });
 }
 

@@ -13,3 +13,6 @@
 #endif
 // Inlined into its (cloned) caller, so compiled for the caller's instruction set.
 #define FLOW_INLINE inline __attribute__((always_inline))
+// A lambda body inlined into its (cloned) caller: an out-of-line lambda
+// would be compiled once, for baseline x86-64.
+#define FLOW_INLINE_LAMBDA __attribute__((always_inline))

@@ -27,9 +27,6 @@
 // the same flags.
 #include "backend/float_math.h"
 
-// A lambda body inlined into its (cloned) caller: an out-of-line lambda
-// would be compiled once, for baseline x86-64.
-#define FLOW_INLINE_LAMBDA __attribute__((always_inline))
 
 namespace flow::cpu_kernels {
 

@@ -77,6 +77,10 @@ void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *ro
 // of Philox block k / 4 (philox_normal4), for any k0 and k1.
 void normal_range(uint64_t seed, uint64_t stream, float stddev, float *out, size_t k0,
                   size_t k1);
+// Elements [k0, k1) of Backend::fill_logistic: out[k] = scale * draw k % 4 of
+// Philox block k / 4 (philox_logistic4).
+void logistic_range(uint64_t seed, uint64_t stream, float scale, float *out, size_t k0,
+                    size_t k1);
 
 // acc[j] += sum of x[i, j] over rows [r0, r1) of [n, cols], in row order.
 void column_sums_rows(const float *x, double *acc, size_t cols, size_t r0, size_t r1);

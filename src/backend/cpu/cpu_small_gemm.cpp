@@ -15,6 +15,13 @@
 #include <cstring>
 #include <vector>
 
+// The helpers that return vectors are always inlined into their clone, so
+// no call passes a vector between code built with and without AVX, which
+// is what GCC's note about the changed ABI warns of.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 namespace flow::cpu_kernels {
 
 namespace {
