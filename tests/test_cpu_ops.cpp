@@ -256,10 +256,13 @@ Test(cpu_algebra, gemm_bias_matches_reference) {
 }
 
 // The fused hidden-layer forward against gemm_bias + activation_forward, on
-// the small kernel (relu and leaky relu fused in its store) and on paths
-// that do not fuse (OpenBLAS, tanh), with one and two threads allowed.
+// the small kernels (relu and leaky relu fused in their store; narrow and
+// partial-tile outputs too) and on paths that do not fuse (an inner
+// dimension past the small kernel's, tanh), with one and two threads
+// allowed, with pre and y apart and as one tensor.
 Test(cpu_algebra, gemm_bias_activation_matches_the_composition) {
-    const size_t shapes[][3] = {{256, 64, 64}, {37, 40, 23}, {13, 300, 160}, {512, 300, 256}};
+    const size_t shapes[][3] = {{256, 64, 64}, {37, 40, 23}, {13, 300, 160}, {512, 300, 256},
+                                {50, 64, 5},   {9, 2000, 24}};
     const Activation acts[] = {Activation::relu, Activation::leaky_relu, Activation::tanh};
     const int threads = omp_get_max_threads();
     for (int t = 1; t <= 2; ++t)
@@ -278,6 +281,11 @@ Test(cpu_algebra, gemm_bias_activation_matches_the_composition) {
                 omp_set_num_threads(threads);
                 expect_equal(values(pre), values(want_pre), "gemm_bias_activation pre");
                 expect_close(values(y), values(want_y), 1e-6, 1e-6, "gemm_bias_activation y");
+                Tensor both = filled({m, n}, NAN);
+                omp_set_num_threads(t);
+                cpu().gemm_bias_activation(false, true, x, w, v, act, both, both);
+                omp_set_num_threads(threads);
+                expect_equal(values(both), values(y), "gemm_bias_activation in place");
             }
     Tensor x = filled({4, 3}, 1.0f), w = filled({2, 3}, 1.0f), pre(cpu(), {4, 2}), y(cpu(), {4, 3});
     cr_assert(throws_internal([&] {

@@ -53,8 +53,10 @@ public:
     virtual void gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
                            const Tensor &v, Tensor &c) = 0;
     // pre = op(a) * op(b) + v and y = act(pre): a hidden layer's forward, pre
-    // kept for the backward. A backend may fuse the two (the CPU does, in
-    // the small products' store); this is the plain composition.
+    // kept for the backward. pre and y may be the same tensor (then it ends
+    // as y: relu layers keep only their output). A backend may fuse the two
+    // (the CPU does, in the small products' store); this is the plain
+    // composition.
     virtual void gemm_bias_activation(bool trans_a, bool trans_b, const Tensor &a,
                                       const Tensor &b, const Tensor &v, Activation act,
                                       Tensor &pre, Tensor &y) {

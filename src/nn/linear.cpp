@@ -43,7 +43,7 @@ void Linear::forward_activation(const ParamArena &params, const Tensor &x, Activ
     Tensor weight, bias;
     operands(params, be, weight, bias);
     pre.ensure(be, {x.rows(), out()});
-    y.ensure(be, pre.shape());
+    if (&y != &pre) y.ensure(be, pre.shape());
     be.gemm_bias_activation(false, true, x, weight, bias, act, pre, y);
 }
 

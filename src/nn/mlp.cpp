@@ -20,11 +20,19 @@ void Mlp::select(const Tensor &inputs, const Tensor &outputs) {
     layers_.back().select_outputs(outputs);
 }
 
+// relu and leaky relu (slope > 0): act > 0 exactly where pre > 0, so their
+// derivative follows from the output and the layer keeps no pre-activation
+// (the product writes act only, in place).
+static bool derivative_from_output(Activation a) {
+    return a == Activation::relu || a == Activation::leaky_relu;
+}
+
 const Tensor &Mlp::forward(const ParamArena &params, const Tensor &x) {
     input_ = x;
     const Tensor *h = &x;
     for (size_t l = 0; l + 1 < layers_.size(); ++l) {
-        layers_[l].forward_activation(params, *h, activation_, pre_[l], act_[l]);
+        Tensor &pre = derivative_from_output(activation_) ? act_[l] : pre_[l];
+        layers_[l].forward_activation(params, *h, activation_, pre, act_[l]);
         h = &act_[l];
     }
     layers_.back().forward(params, *h, out_);
@@ -38,7 +46,8 @@ void Mlp::backward(const ParamArena &params, const Tensor &dy, Tensor *dx) {
         Tensor &next = grad == &grad_a_ ? grad_b_ : grad_a_;
         layers_[l].backward(params, act_[l - 1], *grad, &next);
         // Through the activation, in place: d pre = d act * act'(pre).
-        be.activation_backward(activation_, pre_[l - 1], act_[l - 1], next, next);
+        const Tensor &pre = derivative_from_output(activation_) ? act_[l - 1] : pre_[l - 1];
+        be.activation_backward(activation_, pre, act_[l - 1], next, next);
         grad = &next;
     }
     layers_[0].backward(params, input_, *grad, dx);

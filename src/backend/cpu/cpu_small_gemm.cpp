@@ -60,7 +60,7 @@ FLOW_INLINE void store_vector(const Vec &acc, float *c, const Epilogue &e) {
     Vec value = e.alpha * acc;
     if (e.beta != 0.0f) value += e.beta * *out;
     if (e.store.bias) value += *reinterpret_cast<const Vec *>(e.store.bias);
-    *out = value;
+    if (e.store.act != c) *out = value; // act in place of C: one store
     if (e.store.act) {
         const Vec zero = {};
         *reinterpret_cast<Vec *>(e.store.act) = value > zero ? value : e.store.slope * value;
@@ -303,7 +303,7 @@ FLOW_INLINE void narrow_rows(size_t k, const float *a, size_t lda, const float *
         Vec value = e.alpha * lane_sums(acc[r]);
         if (e.beta != 0.0f) value += e.beta * load_first(c + r * ldc, N);
         value += bias;
-        store_first(value, c + r * ldc, N);
+        if (e.store.act != c) store_first(value, c + r * ldc, N);
         if (e.store.act) {
             const Vec zero = {};
             store_first(value > zero ? value : e.store.slope * value, e.store.act + r * ldc, N);

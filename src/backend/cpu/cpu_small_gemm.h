@@ -12,6 +12,7 @@ namespace flow::cpu_kernels {
 // What small_gemm adds as it stores C: bias[j] to column j (bias
 // non-null), and act (non-null; [m, n] with rows ldc apart, like C) =
 // v > 0 ? v : slope * v of each stored value v: relu (slope 0) or leaky relu.
+// act may be C itself: C then holds only the activated values.
 struct GemmStore {
     const float *bias;
     float *act;
