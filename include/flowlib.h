@@ -16,6 +16,8 @@
  *     running statistics. There is no train/eval flag to forget.
  *   - Randomness is counter based (Philox-4x32-10): the same seed gives the
  *     same numbers on every backend and every thread count.
+ *   - On the CPU, flow_log_prob, flow_forward, flow_inverse and flow_sample
+ *     give the same bits at every thread count and batch split.
  *
  * Threads
  *   One thread at a time per model. Different models are independent, so give
