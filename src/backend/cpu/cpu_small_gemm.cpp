@@ -211,7 +211,7 @@ void transpose_into(const float *b, size_t ldb, size_t n, size_t k, float *panel
             Vec r[kLanes];
             for (size_t i = 0; i < kLanes; ++i)
                 r[i] = *reinterpret_cast<const Vec *>(b + (j0 + i) * ldb + p0);
-            auto round = [&](size_t d, Index lo, Index hi) {
+            auto round = [&](size_t d, const Index &lo, const Index &hi) {
                 for (size_t i = 0; i < kLanes; ++i)
                     if ((i & d) == 0) {
                         const Vec x = r[i], y = r[i + d];
