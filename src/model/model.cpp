@@ -157,20 +157,7 @@ const Tensor &Model::inverse_pass(Lane &lane, const Tensor &z, const Tensor &con
     return *in;
 }
 
-// Rows per block of an evaluation pass over n rows: cache-sized blocks on
-// the CPU, at least one per thread, where that changes no result; whole
-// chunks otherwise.
-size_t Model::eval_step(size_t n, bool forward) const {
-    if (backend_.kind() != DeviceKind::cpu || (forward && draws_noise(spec_))) return chunk_rows;
-    const size_t threads = omp_in_parallel() ? 1 : size_t(std::max(omp_get_max_threads(), 1));
-    return std::min(cpu_block_rows, std::max<size_t>((n + threads - 1) / threads, 1));
-}
-
-size_t Model::eval_lanes(size_t blocks, bool forward) {
-    if (blocks < 2 || backend_.kind() != DeviceKind::cpu || omp_in_parallel() ||
-        (forward && draws_noise(spec_)))
-        return 1;
-    const size_t lanes = std::min(size_t(std::max(omp_get_max_threads(), 1)), blocks);
+void Model::ensure_lanes(size_t lanes) {
     while (lanes_.size() + 1 < lanes) {
         // Declaring into arenas of its own, in the model's order, gives the
         // replica the model's parameter ids; checked, as every pass relies on it.
@@ -179,23 +166,31 @@ size_t Model::eval_lanes(size_t blocks, bool forward) {
         build_lane(*lane, params, buffers);
         if (!same_layout(params, params_) || !same_layout(buffers, buffers_))
             fail(Status::internal, "a replica of the model declared different parameters");
+        // Replicas only evaluate: agnostic MADE bases keep draw 0's masks.
+        lane->base->set_draw(0);
         lanes_.push_back(std::move(lane));
     }
-    // Agnostic MADE bases: every lane evaluates with draw 0's masks.
-    for (auto &lane : lanes_) lane->base->set_draw(0);
-    return lanes;
 }
 
-template <class Block>
-void Model::for_each_block(size_t n, size_t step, size_t lanes, Block &&block) {
+template <class Block> void Model::for_each_block(size_t n, bool forward, Block &&block) {
+    // Cache-sized blocks on the CPU, at least one per thread, where that
+    // changes no result; whole chunks on the model's own lane otherwise.
+    const bool split = backend_.kind() == DeviceKind::cpu && !(forward && draws_noise(spec_));
+    const size_t threads =
+        split && !omp_in_parallel() ? size_t(std::max(omp_get_max_threads(), 1)) : 1;
+    const size_t step =
+        split ? std::min(cpu_block_rows, std::max<size_t>((n + threads - 1) / threads, 1))
+              : chunk_rows;
+    const size_t blocks = (n + step - 1) / step;
+    const size_t lanes = std::min(threads, blocks);
     if (lanes == 1) {
         for (size_t begin = 0; begin < n; begin += step)
             block(main_, begin, std::min(step, n - begin));
         return;
     }
+    ensure_lanes(lanes);
     // Threads take the next block as they finish one; which lane runs a
     // block changes nothing in its result.
-    const size_t blocks = (n + step - 1) / step;
     std::atomic<size_t> next{0};
     std::exception_ptr error;
 #pragma omp parallel num_threads(int(lanes))
@@ -218,9 +213,7 @@ void Model::for_each_block(size_t n, size_t step, size_t lanes, Block &&block) {
 void Model::log_prob(const float *x, const float *context, size_t n, float *out) {
     check_inputs(x, context, n, true);
     main_.base->set_draw(0);
-    const size_t step = eval_step(n, true);
-    const size_t lanes = eval_lanes((n + step - 1) / step, true);
-    for_each_block(n, step, lanes, [&](Lane &lane, size_t begin, size_t rows) {
+    for_each_block(n, true, [&](Lane &lane, size_t begin, size_t rows) {
         upload_rows(lane, x, context, begin, rows);
         const Tensor &z = forward_pass(lane, {false, seed_, eval_noise_stream + begin});
         lane.log_prob.ensure(backend_, {rows});
@@ -234,9 +227,7 @@ void Model::log_prob(const float *x, const float *context, size_t n, float *out)
 void Model::forward(const float *x, const float *context, size_t n, float *out_z,
                     float *out_logdet) {
     check_inputs(x, context, n, true);
-    const size_t step = eval_step(n, true);
-    const size_t lanes = eval_lanes((n + step - 1) / step, true);
-    for_each_block(n, step, lanes, [&](Lane &lane, size_t begin, size_t rows) {
+    for_each_block(n, true, [&](Lane &lane, size_t begin, size_t rows) {
         upload_rows(lane, x, context, begin, rows);
         backend_.download(forward_pass(lane, {false, seed_, eval_noise_stream + begin}),
                           out_z + begin * spec_.dim);
@@ -247,9 +238,7 @@ void Model::forward(const float *x, const float *context, size_t n, float *out_z
 void Model::inverse(const float *z, const float *context, size_t n, float *out_x,
                     float *out_logdet) {
     check_inputs(z, context, n, false);
-    const size_t step = eval_step(n, false);
-    const size_t lanes = eval_lanes((n + step - 1) / step, false);
-    for_each_block(n, step, lanes, [&](Lane &lane, size_t begin, size_t rows) {
+    for_each_block(n, false, [&](Lane &lane, size_t begin, size_t rows) {
         upload_rows(lane, z, context, begin, rows);
         const Tensor &x = inverse_pass(lane, lane.input, spec_.context_dim ? lane.context : no_tensor());
         backend_.download(x, out_x + begin * spec_.dim);
@@ -273,9 +262,7 @@ void Model::sample(size_t n, const float *context, float temperature, uint64_t s
         main_.input.ensure(backend_, {rows, spec_.dim});
         main_.base->sample(params_, chunk_context, main_.input, seed, begin, temperature);
         const Tensor &noise = main_.input;
-        const size_t step = eval_step(rows, false);
-        const size_t lanes = eval_lanes((rows + step - 1) / step, false);
-        for_each_block(rows, step, lanes, [&](Lane &lane, size_t b, size_t r) {
+        for_each_block(rows, false, [&](Lane &lane, size_t b, size_t r) {
             const Tensor z = r == rows ? noise : noise.row_block(b, r);
             const Tensor block_context = !spec_.context_dim ? Tensor()
                                          : r == rows        ? chunk_context

@@ -69,14 +69,13 @@ private:
     Model(Backend &backend, ModelSpec spec, uint64_t seed);
 
     void build_lane(Lane &lane, ParamArena &params, ParamArena &buffers) const;
-    // Rows per block of an evaluation pass over n rows.
-    size_t eval_step(size_t n, bool forward) const;
-    // Lanes for an evaluation pass over `blocks` row blocks (1: the model's
-    // own, in order), made on first use.
-    size_t eval_lanes(size_t blocks, bool forward);
-    // block(lane, begin, rows) for the blocks of `step` rows in [0, n), on
-    // `lanes` threads; rethrows the first error once every thread has stopped.
-    template <class Block> void for_each_block(size_t n, size_t step, size_t lanes, Block &&block);
+    // The model's lane and lanes - 1 replicas, made on first use.
+    void ensure_lanes(size_t lanes);
+    // block(lane, begin, rows) over the row blocks of an evaluation pass
+    // over n rows (a forward pass when `forward`): in order on the model's
+    // own lane, or spread over the threads' lanes; rethrows the first error
+    // once every thread has stopped.
+    template <class Block> void for_each_block(size_t n, bool forward, Block &&block);
 
     void check_inputs(const float *x, const float *context, size_t n, bool data) const;
     void upload_rows(Lane &lane, const float *x, const float *context, size_t begin, size_t rows);

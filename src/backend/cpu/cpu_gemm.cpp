@@ -82,22 +82,18 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
     const double work = double(m) * double(n) * double(k);
     const size_t int_max = size_t(2147483647);
     if (!trans_a && trans_b && k >= 4 && k <= kForwardDepth) {
-        // Rows split over the threads for big products (each thread packs
-        // op(B) for its own rows); a row's arithmetic is the same either way.
+        // Rows split over the threads for big products, one block each (each
+        // block packs op(B) again); a row's arithmetic is the same either way.
         const size_t threads = work < kSerialGemm || omp_in_parallel()
                                    ? 1 : size_t(std::max(omp_get_max_threads(), 1));
-        const size_t block = (m + threads - 1) / threads;
-        auto rows = [&](size_t t) {
-            const size_t r0 = std::min(m, t * block), r1 = std::min(m, r0 + block);
-            cpu_kernels::GemmStore part = store;
-            if (part.act) part.act += r0 * n;
-            cpu_kernels::small_gemm(false, true, r1 - r0, n, k, alpha, pa + r0 * a_cols, a_cols,
-                                    pb, b_cols, beta, pc + r0 * n, n, part);
-        };
-        if (threads == 1)
-            rows(0);
-        else
-            cpu_parallel_for(threads, 1, 0, rows);
+        cpu_parallel_rows(m, (m + threads - 1) / threads, n * k, size_t(kSerialGemm),
+                          [&](size_t r0, size_t r1) {
+                              cpu_kernels::GemmStore part = store;
+                              if (part.act) part.act += r0 * n;
+                              cpu_kernels::small_gemm(false, true, r1 - r0, n, k, alpha,
+                                                      pa + r0 * a_cols, a_cols, pb, b_cols,
+                                                      beta, pc + r0 * n, n, part);
+                          });
         return true;
     }
     const bool blas = work >= kTinyGemm && k >= 4 &&
