@@ -87,7 +87,11 @@ __attribute__((noinline)) void store_part(const Vec &acc, float *c, size_t cols,
 template <size_t R, size_t V>
 FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *b, size_t ldb,
                       size_t k, Epilogue e, float *c, size_t ldc, size_t cols) {
-    Vec acc[R][V] = {};
+    // Zeroed one by one: `= {}` on an array this size becomes a rep stos
+    // that costs as much as a short tile's whole k loop.
+    Vec acc[R][V];
+    for (size_t r = 0; r < R; ++r)
+        for (size_t v = 0; v < V; ++v) acc[r][v] = Vec{};
     if constexpr (R <= 6) {
         for (size_t p = 0; p < k; ++p, a += a_step, b += ldb) {
             Vec bv[V];
@@ -284,7 +288,9 @@ template <size_t R, size_t N>
 FLOW_INLINE void narrow_rows(size_t k, const float *a, size_t lda, const float *b, size_t ldb,
                              const Vec (&b_rest)[N], const Vec &bias, const Epilogue &e, float *c,
                              size_t ldc) {
-    Vec acc[R][kLanes] = {};
+    Vec acc[R][kLanes]; // zeroed one by one, as in tile()
+    for (size_t r = 0; r < R; ++r)
+        for (size_t j = 0; j < kLanes; ++j) acc[r][j] = Vec{};
     size_t p = 0;
     for (; p + kLanes <= k; p += kLanes) {
         Vec av[R];
