@@ -8,8 +8,12 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(FLOWLIB_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
 #define FLOW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+// For kernels written on 8-float vectors, which need no AVX-512 (see
+// cpu_small_gemm.cpp).
+#define FLOW_CLONES_AVX2 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define FLOW_CLONES
+#define FLOW_CLONES_AVX2
 #endif
 // Inlined into its (cloned) caller, so compiled for the caller's instruction set.
 #define FLOW_INLINE inline __attribute__((always_inline))

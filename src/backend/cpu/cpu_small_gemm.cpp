@@ -27,8 +27,11 @@ namespace flow::cpu_kernels {
 namespace {
 
 constexpr size_t kLanes = 8;
-// Eight floats: one AVX register, so that the AVX2 and AVX-512 clones share
-// the tiles (tuned on Zen 4, whose FMA units are 256 bits wide either way).
+// Eight floats: one AVX register (tuned on Zen 4, whose FMA units are 256
+// bits wide either way). The kernels are cloned for AVX2 and baseline only
+// (FLOW_CLONES_AVX2): an AVX-512 clone of the same code measured up to 12%
+// slower there, its register allocation putting the broadcasts and rows of
+// op(B) into ymm16-31 (EVEX encoding) instead of the accumulators.
 // may_alias and 4-byte alignment: loads and stores straight from float
 // arrays at any offset.
 typedef float Vec
@@ -39,46 +42,79 @@ typedef int Index __attribute__((vector_size(kLanes * sizeof(int)))); // shuffle
 // broadcast.
 template <size_t V> constexpr size_t kRows = V == 1 ? 12 : 6;
 
+// How a call stores C, decided once per call: the layers' forward products
+// (alpha 1, beta 0, a bias, and relu or leaky relu in place of C or no
+// activation) and the plain C = op(A) op(B) take a few vector ops a vector;
+// anything else tests alpha, beta, bias and act at each vector, which costs
+// as much as the arithmetic of a tile with a short k.
+enum class Finish { general, plain, bias, bias_act };
+
 // What a finished accumulator becomes: c = alpha * acc + beta * c (beta = 0
 // never reads c), plus the caller's GemmStore. bias and act point at the
 // block being stored: bias at its first column, act at its first element.
 struct Epilogue {
     float alpha, beta;
     GemmStore store;
+    Finish finish;
 
     // The block `offset` elements into C, `col` columns in.
     Epilogue at(size_t offset, size_t col) const {
         GemmStore s = store;
         if (s.bias) s.bias += col;
         if (s.act) s.act += offset;
-        return {alpha, beta, s};
+        return {alpha, beta, s, finish};
     }
 };
 
-FLOW_INLINE void store_vector(const Vec &acc, float *c, const Epilogue &e) {
-    Vec *out = reinterpret_cast<Vec *>(c);
-    Vec value = e.alpha * acc;
-    if (e.beta != 0.0f) value += e.beta * *out;
-    if (e.store.bias) value += *reinterpret_cast<const Vec *>(e.store.bias);
-    if (e.store.act != c) *out = value; // act in place of C: one store
-    if (e.store.act) {
-        const Vec zero = {};
-        *reinterpret_cast<Vec *>(e.store.act) = value > zero ? value : e.store.slope * value;
+Finish finish_of(float alpha, float beta, const GemmStore &store, const float *c) {
+    if (alpha != 1.0f || beta != 0.0f) return Finish::general;
+    if (!store.act) return store.bias ? Finish::bias : Finish::plain;
+    return store.bias && store.act == c ? Finish::bias_act : Finish::general;
+}
+
+// Rows [0, rows) x columns [0, cols) of C (rows ldc apart) from acc (rows
+// of `width` floats), for any finish: whole vectors, then single floats.
+// Out of line, so that the tiles keep their registers for the common
+// finishes.
+FLOW_CLONES_AVX2 __attribute__((noinline))
+void finish_general(const float *acc, size_t rows, size_t width, size_t cols, Epilogue e,
+                    float *c, size_t ldc) {
+    const Vec zero = {};
+    for (size_t r = 0; r < rows; ++r) {
+        const float *from = acc + r * width;
+        float *to = c + r * ldc;
+        float *act = e.store.act ? e.store.act + r * ldc : nullptr;
+        size_t j = 0;
+        for (; j + kLanes <= cols; j += kLanes) {
+            Vec value = e.alpha * *reinterpret_cast<const Vec *>(from + j);
+            if (e.beta != 0.0f) value += e.beta * *reinterpret_cast<const Vec *>(to + j);
+            if (e.store.bias) value += *reinterpret_cast<const Vec *>(e.store.bias + j);
+            if (act != to) *reinterpret_cast<Vec *>(to + j) = value; // act in place: one store
+            if (act) *reinterpret_cast<Vec *>(act + j) = value > zero ? value : e.store.slope * value;
+        }
+        for (; j < cols; ++j) {
+            float value = e.alpha * from[j];
+            if (e.beta != 0.0f) value += e.beta * to[j];
+            if (e.store.bias) value += e.store.bias[j];
+            if (act != to) to[j] = value;
+            if (act) act[j] = value > 0.0f ? value : e.store.slope * value;
+        }
     }
 }
 
-// The first `cols` floats of acc to c. Out of line (and taking acc by
-// reference) so that the tile's accumulators stay in registers.
-__attribute__((noinline)) void store_part(const Vec &acc, float *c, size_t cols, Epilogue e) {
-    float part[kLanes];
-    std::memcpy(part, &acc, sizeof(part));
-    for (size_t j = 0; j < cols; ++j) {
-        float v = e.alpha * part[j];
-        if (e.beta != 0.0f) v += e.beta * c[j];
-        if (e.store.bias) v += e.store.bias[j];
-        c[j] = v;
-        if (e.store.act) e.store.act[j] = v > 0.0f ? v : e.store.slope * v;
-    }
+// A whole tile's accumulators to C, for a call whose finish F is not general.
+template <Finish F, size_t R, size_t V>
+FLOW_INLINE void finish(const Vec (&acc)[R][V], const Epilogue &e, float *c, size_t ldc) {
+    const Vec zero = {};
+    for (size_t r = 0; r < R; ++r)
+        for (size_t v = 0; v < V; ++v) {
+            Vec value = acc[r][v];
+            if constexpr (F != Finish::plain)
+                value += *reinterpret_cast<const Vec *>(e.store.bias + v * kLanes);
+            if constexpr (F == Finish::bias_act)
+                value = value > zero ? value : e.store.slope * value;
+            *reinterpret_cast<Vec *>(c + r * ldc + v * kLanes) = value;
+        }
 }
 
 // Rows [0, R) x columns [0, V * kLanes) of C (rows ldc apart), of which the
@@ -120,15 +156,19 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
             for (size_t g = 0; g < G; ++g) row[g] += a_step;
         }
     }
-    for (size_t r = 0; r < R; ++r)
-        for (size_t v = 0; v < V; ++v) {
-            const size_t at = r * ldc + v * kLanes;
-            if (cols == V * kLanes)
-                store_vector(acc[r][v], c + at, e.at(at, v * kLanes));
-            else if (cols > v * kLanes)
-                store_part(acc[r][v], c + at, std::min(cols - v * kLanes, kLanes),
-                           e.at(at, v * kLanes));
+    if (cols == V * kLanes) {
+        switch (e.finish) {
+        case Finish::plain: return finish<Finish::plain>(acc, e, c, ldc);
+        case Finish::bias: return finish<Finish::bias>(acc, e, c, ldc);
+        case Finish::bias_act: return finish<Finish::bias_act>(acc, e, c, ldc);
+        case Finish::general: break;
         }
+    }
+    float out[R * V * kLanes];
+    for (size_t r = 0; r < R; ++r)
+        for (size_t v = 0; v < V; ++v)
+            *reinterpret_cast<Vec *>(out + (r * V + v) * kLanes) = acc[r][v];
+    finish_general(out, R, V * kLanes, cols, e, c, ldc);
 }
 
 // A tile of `rows` (1..R) rows.
@@ -166,7 +206,7 @@ constexpr size_t kRowBlockBytes = 128 * 1024;
 
 // b: op(B) in slabs of kSlab columns, slab s at b + s * slab, its rows ldb
 // apart, readable to n rounded up to kLanes.
-FLOW_CLONES
+FLOW_CLONES_AVX2
 void multiply(size_t m, size_t n, size_t k, const float *a, size_t a_row, size_t a_step,
               const float *b, size_t ldb, size_t slab, Epilogue e, float *c, size_t ldc) {
     // A multiple of both tile heights, so that only the last block has a
@@ -202,7 +242,7 @@ FLOW_INLINE size_t slab_index(size_t k, size_t width, size_t p, size_t j) {
 // products x W^T. Whole 8 x 8 blocks go through registers: each of three
 // rounds swaps the off-diagonal sub-blocks of size d (4, 2, 1) between rows
 // d apart.
-FLOW_CLONES
+FLOW_CLONES_AVX2
 void transpose_into(const float *b, size_t ldb, size_t n, size_t k, float *panel, size_t width) {
     static_assert(kLanes == 8, "the shuffles below transpose 8 x 8 blocks");
     const Index lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
@@ -337,7 +377,7 @@ FLOW_INLINE void narrow_product(size_t m, size_t k, const float *a, size_t lda, 
                           c + i * ldc, ldc);
 }
 
-FLOW_CLONES
+FLOW_CLONES_AVX2
 void multiply_narrow(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
                      size_t ldb, Epilogue e, float *c, size_t ldc) {
     switch (n) {
@@ -357,7 +397,7 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                 size_t ldc, const GemmStore &store) {
     if (m == 0 || n == 0) return;
-    const Epilogue e = {alpha, beta, store};
+    const Epilogue e = {alpha, beta, store, finish_of(alpha, beta, store, c)};
     const size_t a_row = trans_a ? 1 : lda, a_step = trans_a ? lda : 1;
     if (!trans_b && n % kLanes == 0)
         return multiply(m, n, k, a, a_row, a_step, b, ldb, kSlab, e, c, ldc);
