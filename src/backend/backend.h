@@ -22,6 +22,12 @@ enum class DeviceKind { cpu = 0, cuda = 1 };
 enum class Activation { relu, leaky_relu, elu, tanh, softplus };
 // leaky_relu(v) = v for v > 0, else kLeakyReluSlope * v (PyTorch's default).
 constexpr float kLeakyReluSlope = 0.01f;
+// relu and leaky relu (slope > 0): act(v) > 0 exactly where v > 0, so their
+// derivative follows from the output, and a layer can keep its output alone
+// (the pre-activation and the output one tensor, overwritten in place).
+inline bool derivative_from_output(Activation a) {
+    return a == Activation::relu || a == Activation::leaky_relu;
+}
 
 class Backend {
 public:
@@ -164,7 +170,8 @@ public:
     virtual void staircase_forward(const Tensor &x, const Tensor &w, const Tensor &bias,
                                    const size_t *prefix, Tensor &y) = 0;
     // pre = x w^T + bias as above and y = act(pre): a hidden MADE layer, as
-    // gemm_bias_activation for a dense one (the CPU fuses the two).
+    // gemm_bias_activation for a dense one (the CPU fuses the two); pre and
+    // y may be the same tensor.
     virtual void staircase_forward_activation(const Tensor &x, const Tensor &w,
                                               const Tensor &bias, const size_t *prefix,
                                               Activation act, Tensor &pre, Tensor &y) {

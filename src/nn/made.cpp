@@ -191,7 +191,7 @@ const Tensor &MadeNet::forward_masked(const ParamArena &, const Tensor &x,
     for (size_t l = 0; l < layers_.size(); ++l) {
         const Layer &L = layers_[l];
         const bool last = l + 1 == layers_.size();
-        Tensor &y = last ? out_ : pre_[l];
+        Tensor &y = last ? out_ : pre(l);
         y.ensure(be, {n, L.out});
         layer_forward(l, *h, L.weight_sorted, L.bias_sorted, L.prefix.data(), context,
                       L.context_sorted, y);
@@ -232,11 +232,12 @@ const Tensor &MadeNet::forward_dimension(const ParamArena &, const Tensor &x,
     for (size_t l = 0; l + 1 < layers_.size(); ++l) {
         const Layer &L = layers_[l];
         const size_t count = reach_[l + 1][k];
-        pre_[l].ensure(be, {n, count});
+        Tensor &y = pre(l);
+        y.ensure(be, {n, count});
         layer_forward(l, *h, L.weight_sorted.row_block(0, count), L.bias_sorted.view(0, {count}),
                       L.prefix.data(), context,
                       L.context == kNoContext ? Tensor() : L.context_sorted.row_block(0, count),
-                      pre_[l]);
+                      y);
         h = &act_[l];
         width = count;
     }
@@ -299,7 +300,7 @@ void MadeNet::backward(const ParamArena &params, const Tensor &dy, Tensor *dx,
             dx->ensure(be, {n, L.in});
             be.scatter(next, nullptr, &units_.front(), *dx, false);
         } else {
-            be.activation_backward(activation_, pre_[l - 1], act_[l - 1], next, next);
+            be.activation_backward(activation_, pre(l - 1), act_[l - 1], next, next);
             grad = &next;
         }
     }

@@ -135,6 +135,9 @@ private:
     // hidden layer its pre-activations and activations in degree order.
     Tensor input_, input_sorted_, context_;
     std::vector<Tensor> pre_, act_;
+    // Hidden layer l's pre-activations: its activations themselves when the
+    // activation's derivative follows from its output.
+    Tensor &pre(size_t l) { return derivative_from_output(activation_) ? act_[l] : pre_[l]; }
     Tensor gathered_, out_, grad_a_, grad_b_, db_, dc_;
     // forward_dimension's inputs, output-layer rows and outputs.
     Tensor sub_input_, sub_weight_, sub_bias_, sub_context_, sub_out_;

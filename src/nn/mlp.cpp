@@ -20,13 +20,6 @@ void Mlp::select(const Tensor &inputs, const Tensor &outputs) {
     layers_.back().select_outputs(outputs);
 }
 
-// relu and leaky relu (slope > 0): act > 0 exactly where pre > 0, so their
-// derivative follows from the output and the layer keeps no pre-activation
-// (the product writes act only, in place).
-static bool derivative_from_output(Activation a) {
-    return a == Activation::relu || a == Activation::leaky_relu;
-}
-
 const Tensor &Mlp::forward(const ParamArena &params, const Tensor &x) {
     input_ = x;
     const Tensor *h = &x;
