@@ -22,6 +22,7 @@
 // until W changes.
 #include <cmath>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include "backend/philox.h"
@@ -288,8 +289,11 @@ private:
     }
 
     // lf_ = L * mask + I, uf_ = U * mask + diag(sign * exp(log_s)),
-    // wt_ = W^T = gather_cols((Lf Uf)^T, perm).
+    // wt_ = W^T = gather_cols((Lf Uf)^T, perm); kept while neither arena's
+    // generation changes.
     void compose(Backend &be, const ParamArena &params, const ParamArena &buffers) {
+        const Generations now{params.generation(), buffers.generation()};
+        if (composed_.first != 0 && composed_ == now) return;
         const size_t n = dim_;
         lf_.ensure(be, {n, n});
         uf_.ensure(be, {n, n});
@@ -304,6 +308,7 @@ private:
         be.mul_row_vector(eye_, d_, uf_, true);
         be.gemm(true, true, 1.0f, uf_, lf_, 0.0f, mt_);
         be.gather_cols(mt_, perm_index_, wt_);
+        composed_ = now;
     }
 
     size_t dim_;
@@ -312,6 +317,8 @@ private:
     size_t lower_ = 0, upper_ = 0, log_s_ = 0, sign_ = 0, weight_ = 0;
     Tensor mask_lower_, mask_upper_, eye_, perm_index_, inv_perm_index_;
     Tensor lf_, uf_, mt_, wt_, d_, x_, inv_t_;
+    using Generations = std::pair<uint64_t, uint64_t>; // of params and buffers
+    Generations composed_{0, 0}; // what lf_ ... wt_ were composed at (0: never)
     Mat inverted_; // the W whose W^-T inv_t_ holds (empty: none yet)
     double inverted_logdet_ = 0.0;
     Tensor dwt_, dmt_, dlf_, duf_, tmp_, diag_;

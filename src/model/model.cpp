@@ -327,6 +327,7 @@ double Model::train_step(const float *x, const float *context, size_t n) {
         t->commit_train_step(buffers_);
         t->commit_train_step_params(params_);
     }
+    params_.touch(); // the commits write through value(id) views
     ++steps_;
     backend_.synchronize();
     return loss;

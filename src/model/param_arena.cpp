@@ -3,7 +3,14 @@
 #include "backend/backend.h"
 #include "backend/philox.h"
 
+#include <atomic>
+
 namespace flow {
+
+void ParamArena::touch() {
+    static std::atomic<uint64_t> last{0};
+    generation_ = ++last;
+}
 
 size_t ParamArena::declare(std::string name, std::vector<size_t> shape, Init init,
                            float bound) {
@@ -51,6 +58,7 @@ void ParamArena::allocate(Backend &backend, uint64_t seed) {
         backend.fill(grads_, 0.0f);
         grads_ = grads_.view(0, {total_});
     }
+    touch();
 }
 
 } // namespace flow

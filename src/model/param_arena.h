@@ -44,10 +44,20 @@ public:
     void allocate(Backend &backend, uint64_t seed);
 
     size_t count() const { return total_; }
+    // Changes whenever the values may change (allocate(), touch(), and every
+    // mutable access through values()) and is never shared with another
+    // arena, so what a block derives from the parameters (masked or composed
+    // weights) is still valid while the generation it was derived at is.
+    uint64_t generation() const { return generation_; }
+    // For writes through value(id) views, which values() does not see.
+    void touch();
     const std::vector<ParamInfo> &infos() const { return infos_; }
     Tensor value(size_t id) const { return values_.view(infos_[id].offset, infos_[id].shape); }
     Tensor grad(size_t id) const { return grads_.view(infos_[id].offset, infos_[id].shape); }
-    Tensor &values() { return values_; }
+    Tensor &values() {
+        touch();
+        return values_;
+    }
     Tensor &grads() { return grads_; }
     const Tensor &values() const { return values_; }
 
@@ -55,6 +65,7 @@ private:
     bool with_grads_;
     std::vector<ParamInfo> infos_;
     size_t total_ = 0;
+    uint64_t generation_ = 0; // 0: never allocated
     Tensor values_, grads_;
 };
 

@@ -149,13 +149,17 @@ void MadeNet::load_masks(const MadeConfig &c) {
     be.upload(output_columns_, columns.data());
 }
 
-void MadeNet::set_masks(const MadeConfig &c) { load_masks(c); }
+void MadeNet::set_masks(const MadeConfig &c) {
+    load_masks(c);
+    masked_generation_ = 0;
+}
 
 Tensor MadeNet::lowest_units(size_t layer, size_t count) const {
     return units_[layer].view(0, {count});
 }
 
 void MadeNet::mask_weights(const ParamArena &params) {
+    if (masked_generation_ != 0 && masked_generation_ == params.generation()) return;
     for (size_t l = 0; l < layers_.size(); ++l) {
         Layer &L = layers_[l];
         Backend &be = L.mask.backend();
@@ -167,6 +171,7 @@ void MadeNet::mask_weights(const ParamArena &params) {
         if (L.context != kNoContext)
             be.gather(params.value(L.context), rows, nullptr, L.context_sorted);
     }
+    masked_generation_ = params.generation();
 }
 
 const Tensor &MadeNet::forward(const ParamArena &params, const Tensor &x,

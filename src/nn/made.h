@@ -65,8 +65,9 @@ public:
     // or ignored when the net has none. forward() = mask_weights() +
     // forward_masked().
     const Tensor &forward(const ParamArena &params, const Tensor &x, const Tensor &context);
-    // Gathers the parameters into degree order, the weights masked. A D-pass
-    // solve does this once and then runs forward_masked() /
+    // Gathers the parameters into degree order, the weights masked (only
+    // when the parameters' generation or the masks changed since the last
+    // time). A D-pass solve does this once and then runs forward_masked() /
     // forward_dimension(), which use the parameters of the last
     // mask_weights() (or forward()).
     void mask_weights(const ParamArena &params);
@@ -131,6 +132,9 @@ private:
     // forward_dimension: row k (i32 [D, blocks]) = the output columns of the
     // k-th dimension of the order.
     Tensor output_columns_;
+    // The ParamArena generation the sorted parameters were gathered at (0:
+    // none, or the masks changed since).
+    uint64_t masked_generation_ = 0;
     // The last forward's inputs (in degree order) and context, then per
     // hidden layer its pre-activations and activations in degree order.
     Tensor input_, input_sorted_, context_;
