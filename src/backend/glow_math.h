@@ -175,27 +175,54 @@ FLOW_HD double planar_forward_row(const Planar &p, const float *x, float *z) {
     return p.logdet(t);
 }
 
-// x = z - u_hat tanh(a) with a = w.x + b the root of g(a) = a + psi tanh(a) -
-// (w.z + b); returns the forward log-det at x. g is increasing (psi > -1) and
-// its root lies within |psi| of w.z + b since |tanh| < 1: Newton steps,
-// bisection whenever a step leaves the bracket.
-FLOW_HD double planar_inverse_row(const Planar &p, double tol, const float *z, float *x) {
-    const double c = p.pre(z);
-    double lo = c - fabs(p.psi), hi = c + fabs(p.psi), a = c;
-    for (int it = 0; it < 200; ++it) {
-        const double t = branchless_tanh(a), g = a + p.psi * t - c;
-        if (g == 0.0) break;
-        if (g > 0) hi = a; else lo = a;
-        const double slope = 1.0 + p.psi * (1.0 - t * t);
-        double next = a - g / slope;
-        if (!(slope > 0) || !(next > lo && next < hi)) next = 0.5 * (lo + hi);
-        const double step = fabs(next - a);
-        a = next;
-        if (step <= tol * (1.0 + fabs(a)) || hi - lo <= tol * (1.0 + fabs(a))) break;
-    }
-    const double t = branchless_tanh(a);
+// A row's search for a = w.x + b, the root of g(a) = a + psi tanh(a) -
+// (w.z + b): g is increasing (psi > -1) and its root lies within |psi| of
+// c = w.z + b since |tanh| < 1. Newton steps, bisection whenever a step
+// leaves the bracket [lo, hi].
+struct PlanarSolve {
+    double c, lo, hi, a;
+    bool done;
+};
+
+// At most this many steps (bisection alone needs ~60 for double precision).
+constexpr int kPlanarSteps = 200;
+
+FLOW_HD PlanarSolve planar_solve_start(const Planar &p, double c) {
+    return {c, c - fabs(p.psi), c + fabs(p.psi), c, false};
+}
+
+// One step of s; done once g(a) is 0 or a step or the bracket is below tol
+// (relative to 1 + |a|). Branch-free (selects), so that a CPU chunk can run
+// it for several rows in one vector.
+FLOW_HD void planar_solve_step(const Planar &p, double tol, PlanarSolve &s) {
+    const double t = branchless_tanh(s.a), g = s.a + p.psi * t - s.c;
+    const bool root = g == 0.0;
+    const double lo = g > 0 ? s.lo : s.a, hi = g > 0 ? s.a : s.hi;
+    const double slope = 1.0 + p.psi * (1.0 - t * t);
+    const double newton = s.a - g / slope;
+    // & and | rather than && and ||: no branches, so the step if-converts
+    const bool inside = (slope > 0) & (newton > lo) & (newton < hi);
+    const double next = inside ? newton : 0.5 * (lo + hi);
+    const double step = fabs(next - s.a), small = tol * (1.0 + fabs(next));
+    s.done = root | (step <= small) | (hi - lo <= small);
+    s.lo = root ? s.lo : lo;
+    s.hi = root ? s.hi : hi;
+    s.a = root ? s.a : next;
+}
+
+// x = z - u_hat tanh(a) for the solved a; returns the forward log-det at x.
+FLOW_HD double planar_solve_finish(const Planar &p, const PlanarSolve &s, const float *z,
+                                   float *x) {
+    const double t = branchless_tanh(s.a);
     p.shift(z, -t, x);
     return p.logdet(t);
+}
+
+// The inverse of a row: x from z; returns the forward log-det at x.
+FLOW_HD double planar_inverse_row(const Planar &p, double tol, const float *z, float *x) {
+    PlanarSolve s = planar_solve_start(p, p.pre(z));
+    for (int it = 0; it < kPlanarSteps && !s.done; ++it) planar_solve_step(p, tol, s);
+    return planar_solve_finish(p, s, z, x);
 }
 
 // What a row of planar_backward leaves for the parameter sums: t = tanh(w.x +
@@ -330,16 +357,30 @@ FLOW_HD double radial_forward_row(const Radial &p, const float *x, float *z) {
     return p.logdet(r);
 }
 
-// x = x0 + (z - x0) r / |z - x0|; returns the forward log-det at x.
-FLOW_HD double radial_inverse_row(const Radial &p, const float *z, float *x) {
-    const double rz = p.radius(z);
+// For a row whose image lies rz = |z - x0| from x0: r = |x - x0| and the
+// factor f = r / rz that takes z - x0 to x - x0 (0 at rz = 0).
+struct RadialInverse {
+    double r, f;
+};
+
+FLOW_HD RadialInverse radial_inverse_scalars(const Radial &p, double rz) {
     // r^2 + B r - alpha rz = 0, B = alpha + beta - rz: the positive root
     const double B = p.alpha + p.beta - rz, disc = sqrt(B * B + 4.0 * p.alpha * rz);
     const double r = B >= 0 ? 2.0 * p.alpha * rz / (B + disc) : 0.5 * (disc - B);
-    const double f = rz > 0 ? r / rz : 0.0;
+    return {r, rz > 0 ? r / rz : 0.0};
+}
+
+// x = x0 + (z - x0) f
+FLOW_HD void radial_pull(const Radial &p, const float *z, double f, float *x) {
     for (size_t j = 0; j < p.D; ++j)
         x[j] = (float)(p.x0[j] + ((double)z[j] - p.x0[j]) * f);
-    return p.logdet(r);
+}
+
+// x = x0 + (z - x0) r / |z - x0|; returns the forward log-det at x.
+FLOW_HD double radial_inverse_row(const Radial &p, const float *z, float *x) {
+    const RadialInverse s = radial_inverse_scalars(p, p.radius(z));
+    radial_pull(p, z, s.f, x);
+    return p.logdet(s.r);
 }
 
 // A row of radial_backward: dx = ph dz + coef (x - x0); galpha, gbeta the

@@ -125,10 +125,40 @@ GLOW_KERNEL void planar_forward_chunk(const glow::Planar &p, const float *x, siz
     for (size_t i = 0; i < rows; ++i) p.shift(x + i * D, t[i], z + i * D);
 }
 
+// The rows' searches advance in lockstep, a step of every row per round
+// until all are done, their states in arrays: a row's steps are a chain of
+// dependent divisions and tanh, which the core then overlaps across rows
+// with no branch on which rows are done (a finished row's step is computed
+// and dropped). Each row takes the same steps as alone. Against a row at a
+// time: D = 8 sampling 18% faster, D = 64 8% slower (longer searches there
+// leave more dropped steps).
 GLOW_KERNEL void planar_inverse_chunk(const glow::Planar &p, double tol, const float *z,
                                       size_t rows, float *x, float *logdet) {
-    for (size_t i = 0; i < rows; ++i)
-        logdet[i] -= (float)glow::planar_inverse_row(p, tol, z + i * p.D, x + i * p.D);
+    const size_t D = p.D;
+    double c[kChunk], lo[kChunk], hi[kChunk], a[kChunk];
+    bool done[kChunk];
+    for (size_t i = 0; i < rows; ++i) {
+        const glow::PlanarSolve s = glow::planar_solve_start(p, p.pre(z + i * D));
+        c[i] = s.c, lo[i] = s.lo, hi[i] = s.hi, a[i] = s.a, done[i] = s.done;
+    }
+    for (int it = 0; it < glow::kPlanarSteps; ++it) {
+        size_t busy = 0;
+        for (size_t i = 0; i < rows; ++i) {
+            glow::PlanarSolve s = {c[i], lo[i], hi[i], a[i], done[i]};
+            glow::planar_solve_step(p, tol, s);
+            const bool live = !done[i];
+            lo[i] = live ? s.lo : lo[i];
+            hi[i] = live ? s.hi : hi[i];
+            a[i] = live ? s.a : a[i];
+            done[i] = done[i] | s.done;
+            busy += !done[i];
+        }
+        if (!busy) break;
+    }
+    for (size_t i = 0; i < rows; ++i) {
+        const glow::PlanarSolve s = {c[i], lo[i], hi[i], a[i], true};
+        logdet[i] -= (float)glow::planar_solve_finish(p, s, z + i * D, x + i * D);
+    }
 }
 
 // acc [planar_param_count] += the chunk's parameter terms.
@@ -167,8 +197,15 @@ GLOW_KERNEL void radial_forward_chunk(const glow::Radial &p, const float *x, siz
 
 GLOW_KERNEL void radial_inverse_chunk(const glow::Radial &p, const float *z, size_t rows,
                                       float *x, float *logdet) {
-    for (size_t i = 0; i < rows; ++i)
-        logdet[i] -= (float)glow::radial_inverse_row(p, z + i * p.D, x + i * p.D);
+    const size_t D = p.D;
+    double rz[kChunk], f[kChunk];
+    for (size_t i = 0; i < rows; ++i) rz[i] = p.radius(z + i * D);
+    for (size_t i = 0; i < rows; ++i) {
+        const glow::RadialInverse s = glow::radial_inverse_scalars(p, rz[i]);
+        f[i] = s.f;
+        logdet[i] -= (float)p.logdet(s.r);
+    }
+    for (size_t i = 0; i < rows; ++i) glow::radial_pull(p, z + i * D, f[i], x + i * D);
 }
 
 // acc [radial_param_count] += the chunk's parameter terms.
