@@ -192,15 +192,15 @@ FLOW_HD PlanarSolve planar_solve_start(const Planar &p, double c) {
 }
 
 // One step of s; done once g(a) is 0 or a step or the bracket is below tol
-// (relative to 1 + |a|). Branch-free (selects), so that a CPU chunk can run
-// it for several rows in one vector.
+// (relative to 1 + |a|). Selects rather than branches, so that a CPU chunk
+// steps its rows in lockstep without branching on each row's state.
 FLOW_HD void planar_solve_step(const Planar &p, double tol, PlanarSolve &s) {
     const double t = branchless_tanh(s.a), g = s.a + p.psi * t - s.c;
     const bool root = g == 0.0;
     const double lo = g > 0 ? s.lo : s.a, hi = g > 0 ? s.a : s.hi;
     const double slope = 1.0 + p.psi * (1.0 - t * t);
     const double newton = s.a - g / slope;
-    // & and | rather than && and ||: no branches, so the step if-converts
+    // & and | rather than && and ||, which would branch
     const bool inside = (slope > 0) & (newton > lo) & (newton < hi);
     const double next = inside ? newton : 0.5 * (lo + hi);
     const double step = fabs(next - s.a), small = tol * (1.0 + fabs(next));
