@@ -24,8 +24,7 @@ const Tensor &Mlp::forward(const ParamArena &params, const Tensor &x) {
     input_ = x;
     const Tensor *h = &x;
     for (size_t l = 0; l + 1 < layers_.size(); ++l) {
-        Tensor &pre = derivative_from_output(activation_) ? act_[l] : pre_[l];
-        layers_[l].forward_activation(params, *h, activation_, pre, act_[l]);
+        layers_[l].forward_activation(params, *h, activation_, pre(l), act_[l]);
         h = &act_[l];
     }
     layers_.back().forward(params, *h, out_);
@@ -39,8 +38,7 @@ void Mlp::backward(const ParamArena &params, const Tensor &dy, Tensor *dx) {
         Tensor &next = grad == &grad_a_ ? grad_b_ : grad_a_;
         layers_[l].backward(params, act_[l - 1], *grad, &next);
         // Through the activation, in place: d pre = d act * act'(pre).
-        const Tensor &pre = derivative_from_output(activation_) ? act_[l - 1] : pre_[l - 1];
-        be.activation_backward(activation_, pre, act_[l - 1], next, next);
+        be.activation_backward(activation_, pre(l - 1), act_[l - 1], next, next);
         grad = &next;
     }
     layers_[0].backward(params, input_, *grad, dx);

@@ -34,6 +34,9 @@ private:
     Activation activation_;
     Tensor input_;                 // the x of the last forward (a handle)
     std::vector<Tensor> pre_, act_; // per hidden layer: before and after activation
+    // Hidden layer l's pre-activations: its activations themselves when the
+    // activation's derivative follows from its output (as in MadeNet).
+    Tensor &pre(size_t l) { return derivative_from_output(activation_) ? act_[l] : pre_[l]; }
     Tensor out_;
     Tensor grad_a_, grad_b_;        // ping-pong buffers for backward
 };

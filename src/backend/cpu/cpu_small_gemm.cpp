@@ -391,6 +391,14 @@ void multiply_narrow(size_t m, size_t n, size_t k, const float *a, size_t lda, c
     }
 }
 
+// This thread's copy of op(B) in another layout: at least `count` floats,
+// grown to the largest this thread has needed.
+float *scratch(size_t count) {
+    thread_local std::vector<float> buffer;
+    if (buffer.size() < count) buffer.resize(count);
+    return buffer.data();
+}
+
 } // namespace
 
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
@@ -408,22 +416,19 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
     if (!trans_a && n < kLanes) {
         if (trans_b) return multiply_narrow(m, n, k, a, lda, b, ldb, e, c, ldc);
         // B (k x n) transposed: n rows of k for the same dot products.
-        thread_local std::vector<float> rows;
-        if (rows.size() < n * k) rows.resize(n * k);
+        float *rows = scratch(n * k);
         for (size_t p = 0; p < k; ++p)
             for (size_t j = 0; j < n; ++j) rows[j * k + p] = b[p * ldb + j];
-        return multiply_narrow(m, n, k, a, lda, rows.data(), k, e, c, ldc);
+        return multiply_narrow(m, n, k, a, lda, rows, k, e, c, ldc);
     }
 
-    // Grows to the largest panel this thread has needed. The padding of the
-    // last slab feeds only accumulators that are never stored; it is zeroed
-    // so that stale values cannot be slow (subnormal) operands.
-    // One vector wide when that holds op(B), as the tiles then read only one.
-    thread_local std::vector<float> panel;
+    // The padding of the last slab feeds only accumulators that are never
+    // stored; it is zeroed so that stale values cannot be slow (subnormal)
+    // operands. One vector wide when that holds op(B), as the tiles then
+    // read only one.
     const size_t width = n <= kLanes ? kLanes : kSlab;
     const size_t padded = (n + width - 1) / width * width;
-    if (panel.size() < padded * k) panel.resize(padded * k);
-    float *p0 = panel.data();
+    float *p0 = scratch(padded * k);
     for (size_t p = 0; p < k; ++p)
         for (size_t j = n; j < padded; ++j) p0[slab_index(k, width, p, j)] = 0.0f;
     if (!trans_b) { // each slab's rows: a copy of `width` floats of a row of B
