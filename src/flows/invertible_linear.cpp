@@ -191,7 +191,7 @@ public:
             be.gemm(false, false, 1.0f, x, wt_, 0.0f, z);
             be.add_vector_sum(logdet, params.value(log_s_), 1.0f);
         } else {
-            const double ld = invert(be, host_matrix(params.value(weight_)));
+            const double ld = invert(be, params, buffers);
             be.gemm(false, true, 1.0f, x, params.value(weight_), 0.0f, z);
             be.add_scalar(logdet, (float)ld);
         }
@@ -201,17 +201,7 @@ public:
     void inverse(const ParamArena &params, const ParamArena &buffers, const Tensor &z,
                  const Tensor &, Tensor &x, Tensor &logdet) override {
         Backend &be = z.backend();
-        Mat w;
-        if (lu_) {
-            compose(be, params, buffers);
-            Mat wt = host_matrix(wt_);
-            w.resize(dim_ * dim_);
-            for (size_t i = 0; i < dim_; ++i)
-                for (size_t j = 0; j < dim_; ++j) w[i * dim_ + j] = wt[j * dim_ + i];
-        } else {
-            w = host_matrix(params.value(weight_));
-        }
-        const double ld = invert(be, w);
+        const double ld = invert(be, params, buffers);
         be.gemm(false, false, 1.0f, z, inv_t_, 0.0f, x); // x = z W^-T
         if (lu_)
             be.add_vector_sum(logdet, params.value(log_s_), -1.0f);
@@ -268,18 +258,29 @@ private:
 
     // inv_t_ = W^-T on the device; returns log|det W|. The host LU is
     // O(D^3) in double, most of a Glow sampling call at D = 64, so it is
-    // redone only when W differs from the last one inverted: sampling or
-    // evaluating a model whose parameters stay put inverts once.
-    double invert(Backend &be, Mat w) {
-        if (!inverted_.empty() && w == inverted_) return inverted_logdet_;
+    // redone only when either arena's generation changed: sampling or
+    // evaluating a model whose parameters stay put inverts once, and the
+    // calls after that download, allocate and compare nothing.
+    double invert(Backend &be, const ParamArena &params, const ParamArena &buffers) {
+        const Generations now{params.generation(), buffers.generation()};
+        if (inverted_at_.first != 0 && inverted_at_ == now) return inverted_logdet_;
+        Mat w;
+        if (lu_) {
+            compose(be, params, buffers);
+            const Mat wt = host_matrix(wt_);
+            w.resize(dim_ * dim_);
+            for (size_t i = 0; i < dim_; ++i)
+                for (size_t j = 0; j < dim_; ++j) w[i * dim_ + j] = wt[j * dim_ + i];
+        } else {
+            w = host_matrix(params.value(weight_));
+        }
         Mat inv_t;
-        const double ld = inverse_transpose(w, dim_, inv_t);
+        inverted_logdet_ = inverse_transpose(w, dim_, inv_t);
         const std::vector<float> f(inv_t.begin(), inv_t.end());
         inv_t_.ensure(be, {dim_, dim_});
         be.upload(inv_t_, f.data());
-        inverted_ = std::move(w);
-        inverted_logdet_ = ld;
-        return ld;
+        inverted_at_ = now;
+        return inverted_logdet_;
     }
 
     Mat host_matrix(const Tensor &t) const {
@@ -319,7 +320,7 @@ private:
     Tensor lf_, uf_, mt_, wt_, d_, x_, inv_t_;
     using Generations = std::pair<uint64_t, uint64_t>; // of params and buffers
     Generations composed_{0, 0}; // what lf_ ... wt_ were composed at (0: never)
-    Mat inverted_; // the W whose W^-T inv_t_ holds (empty: none yet)
+    Generations inverted_at_{0, 0}; // what inv_t_ was inverted at (0: never)
     double inverted_logdet_ = 0.0;
     Tensor dwt_, dmt_, dlf_, duf_, tmp_, diag_;
 };
