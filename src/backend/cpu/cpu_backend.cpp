@@ -50,6 +50,15 @@ double *partial_sums(size_t count) {
     return scratch.data();
 }
 
+// count floats for the per-column factors of one op (exp(s), a batch norm's
+// gains), reused by the calling thread like partial_sums: evaluation calls
+// then allocate nothing.
+float *column_factors(size_t count) {
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < count) scratch.resize(count);
+    return scratch.data();
+}
+
 // out[j * K + k] = sum over rows i of what term(i, j, acc) adds to acc[k]. The
 // term may also write outputs for (i, j): every pair is visited exactly once.
 template <size_t K, class Term>
@@ -407,7 +416,7 @@ void CpuBackend::scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor 
     const float *px = op_f32(x, op), *ps = op_f32(s, op);
     float *py = op_f32(y, op);
     const size_t D = s.size();
-    std::vector<float> factor(D);
+    float *factor = column_factors(D);
     for (size_t j = 0; j < D; ++j) factor[j] = std::exp(sign * ps[j]);
     parallel_for(x.rows(), D, [&](size_t i) {
         for (size_t j = 0; j < D; ++j) py[i * D + j] = px[i * D + j] * factor[j];
@@ -419,7 +428,7 @@ void CpuBackend::scale_exp_backward(const Tensor &x, const Tensor &s, const Tens
     const ScaleExpBackwardArgs a =
         scale_exp_backward_args(x, s, dz, dlogdet, dx, ds, "scale_exp_backward");
     const size_t D = a.cols;
-    std::vector<float> factor(D);
+    float *factor = column_factors(D);
     for (size_t j = 0; j < D; ++j) factor[j] = std::exp(a.s[j]);
     const std::vector<double> grad =
         reduce_columns<1>(a.rows, D, [&](size_t i, size_t j, double *acc) {
@@ -474,7 +483,7 @@ void CpuBackend::batch_norm_forward(const Tensor &x, const Tensor &mean, const T
     const BatchNormArgs a =
         batch_norm_args(x, mean, var, log_gamma, beta, z, logdet, "batch_norm_forward");
     const size_t D = a.cols;
-    std::vector<float> gain(D);
+    float *gain = column_factors(D);
     for (size_t j = 0; j < D; ++j)
         gain[j] = float(std::exp(double(a.log_gamma[j])) / std::sqrt(double(a.var[j]) + eps));
     const double ld = batch_norm_logdet(a, eps);
@@ -491,7 +500,7 @@ void CpuBackend::batch_norm_inverse(const Tensor &z, const Tensor &mean, const T
     const BatchNormArgs a =
         batch_norm_args(z, mean, var, log_gamma, beta, x, logdet, "batch_norm_inverse");
     const size_t D = a.cols;
-    std::vector<float> inv_gain(D);
+    float *inv_gain = column_factors(D);
     for (size_t j = 0; j < D; ++j)
         inv_gain[j] = float(std::exp(-double(a.log_gamma[j])) * std::sqrt(double(a.var[j]) + eps));
     const double ld = batch_norm_logdet(a, eps);

@@ -91,25 +91,17 @@ void sum_chunks(double *part, size_t n, size_t cols) {
         for (size_t k = 0; k < cols; ++k) part[k] += part[c * cols + k];
 }
 
-// A mixture and the host arrays its log-weights and inverse variances live in.
-struct HostMog {
-    std::vector<double> log_pi, inv_var;
-    glow::Mog mog;
-
-    HostMog(const Tensor &logits, const Tensor &means, const Tensor &log_scales, size_t D,
-            const char *op) {
-        const size_t K = logits.size();
-        op_check(K > 0, op, "no components");
-        const float *pl = param(logits, K, op), *ps = param(log_scales, K * D, op);
-        log_pi.resize(K);
-        inv_var.resize(K * D);
-        glow::mog_log_weights(pl, K, log_pi.data());
-        for (size_t k = 0; k < K * D; ++k) inv_var[k] = glow::mog_inv_var(ps[k]);
-        mog = {param(means, K * D, op), ps, log_pi.data(), inv_var.data(), K, D};
-    }
-    HostMog(const HostMog &) = delete; // mog points into this object
-    HostMog &operator=(const HostMog &) = delete;
-};
+// A mixture, its log-weights and inverse variances in buffer 0.
+glow::Mog host_mog(const Tensor &logits, const Tensor &means, const Tensor &log_scales,
+                   size_t D, const char *op) {
+    const size_t K = logits.size();
+    op_check(K > 0, op, "no components");
+    const float *pl = param(logits, K, op), *ps = param(log_scales, K * D, op);
+    double *log_pi = buffer(0, K * (D + 1)), *inv_var = log_pi + K;
+    glow::mog_log_weights(pl, K, log_pi);
+    for (size_t k = 0; k < K * D; ++k) inv_var[k] = glow::mog_inv_var(ps[k]);
+    return {param(means, K * D, op), ps, log_pi, inv_var, K, D};
+}
 
 // --- chunk kernels: rows [0, rows) of x (or z), dz, ... from the chunk's first row
 
@@ -337,11 +329,11 @@ void CpuBackend::mog_log_prob(const Tensor &z, const Tensor &logits, const Tenso
     const char *op = "mog_log_prob";
     op_check(z.defined() && out.defined() && out.size() == z.rows(), op, "shape mismatch");
     const size_t n = z.rows(), D = z.cols();
-    const HostMog p(logits, means, log_scales, D, op);
+    const glow::Mog mog = host_mog(logits, means, log_scales, D, op);
     const float *pz = z.f32();
     float *po = out.f32();
-    std::vector<double> l(p.mog.K);
-    for (size_t i = 0; i < n; ++i) po[i] = (float)p.mog.components(pz + i * D, l.data());
+    double *l = buffer(1, mog.K);
+    for (size_t i = 0; i < n; ++i) po[i] = (float)mog.components(pz + i * D, l);
 }
 
 void CpuBackend::mog_log_prob_backward(const Tensor &z, const Tensor &logits,
@@ -351,8 +343,8 @@ void CpuBackend::mog_log_prob_backward(const Tensor &z, const Tensor &logits,
     const char *op = "mog_log_prob_backward";
     check_rows(z, dz, &dlogp, op);
     const size_t n = z.rows(), D = z.cols();
-    const HostMog p(logits, means, log_scales, D, op);
-    const size_t K = p.mog.K;
+    const glow::Mog mog = host_mog(logits, means, log_scales, D, op);
+    const size_t K = mog.K;
     op_check(dlogits.size() == K && dmeans.size() == K * D && dlog_scales.size() == K * D, op,
               "gradient size mismatch");
     const float *pz = z.f32(), *pg = dlogp.f32();
@@ -360,12 +352,12 @@ void CpuBackend::mog_log_prob_backward(const Tensor &z, const Tensor &logits,
     std::vector<double> gamma(K), acc(glow::mog_param_count(K, D), 0.0);
     for (size_t i = 0; i < n; ++i) {
         const float *zi = pz + i * D;
-        glow::mog_backward_row(p.mog, zi, pg[i], gamma.data(), pdz + i * D);
+        glow::mog_backward_row(mog, zi, pg[i], gamma.data(), pdz + i * D);
         for (size_t col = 0; col < acc.size(); ++col)
-            acc[col] += glow::mog_param_term(p.mog, zi, pg[i], gamma.data(), col);
+            acc[col] += glow::mog_param_term(mog, zi, pg[i], gamma.data(), col);
     }
     for (size_t col = 0; col < acc.size(); ++col)
-        *glow::mog_param_slot(p.mog, col, dlogits.f32(), dmeans.f32(), dlog_scales.f32()) +=
+        *glow::mog_param_slot(mog, col, dlogits.f32(), dmeans.f32(), dlog_scales.f32()) +=
             (float)acc[col];
 }
 
@@ -375,10 +367,10 @@ void CpuBackend::mog_sample(Tensor &z, const Tensor &logits, const Tensor &means
     const char *op = "mog_sample";
     op_check(z.defined(), op, "undefined tensor");
     const size_t n = z.rows(), D = z.cols();
-    const HostMog p(logits, means, log_scales, D, op);
+    const glow::Mog mog = host_mog(logits, means, log_scales, D, op);
     float *pz = z.f32();
     for (size_t i = 0; i < n; ++i)
-        glow::mog_sample_row(p.mog, seed, stream, temperature, i, pz + i * D);
+        glow::mog_sample_row(mog, seed, stream, temperature, i, pz + i * D);
 }
 
 } // namespace flow
