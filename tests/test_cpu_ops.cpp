@@ -295,6 +295,54 @@ Test(cpu_algebra, gemm_bias_activation_matches_the_composition) {
               "y of another shape than pre must fail");
 }
 
+// A layer's packed weight (pack_weight) gives the products exactly what the
+// weight itself gives, at every output width the small kernel tiles
+// differently (one vector, slabs, a ragged last slab) and with two threads;
+// widths and depths it reads in place get nothing packed, and a panel that
+// is not b's is refused.
+Test(cpu_algebra, packed_weight_products_equal_the_plain_ones) {
+    const size_t shapes[][3] = {{256, 64, 64}, {37, 40, 23}, {512, 256, 256},
+                                {13, 4, 8},    {300, 65, 9}, {4096, 256, 40}};
+    const int threads = omp_get_max_threads();
+    for (int t = 1; t <= 2; ++t)
+        for (const auto &s : shapes) {
+            const size_t m = s[0], k = s[1], n = s[2];
+            const Tensor x = tensor({m, k}, random_vec(m * k, 19));
+            const Tensor w = tensor({n, k}, random_vec(k * n, 20));
+            const Tensor v = tensor({n}, random_vec(n, 21));
+            Tensor packed;
+            cpu().pack_weight(w, packed);
+            cr_assert(packed.defined(), "no packed form for %zu x %zu", n, k);
+            Tensor want = filled({m, n}, NAN), got = filled({m, n}, NAN);
+            Tensor want_y = filled({m, n}, NAN), got_y = filled({m, n}, NAN);
+            omp_set_num_threads(t);
+            cpu().gemm_bias(false, true, x, w, v, want);
+            cpu().gemm_bias(false, true, x, w, v, got, &packed);
+            expect_equal(values(got), values(want), "gemm_bias with packed_b");
+            cpu().gemm_bias_activation(false, true, x, w, v, Activation::relu, want, want_y);
+            cpu().gemm_bias_activation(false, true, x, w, v, Activation::relu, got, got_y,
+                                       &packed);
+            omp_set_num_threads(threads);
+            expect_equal(values(got_y), values(want_y), "gemm_bias_activation with packed_b");
+        }
+    const size_t plain[][2] = {{4, 64}, {7, 300}, {64, 3}, {64, 2000}}; // n x k
+    for (const auto &s : plain) {
+        Tensor packed = filled({1}, 0.0f);
+        cpu().pack_weight(tensor({s[0], s[1]}, random_vec(s[0] * s[1], 22)), packed);
+        cr_assert(!packed.defined(), "%zu x %zu is read in place: nothing to pack", s[0], s[1]);
+    }
+    const Tensor x = filled({16, 32}, 1.0f), w = filled({24, 32}, 1.0f), v = filled({24}, 0.0f);
+    Tensor other, c(cpu(), {16, 24});
+    cpu().pack_weight(filled({16, 32}, 1.0f), other);
+    cr_assert(throws_internal([&] { cpu().gemm_bias(false, true, x, w, v, c, &other); }),
+              "another weight's panel must fail");
+    Tensor packed;
+    cpu().pack_weight(w, packed);
+    const Tensor wt = filled({32, 24}, 1.0f);
+    cr_assert(throws_internal([&] { cpu().gemm_bias(false, false, x, wt, v, c, &packed); }),
+              "a panel without trans_b must fail");
+}
+
 Test(cpu_algebra, gemm_empty_inner_dimension_scales_c) {
     Tensor a(cpu(), {2, 0}), b(cpu(), {0, 3}), c = filled({2, 3}, 4.0f);
     cpu().gemm(false, false, 1.0f, a, b, 0.5f, c);

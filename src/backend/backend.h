@@ -55,9 +55,10 @@ public:
                       const Tensor &b, float beta, Tensor &c) = 0;
     // c = op(a) * op(b) + v, v a row vector of c's columns: a linear layer's
     // x W^T + b as one op (the CPU adds v as it stores c, or copies v into c
-    // and lets the GEMM accumulate onto it).
+    // and lets the GEMM accumulate onto it). packed_b, when given (trans_b),
+    // is what pack_weight made of b; the product may read it instead of b.
     virtual void gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
-                           const Tensor &v, Tensor &c) = 0;
+                           const Tensor &v, Tensor &c, const Tensor *packed_b = nullptr) = 0;
     // pre = op(a) * op(b) + v and y = act(pre): a hidden layer's forward, pre
     // kept for the backward. pre and y may be the same tensor (then it ends
     // as y: relu layers keep only their output). A backend may fuse the two
@@ -65,9 +66,19 @@ public:
     // composition.
     virtual void gemm_bias_activation(bool trans_a, bool trans_b, const Tensor &a,
                                       const Tensor &b, const Tensor &v, Activation act,
-                                      Tensor &pre, Tensor &y) {
-        gemm_bias(trans_a, trans_b, a, b, v, pre);
+                                      Tensor &pre, Tensor &y, const Tensor *packed_b = nullptr) {
+        gemm_bias(trans_a, trans_b, a, b, v, pre, packed_b);
         activation_forward(act, pre, y);
+    }
+    // A layer's weight w [out, in] serves many products x w^T between its
+    // changes (evaluation takes a batch block by block). `packed` gets what
+    // those products can read instead of w, made once (the CPU: w^T in its
+    // GEMM kernel's panel layout, the copy each product would otherwise
+    // make), for gemm_bias(_activation)'s packed_b; undefined where the
+    // backend reads w as it is (this default).
+    virtual void pack_weight(const Tensor &w, Tensor &packed) {
+        (void)w;
+        packed = Tensor();
     }
     // y[i, j] += v[j]
     virtual void add_row_vector(Tensor &y, const Tensor &v) = 0;

@@ -15,17 +15,26 @@ Linear::Linear(ParamArena &params, const std::string &name, size_t in, size_t ou
 }
 
 void Linear::operands(const ParamArena &params, Backend &be, Tensor &weight, Tensor &bias) {
+    const bool fresh = prepared_generation_ != 0 && prepared_generation_ == params.generation();
     weight = params.value(weight_);
     bias = params.value(bias_);
     if (selected()) {
-        weight_sel_.ensure(be, {out(), in()});
-        be.gather(weight, out_index(), in_index(), weight_sel_);
+        if (!fresh) {
+            weight_sel_.ensure(be, {out(), in()});
+            be.gather(weight, out_index(), in_index(), weight_sel_);
+        }
         weight = weight_sel_;
     }
     if (out_index_.defined()) {
-        bias_sel_.ensure(be, {out()});
-        be.gather(bias, nullptr, &out_index_, bias_sel_);
+        if (!fresh) {
+            bias_sel_.ensure(be, {out()});
+            be.gather(bias, nullptr, &out_index_, bias_sel_);
+        }
         bias = bias_sel_;
+    }
+    if (!fresh) {
+        be.pack_weight(weight, packed_);
+        prepared_generation_ = params.generation();
     }
 }
 
@@ -34,7 +43,7 @@ void Linear::forward(const ParamArena &params, const Tensor &x, Tensor &y) {
     Tensor weight, bias;
     operands(params, be, weight, bias);
     y.ensure(be, {x.rows(), out()});
-    be.gemm_bias(false, true, x, weight, bias, y);
+    be.gemm_bias(false, true, x, weight, bias, y, packed());
 }
 
 void Linear::forward_activation(const ParamArena &params, const Tensor &x, Activation act,
@@ -44,7 +53,7 @@ void Linear::forward_activation(const ParamArena &params, const Tensor &x, Activ
     operands(params, be, weight, bias);
     pre.ensure(be, {x.rows(), out()});
     if (&y != &pre) y.ensure(be, pre.shape());
-    be.gemm_bias_activation(false, true, x, weight, bias, act, pre, y);
+    be.gemm_bias_activation(false, true, x, weight, bias, act, pre, y, packed());
 }
 
 void Linear::backward(const ParamArena &params, const Tensor &x, const Tensor &dy,

@@ -15,6 +15,12 @@ public:
     // conditioner nets, so every coupling starts as the identity).
     Linear(ParamArena &params, const std::string &name, size_t in, size_t out,
            bool zero_init);
+    // Not copied: a copy would share the packed weight's storage, which the
+    // next repacking of either overwrites.
+    Linear(const Linear &) = delete;
+    Linear &operator=(const Linear &) = delete;
+    Linear(Linear &&) = default;
+    Linear &operator=(Linear &&) = default;
 
     // Restricts the layer to the inputs an i32 index lists (the others are
     // known to be zero: x then has inputs.size() columns) or to the outputs
@@ -22,8 +28,14 @@ public:
     // The product skips the rest; the parameters keep their full layout, and
     // their unused entries get no gradient, as in the full product, where
     // they meet only zeros.
-    void select_inputs(const Tensor &inputs) { in_index_ = inputs; }
-    void select_outputs(const Tensor &outputs) { out_index_ = outputs; }
+    void select_inputs(const Tensor &inputs) {
+        in_index_ = inputs;
+        prepared_generation_ = 0;
+    }
+    void select_outputs(const Tensor &outputs) {
+        out_index_ = outputs;
+        prepared_generation_ = 0;
+    }
 
     size_t in() const { return in_index_.defined() ? in_index_.size() : in_; }
     size_t out() const { return out_index_.defined() ? out_index_.size() : out_; }
@@ -38,8 +50,10 @@ public:
 
 private:
     // The weight and bias the product uses: the parameters, or the selected
-    // part of them gathered into weight_sel_, bias_sel_.
+    // part of them gathered into weight_sel_, bias_sel_; and the weight's
+    // packed form. Made again only when the parameters' generation changed.
     void operands(const ParamArena &params, Backend &be, Tensor &weight, Tensor &bias);
+    const Tensor *packed() const { return packed_.defined() ? &packed_ : nullptr; }
     bool selected() const { return in_index_.defined() || out_index_.defined(); }
     const Tensor *in_index() const { return in_index_.defined() ? &in_index_ : nullptr; }
     const Tensor *out_index() const { return out_index_.defined() ? &out_index_ : nullptr; }
@@ -47,9 +61,15 @@ private:
     size_t in_, out_;
     size_t weight_, bias_; // arena ids
     Tensor in_index_, out_index_; // i32 selections; undefined = all
-    // The selected parameters, gathered by every forward() (the optimizer
-    // moves the full ones), and their gradients before they are scattered.
+    // The selected parameters, gathered when the parameters change (the
+    // optimizer moves the full ones), and their gradients before they are
+    // scattered.
     Tensor weight_sel_, bias_sel_, dweight_sel_, dbias_sel_;
+    // Backend::pack_weight's form of the weight the products use (undefined:
+    // none), and the ParamArena generation that and the selected parameters
+    // were made at (0: never).
+    Tensor packed_;
+    uint64_t prepared_generation_ = 0;
 };
 
 } // namespace flow

@@ -52,10 +52,11 @@ public:
     void gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a, const Tensor &b,
               float beta, Tensor &c) override;
     void gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b, const Tensor &v,
-                   Tensor &c) override;
+                   Tensor &c, const Tensor *packed_b = nullptr) override;
     void gemm_bias_activation(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
-                              const Tensor &v, Activation act, Tensor &pre,
-                              Tensor &y) override;
+                              const Tensor &v, Activation act, Tensor &pre, Tensor &y,
+                              const Tensor *packed_b = nullptr) override;
+    void pack_weight(const Tensor &w, Tensor &packed) override;
     void add_row_vector(Tensor &y, const Tensor &v) override;
     void sum_rows(const Tensor &x, Tensor &out, bool accumulate) override;
     void mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,

@@ -69,8 +69,10 @@ template <class F> void single_threaded(F &&f) {
 // non-null (then beta is 0). The small kernel adds the bias as it stores C, and writes
 // store.act too; the other paths copy the bias into C first and accumulate
 // onto it, and leave store.act to the caller. Returns whether it wrote act.
+// packed_b: pack_weight's panel of b (trans_b), read by the small kernel.
 bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tensor &a,
-             const Tensor &b, float beta, Tensor &c, const cpu_kernels::GemmStore &store) {
+             const Tensor &b, float beta, Tensor &c, const cpu_kernels::GemmStore &store,
+             const Tensor *packed_b = nullptr) {
     const size_t a_rows = a.rows(), a_cols = a.cols();
     const size_t b_rows = b.rows(), b_cols = b.cols();
     const size_t m = trans_a ? a_cols : a_rows, k = trans_a ? a_rows : a_cols;
@@ -79,6 +81,12 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
     op_check(c.rows() == m && c.cols() == n, op, "output shape mismatch");
     const float *pa = op_f32(a, op), *pb = op_f32(b, op);
     float *pc = op_f32(c, op);
+    const float *panel = nullptr;
+    if (packed_b) {
+        op_check(trans_b && packed_b->size() == cpu_kernels::transposed_panel_size(n, k), op,
+                 "packed_b is not pack_weight's form of b");
+        panel = op_f32(*packed_b, op);
+    }
     if (m == 0 || n == 0) return true;
 
     const double work = double(m) * double(n) * double(k);
@@ -94,7 +102,7 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
                               if (part.act) part.act += r0 * n;
                               cpu_kernels::small_gemm(false, trans_b, r1 - r0, n, k, alpha,
                                                       pa + r0 * a_cols, a_cols, pb, b_cols,
-                                                      beta, pc + r0 * n, n, part);
+                                                      beta, pc + r0 * n, n, part, panel);
                           });
         return true;
     }
@@ -159,15 +167,15 @@ void CpuBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
 }
 
 void CpuBackend::gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
-                           const Tensor &v, Tensor &c) {
+                           const Tensor &v, Tensor &c, const Tensor *packed_b) {
     const char *op = "gemm_bias";
     check_row_vector(v, c, op);
-    product(op, trans_a, trans_b, 1.0f, a, b, 0.0f, c, {op_f32(v, op)});
+    product(op, trans_a, trans_b, 1.0f, a, b, 0.0f, c, {op_f32(v, op)}, packed_b);
 }
 
 void CpuBackend::gemm_bias_activation(bool trans_a, bool trans_b, const Tensor &a,
                                       const Tensor &b, const Tensor &v, Activation act,
-                                      Tensor &pre, Tensor &y) {
+                                      Tensor &pre, Tensor &y, const Tensor *packed_b) {
     const char *op = "gemm_bias_activation";
     check_row_vector(v, pre, op);
     check_same_shape(pre, y, op);
@@ -176,8 +184,22 @@ void CpuBackend::gemm_bias_activation(bool trans_a, bool trans_b, const Tensor &
     const bool fused = act == Activation::relu || act == Activation::leaky_relu;
     const cpu_kernels::GemmStore store = {op_f32(v, op), fused ? op_f32(y, op) : nullptr,
                                           act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f};
-    if (!product(op, trans_a, trans_b, 1.0f, a, b, 0.0f, pre, store) || !fused)
+    if (!product(op, trans_a, trans_b, 1.0f, a, b, 0.0f, pre, store, packed_b) || !fused)
         activation_forward(act, pre, y);
+}
+
+void CpuBackend::pack_weight(const Tensor &w, Tensor &packed) {
+    const char *op = "pack_weight";
+    const float *pw = op_f32(w, op);
+    const size_t n = w.rows(), k = w.cols();
+    // Only for the products that go to the small kernel (see product()).
+    const size_t size = k >= 4 && k <= kKernelDepth ? cpu_kernels::transposed_panel_size(n, k) : 0;
+    if (size == 0) {
+        packed = Tensor();
+        return;
+    }
+    packed.ensure(*this, {size});
+    cpu_kernels::pack_transposed_panel(pw, k, n, k, packed.f32());
 }
 
 } // namespace flow

@@ -402,14 +402,51 @@ float *scratch(size_t count) {
     return buffer.data();
 }
 
+// Slab width of the panel of an n-column op(B): one vector when that holds
+// op(B), as the tiles then read only one.
+size_t panel_width(size_t n) { return n <= kLanes ? kLanes : kSlab; }
+
+size_t panel_size(size_t n, size_t k) {
+    const size_t width = panel_width(n);
+    return (n + width - 1) / width * width * k;
+}
+
+// op(B) (k x n: b itself, or b^T when trans_b) copied into a panel of
+// panel_size(n, k) floats. The padding of the last slab feeds only
+// accumulators that are never stored; it is zeroed so that stale values
+// cannot be slow (subnormal) operands.
+void fill_panel(bool trans_b, const float *b, size_t ldb, size_t n, size_t k, float *panel) {
+    const size_t width = panel_width(n), padded = panel_size(n, k) / std::max<size_t>(k, 1);
+    for (size_t p = 0; p < k; ++p)
+        for (size_t j = n; j < padded; ++j) panel[slab_index(k, width, p, j)] = 0.0f;
+    if (!trans_b) { // each slab's rows: a copy of `width` floats of a row of B
+        for (size_t j0 = 0; j0 < n; j0 += width) {
+            const size_t w = std::min(width, n - j0);
+            for (size_t p = 0; p < k; ++p)
+                std::memcpy(panel + slab_index(k, width, p, j0), b + p * ldb + j0,
+                            w * sizeof(float));
+        }
+    } else {
+        transpose_into(b, ldb, n, k, panel, width);
+    }
+}
+
 } // namespace
+
+size_t transposed_panel_size(size_t n, size_t k) { return n < kLanes ? 0 : panel_size(n, k); }
+
+void pack_transposed_panel(const float *b, size_t ldb, size_t n, size_t k, float *panel) {
+    fill_panel(true, b, ldb, n, k, panel);
+}
 
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-                size_t ldc, const GemmStore &store) {
+                size_t ldc, const GemmStore &store, const float *b_panel) {
     if (m == 0 || n == 0) return;
     const Epilogue e = {alpha, beta, store, finish_of(alpha, beta, store, c)};
     const size_t a_row = trans_a ? 1 : lda, a_step = trans_a ? lda : 1;
+    const size_t width = panel_width(n);
+    if (b_panel) return multiply(m, n, k, a, a_row, a_step, b_panel, width, width * k, e, c, ldc);
     // Rows of op(B) read in place lie ldb floats apart: from 128 (512 bytes)
     // on they fall on 8 or fewer of L1's 64 sets, and more than 32 of them
     // (a slab's k rows) evict each other; such op(B)s are packed instead
@@ -424,26 +461,9 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
             for (size_t j = 0; j < n; ++j) rows[j * k + p] = b[p * ldb + j];
         return multiply_narrow(m, n, k, a, lda, rows, k, e, c, ldc);
     }
-
-    // The padding of the last slab feeds only accumulators that are never
-    // stored; it is zeroed so that stale values cannot be slow (subnormal)
-    // operands. One vector wide when that holds op(B), as the tiles then
-    // read only one.
-    const size_t width = n <= kLanes ? kLanes : kSlab;
-    const size_t padded = (n + width - 1) / width * width;
-    float *p0 = scratch(padded * k);
-    for (size_t p = 0; p < k; ++p)
-        for (size_t j = n; j < padded; ++j) p0[slab_index(k, width, p, j)] = 0.0f;
-    if (!trans_b) { // each slab's rows: a copy of `width` floats of a row of B
-        for (size_t j0 = 0; j0 < n; j0 += width) {
-            const size_t w = std::min(width, n - j0);
-            for (size_t p = 0; p < k; ++p)
-                std::memcpy(p0 + slab_index(k, width, p, j0), b + p * ldb + j0, w * sizeof(float));
-        }
-    } else {
-        transpose_into(b, ldb, n, k, p0, width);
-    }
-    multiply(m, n, k, a, a_row, a_step, p0, width, width * k, e, c, ldc);
+    float *panel = scratch(panel_size(n, k));
+    fill_panel(trans_b, b, ldb, n, k, panel);
+    multiply(m, n, k, a, a_row, a_step, panel, width, width * k, e, c, ldc);
 }
 
 } // namespace flow::cpu_kernels

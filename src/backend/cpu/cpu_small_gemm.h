@@ -29,8 +29,18 @@ struct GemmStore {
 // the caller splits big ones by rows). Rows go in blocks that keep their
 // part of op(A) in L2; op(B) is read whole for each block, so it should fit
 // in L2 too (k up to ~1024 for the layers' widths).
+// b_panel, when non-null, is op(B) = b^T already packed by
+// pack_transposed_panel (trans_b, n >= 8): the product reads it instead of
+// copying b into a panel of its own, with the same result.
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-                size_t ldc, const GemmStore &store = {});
+                size_t ldc, const GemmStore &store = {}, const float *b_panel = nullptr);
+
+// For products that reuse one transposed op(B) = b^T (b [n, k], rows ldb
+// apart), as a layer's weight is reused block after block: the panel
+// small_gemm would copy it into for every call, made once. Its size in
+// floats, 0 when small_gemm reads such a B in place (n < 8).
+size_t transposed_panel_size(size_t n, size_t k);
+void pack_transposed_panel(const float *b, size_t ldb, size_t n, size_t k, float *panel);
 
 } // namespace flow::cpu_kernels

@@ -67,8 +67,10 @@ public:
 
     void gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a, const Tensor &b,
               float beta, Tensor &c) override;
+    // cuBLAS reads b as it is: pack_weight keeps the default (nothing
+    // packed), so packed_b is never given.
     void gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b, const Tensor &v,
-                   Tensor &c) override;
+                   Tensor &c, const Tensor *packed_b = nullptr) override;
     void add_row_vector(Tensor &y, const Tensor &v) override;
     void sum_rows(const Tensor &x, Tensor &out, bool accumulate) override;
     void mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,

@@ -156,7 +156,7 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, float alpha, const Tensor &a,
 }
 
 void CudaBackend::gemm_bias(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
-                            const Tensor &v, Tensor &c) {
+                            const Tensor &v, Tensor &c, const Tensor *) {
     const char *op = "gemm_bias";
     op_check(v.size() == c.cols(), op, "bias size != cols of c");
     float *pc = op_f32(c, op);
