@@ -232,7 +232,7 @@ public:
                                        Tensor &dlp) = 0;
 
     // --- elementwise diagonal scaling (NICE) ------------------------------
-    // y = x * exp(sign * s), s a row vector.
+    // y = x * exp(sign * s), s a row vector; y may be x.
     virtual void scale_exp(const Tensor &x, const Tensor &s, float sign, Tensor &y) = 0;
     // For y = x * exp(s), logdet_i += sum(s): dx = dz * exp(s),
     // ds[j] += sum_i (dz[i, j] * y[i, j]) + sum_i dlogdet[i].

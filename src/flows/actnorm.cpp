@@ -43,13 +43,22 @@ public:
             log_scale = init_log_scale_;
             pending_ = true;
         }
-        shifted_.ensure(be, x.shape());
-        be.copy(x, shifted_);
-        be.add_row_vector(shifted_, bias);
-        be.scale_exp(shifted_, log_scale, 1.0f, z);
+        if (pass.train) { // backward needs x + bias
+            shifted_.ensure(be, x.shape());
+            be.copy(x, shifted_);
+            be.add_row_vector(shifted_, bias);
+            be.scale_exp(shifted_, log_scale, 1.0f, z);
+        } else {
+            if (&z != &x) be.copy(x, z);
+            be.add_row_vector(z, bias);
+            be.scale_exp(z, log_scale, 1.0f, z);
+        }
         be.add_vector_sum(logdet, log_scale, 1.0f);
         used_log_scale_ = log_scale;
     }
+
+    // Elementwise (scale_exp may write over its input).
+    bool in_place() const override { return true; }
 
     void inverse(const ParamArena &params, const ParamArena &, const Tensor &z,
                  const Tensor &, Tensor &x, Tensor &logdet) override {

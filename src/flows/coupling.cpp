@@ -50,6 +50,10 @@ public:
         couple(params, z, context, x, logdet, true);
     }
 
+    // Only the free columns change, and the net reads the passed ones (and
+    // the affine op the free ones) before any is written.
+    bool in_place() const override { return true; }
+
     void backward(const ParamArena &params, const ParamArena &, const Tensor &dz,
                   const Tensor &dlogdet, Tensor &dx) override {
         Backend &be = dz.backend();
@@ -75,12 +79,13 @@ public:
     }
 
 private:
-    // out = the coupling of in (forward, or inverse when `inverse`).
+    // out = the coupling of in (forward, or inverse when `inverse`); out may
+    // be in itself.
     void couple(const ParamArena &params, const Tensor &in, const Tensor &context, Tensor &out,
                 Tensor &logdet, bool inverse) {
         Backend &be = in.backend();
         const Tensor &h = condition(params, in, context);
-        be.copy(in, out);
+        if (&out != &in) be.copy(in, out);
         out_free_.ensure(be, {in.rows(), free_.size()});
         if (!affine_) { // the free columns move by t = h (forward) or -t
             const Tensor *t = &h;

@@ -19,6 +19,9 @@ public:
         be.add_vector_sum(logdet, s, 1.0f);
         x_ = x;
     }
+    // Elementwise (scale_exp may write over its input).
+    bool in_place() const override { return true; }
+
     void inverse(const ParamArena &params, const ParamArena &, const Tensor &z,
                  const Tensor &, Tensor &x, Tensor &logdet) override {
         Backend &be = z.backend();

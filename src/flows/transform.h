@@ -45,6 +45,10 @@ public:
     // Host-side check of raw data when this transform comes first; throws
     // Status::invalid_argument for values outside its domain.
     virtual void check_data(const float *, size_t) const {}
+    // Whether forward() when !pass.train, and inverse(), may be given one
+    // tensor as input and output: evaluation passes then hand it their
+    // buffer and skip a copy of the columns the transform leaves alone.
+    virtual bool in_place() const { return false; }
 };
 
 } // namespace flow

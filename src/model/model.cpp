@@ -124,35 +124,47 @@ void Model::upload_rows(Lane &lane, const float *x, const float *context, size_t
     }
 }
 
+// The evaluation buffer a transform that cannot work in place writes its
+// output to: whichever of lane.acts[1..2] does not hold its input.
+static Tensor &other_buffer(std::vector<Tensor> &acts, const Tensor *in) {
+    return in == &acts[1] ? acts[2] : acts[1];
+}
+
 // lane.input -> z through every transform; lane.logdet gets the total log-det.
+// Evaluation overwrites lane.input (transforms that can work in place do).
 const Tensor &Model::forward_pass(Lane &lane, const Pass &pass) {
     size_t n = lane.input.rows();
     const Tensor &context = spec_.context_dim ? lane.context : no_tensor();
     lane.logdet.ensure(backend_, {n});
     backend_.fill(lane.logdet, 0.0f);
-    const Tensor *in = &lane.input;
+    Tensor *in = &lane.input;
     for (size_t k = 0; k < lane.transforms.size(); ++k) {
+        Transform &t = *lane.transforms[k];
         // Training keeps every intermediate for backward; evaluation ping-pongs.
-        Tensor &out = pass.train ? lane.acts[k + 1] : lane.acts[1 + k % 2];
+        Tensor &out = pass.train        ? lane.acts[k + 1]
+                      : t.in_place() ? *in
+                                        : other_buffer(lane.acts, in);
         out.ensure(backend_, {n, spec_.dim});
-        lane.transforms[k]->forward(params_, buffers_, *in, context, out, lane.logdet, pass);
+        t.forward(params_, buffers_, *in, context, out, lane.logdet, pass);
         in = &out;
     }
     return *in;
 }
 
 // z -> x through every transform backwards (context: z's rows of it, or
-// undefined); lane.logdet gets log|det dx/dz|.
+// undefined); lane.logdet gets log|det dx/dz|. z stays as it is.
 const Tensor &Model::inverse_pass(Lane &lane, const Tensor &z, const Tensor &context) {
     size_t n = z.rows();
     lane.logdet.ensure(backend_, {n});
     backend_.fill(lane.logdet, 0.0f);
     const Tensor *in = &z;
+    Tensor *own = nullptr; // in, once it is one of the lane's buffers
     for (size_t k = lane.transforms.size(); k-- > 0;) {
-        Tensor &out = lane.acts[1 + k % 2];
+        Transform &t = *lane.transforms[k];
+        Tensor &out = own && t.in_place() ? *own : other_buffer(lane.acts, in);
         out.ensure(backend_, {n, spec_.dim});
-        lane.transforms[k]->inverse(params_, buffers_, *in, context, out, lane.logdet);
-        in = &out;
+        t.inverse(params_, buffers_, *in, context, out, lane.logdet);
+        in = own = &out;
     }
     return *in;
 }
