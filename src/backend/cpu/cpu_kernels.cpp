@@ -500,17 +500,67 @@ ColumnRun column_run(const int32_t *cols, size_t n) {
     return {size_t(cols[0]), size_t(step)};
 }
 
+// Every other float, 8 at a time, spelled out: left to the vectorizer, the
+// strided stores of the scatters became AVX-512 scatter instructions, which
+// Zen 4 runs element by element. Windows of 16 floats start at even
+// offsets of the row and end inside it, so no thread touches another's
+// row; the floats of the other parity are put back as they were (a blend,
+// not + 0, which would turn -0 into +0).
+typedef float Vec8 __attribute__((vector_size(32), aligned(alignof(float)), may_alias));
+typedef int Index8 __attribute__((vector_size(32)));
+
+// y[j] = row[first + 2 j] (first 0 or 1) for the j whose 16-float window
+// fits the row's `cols`; returns how many, from 0.
+FLOW_INLINE size_t gather_alternate(const float *row, size_t cols, size_t first, float *y,
+                                    size_t n) {
+    const Index8 pick = first ? Index8{1, 3, 5, 7, 9, 11, 13, 15} : Index8{0, 2, 4, 6, 8, 10, 12, 14};
+    size_t j = 0;
+    for (; j + 8 <= n && 2 * j + 16 <= cols; j += 8) {
+        const Vec8 a = *reinterpret_cast<const Vec8 *>(row + 2 * j);
+        const Vec8 b = *reinterpret_cast<const Vec8 *>(row + 2 * j + 8);
+        *reinterpret_cast<Vec8 *>(y + j) = __builtin_shuffle(a, b, pick);
+    }
+    return j;
+}
+
+// row[first + 2 j] = x[j] (+= when accumulate) for the j whose window fits
+// the row's `cols`; returns how many, from 0.
+FLOW_INLINE size_t scatter_alternate(const float *x, size_t n, float *row, size_t cols,
+                                     size_t first, bool accumulate) {
+    const Index8 spread_lo = {0, 0, 1, 1, 2, 2, 3, 3}, spread_hi = {4, 4, 5, 5, 6, 6, 7, 7};
+    // The new floats at first's parity, the row's own at the other.
+    const Index8 blend = first ? Index8{8, 1, 10, 3, 12, 5, 14, 7} : Index8{0, 9, 2, 11, 4, 13, 6, 15};
+    size_t j = 0;
+    for (; j + 8 <= n && 2 * j + 16 <= cols; j += 8) {
+        const Vec8 v = *reinterpret_cast<const Vec8 *>(x + j);
+        Vec8 *lo = reinterpret_cast<Vec8 *>(row + 2 * j), *hi = lo + 1;
+        Vec8 new_lo = __builtin_shuffle(v, spread_lo), new_hi = __builtin_shuffle(v, spread_hi);
+        if (accumulate) {
+            new_lo += *lo;
+            new_hi += *hi;
+        }
+        *lo = __builtin_shuffle(new_lo, *lo, blend);
+        *hi = __builtin_shuffle(new_hi, *hi, blend);
+    }
+    return j;
+}
+
 } // namespace
 
 FLOW_CLONES
 void gather_rows(const float *x, size_t x_cols, const int32_t *rows, const int32_t *cols,
                  float *y, size_t y_cols, size_t r0, size_t r1) {
     const ColumnRun run = column_run(cols, y_cols);
+    const bool windows = run.step == 2 && run.first < 2 && y_cols >= 8 && x_cols >= 16;
     for (size_t i = r0; i < r1; ++i) {
         const float *__restrict xi = x + (rows ? size_t(rows[i]) : i) * x_cols;
         float *__restrict yi = y + i * y_cols;
         if (run.step == 1) {
             std::memcpy(yi, xi + run.first, y_cols * sizeof(float));
+        } else if (windows) {
+            const float *__restrict from = xi + run.first;
+            for (size_t j = gather_alternate(xi, x_cols, run.first, yi, y_cols); j < y_cols; ++j)
+                yi[j] = from[2 * j];
         } else if (run.step == 2) {
             const float *__restrict from = xi + run.first;
             FLOW_IVDEP
@@ -527,6 +577,7 @@ void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *ro
                   const int32_t *cols, float *y, size_t y_cols, bool accumulate, size_t r0,
                   size_t r1) {
     const ColumnRun run = column_run(cols, width);
+    const bool windows = run.step == 2 && run.first < 2 && width >= 8 && y_cols >= 16;
     for (size_t i = r0; i < r1; ++i) {
         const float *__restrict xi = x + i * x_cols;
         float *__restrict yi = y + (rows ? size_t(rows[i]) : i) * y_cols;
@@ -536,6 +587,10 @@ void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *ro
         } else if (run.step == 1) {
             FLOW_IVDEP
             for (size_t j = 0; j < width; ++j) to[j] += xi[j];
+        } else if (windows) {
+            for (size_t j = scatter_alternate(xi, width, yi, y_cols, run.first, accumulate);
+                 j < width; ++j)
+                to[2 * j] = accumulate ? to[2 * j] + xi[j] : xi[j];
         } else if (run.step == 2 && accumulate) {
             FLOW_IVDEP
             for (size_t j = 0; j < width; ++j) to[2 * j] += xi[j];
