@@ -43,16 +43,12 @@ public:
             log_scale = init_log_scale_;
             pending_ = true;
         }
-        if (pass.train) { // backward needs x + bias
-            shifted_.ensure(be, x.shape());
-            be.copy(x, shifted_);
-            be.add_row_vector(shifted_, bias);
-            be.scale_exp(shifted_, log_scale, 1.0f, z);
-        } else {
-            if (&z != &x) be.copy(x, z);
-            be.add_row_vector(z, bias);
-            be.scale_exp(z, log_scale, 1.0f, z);
-        }
+        // x + bias: kept for backward when training, built in z otherwise.
+        Tensor &shifted = pass.train ? shifted_ : z;
+        shifted.ensure(be, x.shape());
+        if (&shifted != &x) be.copy(x, shifted);
+        be.add_row_vector(shifted, bias);
+        be.scale_exp(shifted, log_scale, 1.0f, z);
         be.add_vector_sum(logdet, log_scale, 1.0f);
         used_log_scale_ = log_scale;
     }

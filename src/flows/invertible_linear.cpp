@@ -262,8 +262,7 @@ private:
     // evaluating a model whose parameters stay put inverts once, and the
     // calls after that download, allocate and compare nothing.
     double invert(Backend &be, const ParamArena &params, const ParamArena &buffers) {
-        const Generations now{params.generation(), buffers.generation()};
-        if (inverted_at_.first != 0 && inverted_at_ == now) return inverted_logdet_;
+        if (inverted_.current(params, &buffers)) return inverted_logdet_;
         Mat w;
         if (lu_) {
             compose(be, params, buffers);
@@ -279,7 +278,7 @@ private:
         const std::vector<float> f(inv_t.begin(), inv_t.end());
         inv_t_.ensure(be, {dim_, dim_});
         be.upload(inv_t_, f.data());
-        inverted_at_ = now;
+        inverted_.made(params, &buffers);
         return inverted_logdet_;
     }
 
@@ -293,8 +292,7 @@ private:
     // wt_ = W^T = gather_cols((Lf Uf)^T, perm); kept while neither arena's
     // generation changes.
     void compose(Backend &be, const ParamArena &params, const ParamArena &buffers) {
-        const Generations now{params.generation(), buffers.generation()};
-        if (composed_.first != 0 && composed_ == now) return;
+        if (composed_.current(params, &buffers)) return;
         const size_t n = dim_;
         lf_.ensure(be, {n, n});
         uf_.ensure(be, {n, n});
@@ -309,7 +307,7 @@ private:
         be.mul_row_vector(eye_, d_, uf_, true);
         be.gemm(true, true, 1.0f, uf_, lf_, 0.0f, mt_);
         be.gather_cols(mt_, perm_index_, wt_);
-        composed_ = now;
+        composed_.made(params, &buffers);
     }
 
     size_t dim_;
@@ -318,9 +316,8 @@ private:
     size_t lower_ = 0, upper_ = 0, log_s_ = 0, sign_ = 0, weight_ = 0;
     Tensor mask_lower_, mask_upper_, eye_, perm_index_, inv_perm_index_;
     Tensor lf_, uf_, mt_, wt_, d_, x_, inv_t_;
-    using Generations = std::pair<uint64_t, uint64_t>; // of params and buffers
-    Generations composed_{0, 0}; // what lf_ ... wt_ were composed at (0: never)
-    Generations inverted_at_{0, 0}; // what inv_t_ was inverted at (0: never)
+    Derived composed_; // when lf_ ... wt_ were composed
+    Derived inverted_; // when inv_t_ was inverted
     double inverted_logdet_ = 0.0;
     Tensor dwt_, dmt_, dlf_, duf_, tmp_, diag_;
 };

@@ -69,4 +69,22 @@ private:
     Tensor values_, grads_;
 };
 
+// The generations of the arenas (the parameters, and the buffers when they
+// count too) that something derived from them was made at: it is current
+// while both keep them. Default: never made (arenas start at generation 1).
+class Derived {
+public:
+    bool current(const ParamArena &params, const ParamArena *buffers = nullptr) const {
+        return params_ != 0 && params_ == params.generation() &&
+               buffers_ == (buffers ? buffers->generation() : 0);
+    }
+    void made(const ParamArena &params, const ParamArena *buffers = nullptr) {
+        params_ = params.generation();
+        buffers_ = buffers ? buffers->generation() : 0;
+    }
+
+private:
+    uint64_t params_ = 0, buffers_ = 0;
+};
+
 } // namespace flow

@@ -15,7 +15,7 @@ Linear::Linear(ParamArena &params, const std::string &name, size_t in, size_t ou
 }
 
 void Linear::operands(const ParamArena &params, Backend &be, Tensor &weight, Tensor &bias) {
-    const bool fresh = prepared_generation_ != 0 && prepared_generation_ == params.generation();
+    const bool fresh = prepared_.current(params);
     weight = params.value(weight_);
     bias = params.value(bias_);
     if (selected()) {
@@ -34,7 +34,7 @@ void Linear::operands(const ParamArena &params, Backend &be, Tensor &weight, Ten
     }
     if (!fresh) {
         be.pack_weight(weight, packed_);
-        prepared_generation_ = params.generation();
+        prepared_.made(params);
     }
 }
 

@@ -30,11 +30,11 @@ public:
     // they meet only zeros.
     void select_inputs(const Tensor &inputs) {
         in_index_ = inputs;
-        prepared_generation_ = 0;
+        prepared_ = {};
     }
     void select_outputs(const Tensor &outputs) {
         out_index_ = outputs;
-        prepared_generation_ = 0;
+        prepared_ = {};
     }
 
     size_t in() const { return in_index_.defined() ? in_index_.size() : in_; }
@@ -66,10 +66,9 @@ private:
     // scattered.
     Tensor weight_sel_, bias_sel_, dweight_sel_, dbias_sel_;
     // Backend::pack_weight's form of the weight the products use (undefined:
-    // none), and the ParamArena generation that and the selected parameters
-    // were made at (0: never).
+    // none); when it and the selected parameters were made.
     Tensor packed_;
-    uint64_t prepared_generation_ = 0;
+    Derived prepared_;
 };
 
 } // namespace flow

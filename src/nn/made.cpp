@@ -151,7 +151,7 @@ void MadeNet::load_masks(const MadeConfig &c) {
 
 void MadeNet::set_masks(const MadeConfig &c) {
     load_masks(c);
-    masked_generation_ = 0;
+    masked_ = {};
 }
 
 Tensor MadeNet::lowest_units(size_t layer, size_t count) const {
@@ -159,7 +159,7 @@ Tensor MadeNet::lowest_units(size_t layer, size_t count) const {
 }
 
 void MadeNet::mask_weights(const ParamArena &params) {
-    if (masked_generation_ != 0 && masked_generation_ == params.generation()) return;
+    if (masked_.current(params)) return;
     for (size_t l = 0; l < layers_.size(); ++l) {
         Layer &L = layers_[l];
         Backend &be = L.mask.backend();
@@ -171,7 +171,7 @@ void MadeNet::mask_weights(const ParamArena &params) {
         if (L.context != kNoContext)
             be.gather(params.value(L.context), rows, nullptr, L.context_sorted);
     }
-    masked_generation_ = params.generation();
+    masked_.made(params);
 }
 
 const Tensor &MadeNet::forward(const ParamArena &params, const Tensor &x,

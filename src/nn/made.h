@@ -132,9 +132,9 @@ private:
     // forward_dimension: row k (i32 [D, blocks]) = the output columns of the
     // k-th dimension of the order.
     Tensor output_columns_;
-    // The ParamArena generation the sorted parameters were gathered at (0:
-    // none, or the masks changed since).
-    uint64_t masked_generation_ = 0;
+    // When the sorted parameters were gathered (never, if the masks changed
+    // since).
+    Derived masked_;
     // The last forward's inputs (in degree order) and context, then per
     // hidden layer its pre-activations and activations in degree order.
     Tensor input_, input_sorted_, context_;

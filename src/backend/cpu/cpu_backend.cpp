@@ -41,23 +41,25 @@ void parallel_rows(size_t rows, size_t block, size_t cost_per_row, Body &&body) 
     cpu_parallel_rows(rows, block, cost_per_row, kParallelWork, body);
 }
 
-// count zeroed doubles for the partial sums of one op, reused by the calling
-// thread (no op holds two at once): the many small reductions of a train
-// step would otherwise each allocate.
-double *partial_sums(size_t count) {
-    thread_local std::vector<double> scratch;
-    scratch.assign(count, 0.0);
-    return scratch.data();
-}
-
-// count floats for the per-column factors of one op (exp(s), a batch norm's
-// gains), reused by the calling thread like partial_sums: evaluation calls
-// then allocate nothing.
-float *column_factors(size_t count) {
-    thread_local std::vector<float> scratch;
+// count Ts of this thread's buffer of that type, grown to the largest asked
+// for and reused by the ops (no op holds two of one type at once): the many
+// small calls of a train step or an evaluation would otherwise each allocate.
+template <class T> T *thread_buffer(size_t count) {
+    thread_local std::vector<T> scratch;
     if (scratch.size() < count) scratch.resize(count);
     return scratch.data();
 }
+
+// count zeroed doubles for the partial sums of one op.
+double *partial_sums(size_t count) {
+    double *sums = thread_buffer<double>(count);
+    std::fill(sums, sums + count, 0.0);
+    return sums;
+}
+
+// count floats for the per-column factors of one op (exp(s), a batch norm's
+// gains).
+float *column_factors(size_t count) { return thread_buffer<float>(count); }
 
 // out[j * K + k] = sum over rows i of what term(i, j, acc) adds to acc[k]. The
 // term may also write outputs for (i, j): every pair is visited exactly once.

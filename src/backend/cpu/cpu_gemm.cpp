@@ -46,6 +46,10 @@ constexpr double kSerialGemm = 4.0 * 1024 * 1024;
 // small kernel (its blocks of op(B) slabs and op(A) rows stay cache-sized up
 // to there).
 constexpr size_t kKernelDepth = 1024;
+
+// Whether a product with an untransposed A and inner dimension k runs on
+// the small kernel (and so whether a packed B is of use to it).
+bool on_small_kernel(size_t k) { return k >= 4 && k <= kKernelDepth; }
 // Elements of C below which copying the bias into it stays on one thread.
 constexpr size_t kParallelCopy = size_t(1) << 18;
 
@@ -91,7 +95,7 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
 
     const double work = double(m) * double(n) * double(k);
     const size_t int_max = size_t(2147483647);
-    if (!trans_a && k >= 4 && k <= kKernelDepth) {
+    if (!trans_a && on_small_kernel(k)) {
         // Rows split over the threads for big products, one block each (each
         // block packs op(B) again); a row's arithmetic is the same either way.
         const size_t threads = work < kSerialGemm || omp_in_parallel()
@@ -192,8 +196,7 @@ void CpuBackend::pack_weight(const Tensor &w, Tensor &packed) {
     const char *op = "pack_weight";
     const float *pw = op_f32(w, op);
     const size_t n = w.rows(), k = w.cols();
-    // Only for the products that go to the small kernel (see product()).
-    const size_t size = k >= 4 && k <= kKernelDepth ? cpu_kernels::transposed_panel_size(n, k) : 0;
+    const size_t size = on_small_kernel(k) ? cpu_kernels::transposed_panel_size(n, k) : 0;
     if (size == 0) {
         packed = Tensor();
         return;
