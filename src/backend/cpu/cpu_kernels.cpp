@@ -607,13 +607,25 @@ void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *ro
     }
 }
 
+// W columns whose sums stay in registers down all the rows: summed in acc
+// itself, every row's adds would wait for the previous row's stores. Each
+// column still adds its rows in order.
+template <size_t W>
+FLOW_INLINE void column_sums_block(const float *x, double *acc, size_t cols, size_t r0,
+                                   size_t r1) {
+    double sums[W];
+    for (size_t j = 0; j < W; ++j) sums[j] = acc[j];
+    for (size_t i = r0; i < r1; ++i)
+        for (size_t j = 0; j < W; ++j) sums[j] += double(x[i * cols + j]);
+    for (size_t j = 0; j < W; ++j) acc[j] = sums[j];
+}
+
 FLOW_CLONES
 void column_sums_rows(const float *x, double *acc, size_t cols, size_t r0, size_t r1) {
-    for (size_t i = r0; i < r1; ++i) {
-        const float *xi = x + i * cols;
-FLOW_IVDEP
-        for (size_t j = 0; j < cols; ++j) acc[j] += double(xi[j]);
-    }
+    size_t j = 0;
+    for (; j + 32 <= cols; j += 32) column_sums_block<32>(x + j, acc + j, cols, r0, r1);
+    for (; j + 8 <= cols; j += 8) column_sums_block<8>(x + j, acc + j, cols, r0, r1);
+    for (; j < cols; ++j) column_sums_block<1>(x + j, acc + j, cols, r0, r1);
 }
 
 FLOW_CLONES
