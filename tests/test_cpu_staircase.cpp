@@ -3,8 +3,8 @@
 // and along the 16-unit panels, the output layers of MADE (two rising runs,
 // falling runs, no order), one batch row, batches of several row blocks,
 // with one thread and two, a forward whose x is narrower than w, weight
-// gradients added at permuted rows and columns, the fused activation, and
-// the argument checks. w holds NaN where the op must never read it and y
+// gradients added at permuted rows and columns, the fused activation, the
+// forward from a packed weight, and the argument checks. w holds NaN where the op must never read it and y
 // and dx start as NaN, so a read past the contract or an unwritten element
 // shows.
 #include <criterion/criterion.h>
@@ -240,6 +240,60 @@ Test(cpu_staircase, forward_activation_matches_the_composition) {
                       t);
         }
     omp_set_num_threads(threads);
+}
+
+// With pack_staircase's panel the forward (and the fused activation) writes
+// what it writes without, to the bit, for every case and 8- and 24-unit
+// layers (one 8-wide slab; a last band narrower than its slab); and it does
+// read the panel: a poisoned one shows in y.
+Test(cpu_staircase, packed_forward_equals_the_plain_one) {
+    Backend &be = cpu_backend();
+    const int threads = omp_get_max_threads();
+    std::mt19937 gen(13);
+    std::vector<Case> all = cases();
+    all.push_back({"8 units", 9, 12, random_prefix(8, 0, 12, gen), 12});
+    all.push_back({"24 units", 9, 30, random_prefix(24, 0, 30, gen), 30});
+    bool poisoned_shows = false;
+    for (int t : {1, 2}) {
+        omp_set_num_threads(t);
+        for (const Case &c : all) {
+            const size_t n = c.rows, units = c.prefix.size();
+            Tensor w = tensor({units, c.inputs}, staircase_weight(c, gen));
+            Tensor b = tensor({units}, random_vec(units, gen));
+            Tensor x = tensor({n, c.width}, random_vec(n * c.width, gen));
+            Tensor y(be, {n, units}), y0(be, {n, units}), pre(be, {n, units});
+            Tensor act(be, {n, units}), act0(be, {n, units}), packed;
+            be.pack_staircase(w, c.prefix.data(), packed);
+            const Tensor *panel = packed.defined() ? &packed : nullptr;
+            be.staircase_forward(x, w, b, c.prefix.data(), y, panel);
+            be.staircase_forward(x, w, b, c.prefix.data(), y0);
+            cr_assert(values(y) == values(y0), "%s, %d threads: packed y differs", c.what, t);
+            be.staircase_forward_activation(x, w, b, c.prefix.data(), Activation::relu, pre,
+                                            act, panel);
+            be.activation_forward(Activation::relu, y0, act0);
+            cr_assert(values(act) == values(act0), "%s, %d threads: packed relu differs",
+                      c.what, t);
+            if (!panel || n == 0) continue;
+            be.fill(packed, kNaN);
+            be.staircase_forward(x, w, b, c.prefix.data(), y, panel);
+            const Vec poisoned = values(y);
+            poisoned_shows |= std::any_of(poisoned.begin(), poisoned.end(),
+                                          [](float v) { return std::isnan(v); });
+        }
+    }
+    omp_set_num_threads(threads);
+    cr_assert(poisoned_shows, "no forward read its packed panel");
+    // A panel of another weight is refused.
+    const Prefix p = random_prefix(32, 0, 20, gen);
+    Tensor w(be, {32, 20}), other(be, {32, 24}), x(be, {4, 20}), b(be, {32}), y(be, {4, 32});
+    Tensor packed;
+    be.pack_staircase(other, Prefix(32, 0).data(), packed);
+    try {
+        be.staircase_forward(x, w, b, p.data(), y, &packed);
+        cr_assert_fail("a panel of another weight was accepted");
+    } catch (const Error &e) {
+        cr_assert_eq(e.status(), Status::internal);
+    }
 }
 
 Test(cpu_staircase, bad_arguments_are_internal_errors) {

@@ -177,16 +177,27 @@ public:
     // a staircase (nn/made.cpp). They may also multiply by some of the
     // zeros, so w must hold zeros there.
     // y = x w^T + bias: x [n, k] with every prefix <= k <= in (columns of
-    // w past k are never read), bias [out], y [n, out].
+    // w past k are never read), bias [out], y [n, out]. packed_w, when
+    // given, is what pack_staircase made of w and prefix.
     virtual void staircase_forward(const Tensor &x, const Tensor &w, const Tensor &bias,
-                                   const size_t *prefix, Tensor &y) = 0;
+                                   const size_t *prefix, Tensor &y,
+                                   const Tensor *packed_w = nullptr) = 0;
+    // What staircase_forward can read instead of w for as long as w and
+    // prefix stay the same, as pack_weight for gemm_bias (the CPU: the
+    // panels of w^T it would copy, only as deep as the products read).
+    virtual void pack_staircase(const Tensor &w, const size_t *prefix, Tensor &packed) {
+        (void)w;
+        (void)prefix;
+        packed = Tensor();
+    }
     // pre = x w^T + bias as above and y = act(pre): a hidden MADE layer, as
     // gemm_bias_activation for a dense one (the CPU fuses the two); pre and
     // y may be the same tensor.
     virtual void staircase_forward_activation(const Tensor &x, const Tensor &w,
                                               const Tensor &bias, const size_t *prefix,
-                                              Activation act, Tensor &pre, Tensor &y) {
-        staircase_forward(x, w, bias, prefix, pre);
+                                              Activation act, Tensor &pre, Tensor &y,
+                                              const Tensor *packed_w = nullptr) {
+        staircase_forward(x, w, bias, prefix, pre, packed_w);
         activation_forward(act, pre, y);
     }
     // dx = dy w: dy [n, out], dx [n, in] (overwritten).

@@ -167,6 +167,7 @@ void MadeNet::mask_weights(const ParamArena &params) {
         gathered_.ensure(be, L.weight_sorted.shape());
         be.gather(params.value(L.weight), rows, &units_[l], gathered_);
         be.mul_elementwise(gathered_, L.mask, L.weight_sorted, false);
+        be.pack_staircase(L.weight_sorted, L.prefix.data(), L.weight_packed);
         be.gather(params.value(L.bias), nullptr, rows, L.bias_sorted);
         if (L.context != kNoContext)
             be.gather(params.value(L.context), rows, nullptr, L.context_sorted);
@@ -198,25 +199,26 @@ const Tensor &MadeNet::forward_masked(const ParamArena &, const Tensor &x,
         const bool last = l + 1 == layers_.size();
         Tensor &y = last ? out_ : pre(l);
         y.ensure(be, {n, L.out});
-        layer_forward(l, *h, L.weight_sorted, L.bias_sorted, L.prefix.data(), context,
-                      L.context_sorted, y);
+        layer_forward(l, *h, L.weight_sorted,
+                      L.weight_packed.defined() ? &L.weight_packed : nullptr, L.bias_sorted,
+                      L.prefix.data(), context, L.context_sorted, y);
         if (!last) h = &act_[l];
     }
     return out_;
 }
 
-void MadeNet::layer_forward(size_t l, const Tensor &h, const Tensor &w, const Tensor &bias,
-                            const size_t *prefix, const Tensor &context,
+void MadeNet::layer_forward(size_t l, const Tensor &h, const Tensor &w, const Tensor *packed,
+                            const Tensor &bias, const size_t *prefix, const Tensor &context,
                             const Tensor &context_weight, Tensor &y) {
     Backend &be = h.backend();
     const Layer &L = layers_[l];
     const bool hidden = l + 1 < layers_.size();
     if (hidden) act_[l].ensure(be, y.shape());
     if (hidden && L.context == kNoContext) {
-        be.staircase_forward_activation(h, w, bias, prefix, activation_, y, act_[l]);
+        be.staircase_forward_activation(h, w, bias, prefix, activation_, y, act_[l], packed);
         return;
     }
-    be.staircase_forward(h, w, bias, prefix, y);
+    be.staircase_forward(h, w, bias, prefix, y, packed);
     if (L.context != kNoContext) be.gemm(false, true, 1.0f, context, context_weight, 1.0f, y);
     if (hidden) be.activation_forward(activation_, y, act_[l]);
 }
@@ -239,8 +241,8 @@ const Tensor &MadeNet::forward_dimension(const ParamArena &, const Tensor &x,
         const size_t count = reach_[l + 1][k];
         Tensor &y = pre(l);
         y.ensure(be, {n, count});
-        layer_forward(l, *h, L.weight_sorted.row_block(0, count), L.bias_sorted.view(0, {count}),
-                      L.prefix.data(), context,
+        layer_forward(l, *h, L.weight_sorted.row_block(0, count), nullptr,
+                      L.bias_sorted.view(0, {count}), L.prefix.data(), context,
                       L.context == kNoContext ? Tensor() : L.context_sorted.row_block(0, count),
                       y);
         h = &act_[l];

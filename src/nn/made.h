@@ -101,17 +101,19 @@ private:
         std::vector<size_t> prefix;  // row u connects to columns [0, prefix[u])
         Tensor mask;                 // [out, in] 0/1, fixed between set_masks()
         // The parameters of the last mask_weights(): weight * mask [out, in],
-        // bias [out], context weight [out, C].
-        Tensor weight_sorted, bias_sorted, context_sorted;
+        // bias [out], context weight [out, C]; and what pack_staircase made
+        // of the weight (undefined where the backend packs nothing).
+        Tensor weight_sorted, bias_sorted, context_sorted, weight_packed;
     };
     // Computes the unit orders, prefixes and masks of `config`.
     void load_masks(const MadeConfig &config);
     // Layer l on h (the previous layer's units, or the leading ones, in
     // degree order) with the given rows of its parameters: y = h w^T + bias
     // (+ context context_weight^T), and for a hidden layer act_[l] = act(y).
-    void layer_forward(size_t l, const Tensor &h, const Tensor &w, const Tensor &bias,
-                       const size_t *prefix, const Tensor &context, const Tensor &context_weight,
-                       Tensor &y);
+    // packed: pack_weight's form of w, or null.
+    void layer_forward(size_t l, const Tensor &h, const Tensor &w, const Tensor *packed,
+                       const Tensor &bias, const size_t *prefix, const Tensor &context,
+                       const Tensor &context_weight, Tensor &y);
     // The units of unit layer l (0 = inputs, then the hidden layers) in
     // degree order; null for the outputs, which stay in place.
     const Tensor *sorted_units(size_t l) const {

@@ -97,10 +97,12 @@ public:
                               const Tensor *dlogdet, Tensor &dx, Tensor &dh) override;
     // staircase products (cpu_staircase.cpp)
     void staircase_forward(const Tensor &x, const Tensor &w, const Tensor &bias,
-                           const size_t *prefix, Tensor &y) override;
+                           const size_t *prefix, Tensor &y,
+                           const Tensor *packed_w = nullptr) override;
     void staircase_forward_activation(const Tensor &x, const Tensor &w, const Tensor &bias,
                                       const size_t *prefix, Activation act, Tensor &pre,
-                                      Tensor &y) override;
+                                      Tensor &y, const Tensor *packed_w = nullptr) override;
+    void pack_staircase(const Tensor &w, const size_t *prefix, Tensor &packed) override;
     void staircase_backward_input(const Tensor &dy, const Tensor &w, const size_t *prefix,
                                   Tensor &dx) override;
     void staircase_backward_weight(const Tensor &dy, const Tensor &x, const size_t *prefix,

@@ -439,6 +439,16 @@ void pack_transposed_panel(const float *b, size_t ldb, size_t n, size_t k, float
     fill_panel(true, b, ldb, n, k, panel);
 }
 
+// A product of `count` columns reads one slab of panel_width(count) columns,
+// its rows that wide apart: the panel's slab when the widths agree.
+size_t transposed_panel_slab(size_t n, size_t k, size_t j0, size_t count) {
+    const size_t width = panel_width(n);
+    if (n < kLanes || j0 % width || count == 0 || count > width || j0 + count > n ||
+        panel_width(count) != width)
+        return kNoSlab;
+    return j0 / width * width * k;
+}
+
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                 size_t ldc, const GemmStore &store, const float *b_panel) {

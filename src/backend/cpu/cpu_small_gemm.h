@@ -43,4 +43,12 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
 size_t transposed_panel_size(size_t n, size_t k);
 void pack_transposed_panel(const float *b, size_t ldb, size_t n, size_t k, float *panel);
 
+// Where columns [j0, j0 + count) of such a panel (of b [n, k]) start, for
+// small_gemm's b_panel in a product of those `count` columns and any depth
+// up to k (a MADE layer's staircase panels: bands of the rows of one
+// weight, each packed only as deep as it is read). kNoSlab where that
+// product's panel would be laid out otherwise (the band not one slab).
+constexpr size_t kNoSlab = ~size_t(0);
+size_t transposed_panel_slab(size_t n, size_t k, size_t j0, size_t count);
+
 } // namespace flow::cpu_kernels

@@ -59,17 +59,34 @@ template <class F> void row_blocks(size_t rows, double work, F f) {
     for (size_t b = 0; b < blocks; ++b) block(b);
 }
 
+// pack_staircase's panel of w [units, inputs], or null.
+const float *packed_panel(const StaircaseArgs &a, const Tensor *packed, const char *op) {
+    if (!packed) return nullptr;
+    op_check(packed->size() == cpu_kernels::transposed_panel_size(a.units, a.inputs), op,
+             "packed_w is not pack_staircase's form of w");
+    return op_f32(*packed, op);
+}
+
+// Where panel i's band of w^T lies in pack_staircase's panel, or kNoSlab.
+size_t band_at(const StaircaseArgs &a, const RowPanel &p) {
+    return cpu_kernels::transposed_panel_slab(a.units, a.inputs, p.begin, p.end - p.begin);
+}
+
 // y = x w^T + bias, and when act is non-null act = y above 0, slope * y below.
-void forward(const StaircaseArgs &a, float *act, float slope) {
+// packed: pack_staircase's panel, or null (each panel transposes its band
+// of w then).
+void forward(const StaircaseArgs &a, const float *packed, float *act, float slope) {
     const size_t panels = panel_count(a.units, kPanel);
     row_blocks(a.rows, staircase_work(a), [&](size_t r0, size_t r1) {
         for (size_t i = 0; i < panels; ++i) {
             const RowPanel p = row_panel(a.prefix, a.units, kPanel, i);
-            const size_t at = r0 * a.units + p.begin;
-            cpu_kernels::small_gemm(false, true, r1 - r0, p.end - p.begin, p.depth, 1.0f,
+            const size_t at = r0 * a.units + p.begin, count = p.end - p.begin;
+            const size_t at_band = packed ? band_at(a, p) : cpu_kernels::kNoSlab;
+            const float *band = at_band == cpu_kernels::kNoSlab ? nullptr : packed + at_band;
+            cpu_kernels::small_gemm(false, true, r1 - r0, count, p.depth, 1.0f,
                                     a.x + r0 * a.width, a.width, a.w + p.begin * a.inputs,
                                     a.inputs, 0.0f, a.out + at, a.units,
-                                    {a.bias + p.begin, act ? act + at : nullptr, slope});
+                                    {a.bias + p.begin, act ? act + at : nullptr, slope}, band);
         }
     });
 }
@@ -77,8 +94,10 @@ void forward(const StaircaseArgs &a, float *act, float slope) {
 } // namespace
 
 void CpuBackend::staircase_forward(const Tensor &x, const Tensor &w, const Tensor &bias,
-                                   const size_t *prefix, Tensor &y) {
-    forward(staircase_forward_args(x, w, bias, prefix, y, "staircase_forward"), nullptr, 0.0f);
+                                   const size_t *prefix, Tensor &y, const Tensor *packed_w) {
+    const char *op = "staircase_forward";
+    const StaircaseArgs a = staircase_forward_args(x, w, bias, prefix, y, op);
+    forward(a, packed_panel(a, packed_w, op), nullptr, 0.0f);
 }
 
 // Only the piecewise-linear activations are fused, as in gemm_bias_activation,
@@ -87,15 +106,39 @@ void CpuBackend::staircase_forward(const Tensor &x, const Tensor &w, const Tenso
 // (forward_dimension's products end in one, and ran 1.4x slower fused).
 void CpuBackend::staircase_forward_activation(const Tensor &x, const Tensor &w,
                                               const Tensor &bias, const size_t *prefix,
-                                              Activation act, Tensor &pre, Tensor &y) {
+                                              Activation act, Tensor &pre, Tensor &y,
+                                              const Tensor *packed_w) {
     const char *op = "staircase_forward_activation";
     const StaircaseArgs a = staircase_forward_args(x, w, bias, prefix, pre, op);
     check_same_shape(pre, y, op);
     const bool fused = (act == Activation::relu || act == Activation::leaky_relu) &&
                        a.units % kPanel == 0;
-    forward(a, fused ? op_f32(y, op) : nullptr,
+    forward(a, packed_panel(a, packed_w, op), fused ? op_f32(y, op) : nullptr,
             act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f);
     if (!fused) activation_forward(act, pre, y);
+}
+
+// Each band as deep as forward() reads it, where small_gemm's panel of the
+// whole w^T would hold it.
+void CpuBackend::pack_staircase(const Tensor &w, const size_t *prefix, Tensor &packed) {
+    const char *op = "pack_staircase";
+    const size_t units = w.rows(), inputs = w.cols();
+    check_staircase(prefix, units, inputs, op);
+    const size_t size = cpu_kernels::transposed_panel_size(units, inputs);
+    if (size == 0) {
+        packed = Tensor();
+        return;
+    }
+    packed.ensure(*this, {size});
+    const StaircaseArgs a = {nullptr, op_f32(w, op), nullptr, nullptr, packed.f32(), prefix,
+                             nullptr, nullptr, 0, units, inputs, inputs};
+    for (size_t i = 0; i < panel_count(units, kPanel); ++i) {
+        const RowPanel p = row_panel(prefix, units, kPanel, i);
+        const size_t at = band_at(a, p);
+        if (at != cpu_kernels::kNoSlab)
+            cpu_kernels::pack_transposed_panel(a.w + p.begin * inputs, inputs, p.end - p.begin,
+                                               p.depth, a.out + at);
+    }
 }
 
 void CpuBackend::staircase_backward_input(const Tensor &dy, const Tensor &w,

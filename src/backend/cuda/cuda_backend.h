@@ -111,7 +111,8 @@ public:
                               const Tensor *dlogdet, Tensor &dx, Tensor &dh) override;
     // staircase products (cuda_staircase.cu)
     void staircase_forward(const Tensor &x, const Tensor &w, const Tensor &bias,
-                           const size_t *prefix, Tensor &y) override;
+                           const size_t *prefix, Tensor &y,
+                           const Tensor *packed_w = nullptr) override;
     void staircase_backward_input(const Tensor &dy, const Tensor &w, const size_t *prefix,
                                   Tensor &dx) override;
     void staircase_backward_weight(const Tensor &dy, const Tensor &x, const size_t *prefix,
