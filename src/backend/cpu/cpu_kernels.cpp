@@ -39,11 +39,11 @@ constexpr size_t kRowBuffer = 1024;  // per-row scratch; wider rows go in pieces
 // ~2.1e38, never denormal or infinite); NaN stays NaN.
 FLOW_INLINE float fexp(float x) {
     const float lo = -87.3f, hi = 88.3f;
-    const bool nan = x != x;
     const float in = x;
-    x = nan ? 0.0f : x;
-    x = x < lo ? lo : x;
-    x = x > hi ? hi : x;
+    // Written as x86's max and min compare (a NaN clamps to lo), so that
+    // each is one instruction.
+    x = x > lo ? x : lo;
+    x = x < hi ? x : hi;
     // Round x / ln 2 to the nearest integer with the 1.5 * 2^23 trick.
     const float magic = 12582912.0f;
     const float fn = (x * 1.44269504088896341f + magic) - magic;
@@ -56,7 +56,7 @@ FLOW_INLINE float fexp(float x) {
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
     const float e = p * uint_as_float(uint32_t(int32_t(fn) + 127) << 23);
-    return nan ? in : e;
+    return in != in ? in : e;
 }
 
 // tanh(x): Cephes' tanhf polynomial for |x| < 0.625, 1 - 2 / (e^2|x| + 1)
@@ -86,12 +86,12 @@ FLOW_INLINE float flog1p_unit(float e) {
 }
 
 // sum of term(j) (a double) over j in [0, w), in kSumLanes interleaved
-// partial sums added in order at the end: one long dependency chain of
+// partial sums added pairwise at the end: one long dependency chain of
 // double adds would cost more than the exp and tanh of the row. The order is
 // fixed, so every clone gets the same result.
 constexpr size_t kSumLanes = 8;
 template <class Term> FLOW_INLINE double sum_in_lanes(size_t w, Term term) {
-    if (w < kSumLanes) { // the same sum: the unused lanes would add +0.0
+    if (w < kSumLanes) { // a chain shorter than the lanes' reduction
         double total = 0.0;
         for (size_t j = 0; j < w; ++j) total += term(j);
         return total;
@@ -101,9 +101,9 @@ template <class Term> FLOW_INLINE double sum_in_lanes(size_t w, Term term) {
     for (; j + kSumLanes <= w; j += kSumLanes)
         for (size_t l = 0; l < kSumLanes; ++l) lanes[l] += term(j + l);
     for (size_t l = 0; j < w; ++j, ++l) lanes[l] += term(j);
-    double total = 0.0;
-    for (size_t l = 0; l < kSumLanes; ++l) total += lanes[l];
-    return total;
+    for (size_t half = kSumLanes / 2; half > 0; half /= 2)
+        for (size_t l = 0; l < half; ++l) lanes[l] += lanes[l + half];
+    return lanes[0];
 }
 
 // log(1 + e^x) and the logistic sigmoid, stable at both ends.
