@@ -86,18 +86,28 @@ bool lu_decompose(Mat &a, size_t n, std::vector<size_t> &row) {
     return true;
 }
 
-// log|det w| and (w^-1)^T, by LU in double. Throws Status::numeric when w is
-// singular.
-double inverse_transpose(const Mat &w, size_t n, Mat &inv_t) {
-    Mat a = w;
+// The host side of an inversion, kept between them: W changes on every train
+// step, and vectors that keep their size allocate nothing.
+struct HostInverse {
+    std::vector<float> f; // W or W^T downloaded, then W^-T to upload
+    Mat a, inv_t;
     std::vector<size_t> row;
+    std::vector<double> y;
+};
+
+// log|det w| and (w^-1)^T into h.inv_t, by LU in double, for w in h.a
+// (overwritten). Throws Status::numeric when w is singular.
+double inverse_transpose(HostInverse &h, size_t n) {
+    Mat &a = h.a, &inv_t = h.inv_t;
+    std::vector<size_t> &row = h.row;
     if (!lu_decompose(a, n, row))
         fail(Status::numeric, "invertible_linear: the weight matrix is singular");
     double logdet = 0;
     for (size_t k = 0; k < n; ++k) logdet += std::log(std::fabs(a[k * n + k]));
     // Solve W X = I column by column: P L U X = I.
     inv_t.assign(n * n, 0.0);
-    std::vector<double> y(n);
+    std::vector<double> &y = h.y;
+    y.resize(n);
     for (size_t c = 0; c < n; ++c) {
         for (size_t i = 0; i < n; ++i) y[i] = row[i] == c ? 1.0 : 0.0;
         for (size_t i = 0; i < n; ++i)
@@ -263,29 +273,25 @@ private:
     // calls after that download, allocate and compare nothing.
     double invert(Backend &be, const ParamArena &params, const ParamArena &buffers) {
         if (inverted_.current(params, &buffers)) return inverted_logdet_;
-        Mat w;
+        const size_t n = dim_;
+        std::vector<float> &f = host_.f;
+        f.resize(n * n);
+        host_.a.resize(n * n);
         if (lu_) {
             compose(be, params, buffers);
-            const Mat wt = host_matrix(wt_);
-            w.resize(dim_ * dim_);
-            for (size_t i = 0; i < dim_; ++i)
-                for (size_t j = 0; j < dim_; ++j) w[i * dim_ + j] = wt[j * dim_ + i];
+            be.download(wt_, f.data());
+            for (size_t i = 0; i < n; ++i)
+                for (size_t j = 0; j < n; ++j) host_.a[i * n + j] = f[j * n + i];
         } else {
-            w = host_matrix(params.value(weight_));
+            be.download(params.value(weight_), f.data());
+            std::copy(f.begin(), f.end(), host_.a.begin());
         }
-        Mat inv_t;
-        inverted_logdet_ = inverse_transpose(w, dim_, inv_t);
-        const std::vector<float> f(inv_t.begin(), inv_t.end());
-        inv_t_.ensure(be, {dim_, dim_});
+        inverted_logdet_ = inverse_transpose(host_, n);
+        std::copy(host_.inv_t.begin(), host_.inv_t.end(), f.begin());
+        inv_t_.ensure(be, {n, n});
         be.upload(inv_t_, f.data());
         inverted_.made(params, &buffers);
         return inverted_logdet_;
-    }
-
-    Mat host_matrix(const Tensor &t) const {
-        std::vector<float> f(dim_ * dim_);
-        t.backend().download(t, f.data());
-        return Mat(f.begin(), f.end());
     }
 
     // lf_ = L * mask + I, uf_ = U * mask + diag(sign * exp(log_s)),
@@ -319,6 +325,7 @@ private:
     Derived composed_; // when lf_ ... wt_ were composed
     Derived inverted_; // when inv_t_ was inverted
     double inverted_logdet_ = 0.0;
+    HostInverse host_;
     Tensor dwt_, dmt_, dlf_, duf_, tmp_, diag_;
 };
 

@@ -41,10 +41,12 @@ void parallel_rows(size_t rows, size_t block, size_t cost_per_row, Body &&body) 
     cpu_parallel_rows(rows, block, cost_per_row, kParallelWork, body);
 }
 
-// count Ts of this thread's buffer of that type, grown to the largest asked
-// for and reused by the ops (no op holds two of one type at once): the many
-// small calls of a train step or an evaluation would otherwise each allocate.
-template <class T> T *thread_buffer(size_t count) {
+// count Ts of this thread's buffer `Slot` of that type, grown to the largest
+// asked for and reused by the ops: the many small calls of a train step or
+// an evaluation would otherwise each allocate. An op holds each (T, Slot)
+// for one thing at a time: slot 0 for the partial sums and per-column
+// factors below, the others for what an op keeps alongside them.
+template <class T, unsigned Slot = 0> T *thread_buffer(size_t count) {
     thread_local std::vector<T> scratch;
     if (scratch.size() < count) scratch.resize(count);
     return scratch.data();
@@ -61,20 +63,23 @@ double *partial_sums(size_t count) {
 // gains).
 float *column_factors(size_t count) { return thread_buffer<float>(count); }
 
-// out[j * K + k] = sum over rows i of what term(i, j, acc) adds to acc[k]. The
+// out[j * K + k] = sum over rows i of what term(i, j, acc) adds to acc[k],
+// in this thread's double buffer `Slot` (not 0: the partial sums' own). The
 // term may also write outputs for (i, j): every pair is visited exactly once.
-template <size_t K, class Term>
-std::vector<double> reduce_columns(size_t rows, size_t cols, Term &&term) {
+template <size_t K, unsigned Slot, class Term>
+double *reduce_columns(size_t rows, size_t cols, Term &&term) {
+    static_assert(Slot != 0, "slot 0 holds the partial sums");
     const size_t blocks = (rows + kReduceRows - 1) / kReduceRows;
     const size_t width = cols * K;
-    std::vector<double> partial(blocks * width, 0.0);
+    double *partial = partial_sums(blocks * width);
     parallel_for(blocks, kReduceRows * cols, [&](size_t b) {
         double *acc = &partial[b * width];
         const size_t end = std::min(rows, (b + 1) * kReduceRows);
         for (size_t i = b * kReduceRows; i < end; ++i)
             for (size_t j = 0; j < cols; ++j) term(i, j, acc + j * K);
     });
-    std::vector<double> out(width, 0.0);
+    double *out = thread_buffer<double, Slot>(width);
+    std::fill(out, out + width, 0.0);
     for (size_t b = 0; b < blocks; ++b)
         for (size_t t = 0; t < width; ++t) out[t] += partial[b * width + t];
     return out;
@@ -349,12 +354,12 @@ bool CpuBackend::all_finite(const Tensor &x) {
     const float *px = op_f32(x, "all_finite");
     const size_t n = x.size();
     const size_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
-    std::vector<char> ok(chunks, 1);
+    char *ok = thread_buffer<char>(chunks);
     parallel_for(chunks, kReduceChunk, [&](size_t c) {
         const size_t k0 = c * kReduceChunk, k1 = std::min(n, k0 + kReduceChunk);
         ok[c] = cpu_kernels::all_finite_range(px + k0, k1 - k0);
     });
-    return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
+    return std::all_of(ok, ok + chunks, [](char v) { return v != 0; });
 }
 
 // --- coupling layers --------------------------------------------------------
@@ -432,8 +437,8 @@ void CpuBackend::scale_exp_backward(const Tensor &x, const Tensor &s, const Tens
     const size_t D = a.cols;
     float *factor = column_factors(D);
     for (size_t j = 0; j < D; ++j) factor[j] = std::exp(a.s[j]);
-    const std::vector<double> grad =
-        reduce_columns<1>(a.rows, D, [&](size_t i, size_t j, double *acc) {
+    const double *grad =
+        reduce_columns<1, 1>(a.rows, D, [&](size_t i, size_t j, double *acc) {
             const size_t k = i * D + j;
             a.dx[k] = a.dz[k] * factor[j];
             *acc += double(a.dz[k]) * (a.x[k] * factor[j]);
@@ -454,10 +459,10 @@ void CpuBackend::batch_norm_stats(const Tensor &x, Tensor &mean, Tensor &var) {
     const float *px = op_f32(x, op);
     float *pmean = op_f32(mean, op), *pvar = op_f32(var, op);
     // Two passes: the one-pass E[x^2] - E[x]^2 cancels badly for large means.
-    std::vector<double> mu = reduce_columns<1>(
+    double *mu = reduce_columns<1, 1>(
         n, D, [&](size_t i, size_t j, double *acc) { *acc += px[i * D + j]; });
-    for (double &m : mu) m /= double(n);
-    const std::vector<double> sq = reduce_columns<1>(n, D, [&](size_t i, size_t j, double *acc) {
+    for (size_t j = 0; j < D; ++j) mu[j] /= double(n);
+    const double *sq = reduce_columns<1, 2>(n, D, [&](size_t i, size_t j, double *acc) {
         const double d = px[i * D + j] - mu[j];
         *acc += d * d;
     });
@@ -524,14 +529,16 @@ void CpuBackend::batch_norm_backward(const Tensor &x, const Tensor &mean, const 
     const float *pdl = g.dlogdet;
     float *pdx = g.dx, *pdlg = g.dlog_gamma, *pdbeta = g.dbeta;
 
-    std::vector<float> inv_std(D), gamma(D);
+    // Per column: 1 / std, gamma and the a, b, c below.
+    float *inv_std = thread_buffer<float, 1>(5 * D), *gamma = inv_std + D;
+    float *a = gamma + D, *b = a + D, *c = b + D;
     for (size_t j = 0; j < D; ++j) {
         inv_std[j] = float(1.0 / std::sqrt(double(pvar[j]) + eps));
         gamma[j] = std::exp(plg[j]);
     }
     auto xhat = [&](size_t i, size_t j) { return (px[i * D + j] - pmean[j]) * inv_std[j]; };
     // Per column: sum_i dz and sum_i dz * xhat.
-    const std::vector<double> sums = reduce_columns<2>(n, D, [&](size_t i, size_t j, double *acc) {
+    const double *sums = reduce_columns<2, 1>(n, D, [&](size_t i, size_t j, double *acc) {
         acc[0] += pdz[i * D + j];
         acc[1] += double(pdz[i * D + j]) * xhat(i, j);
     });
@@ -540,7 +547,6 @@ void CpuBackend::batch_norm_backward(const Tensor &x, const Tensor &mean, const 
     // dx = a dz + b + c xhat per column. With batch statistics, b and c are
     // the gradient through the mean and variance: the usual batch-norm terms
     // plus the logdet's -0.5 log(var + eps), which pulls on var as well.
-    std::vector<float> a(D), b(D), c(D);
     for (size_t j = 0; j < D; ++j) {
         pdbeta[j] = float(pdbeta[j] + sums[2 * j]);
         pdlg[j] = float(pdlg[j] + gamma[j] * sums[2 * j + 1] + dlogdet_total);

@@ -349,14 +349,17 @@ void CpuBackend::mog_log_prob_backward(const Tensor &z, const Tensor &logits,
               "gradient size mismatch");
     const float *pz = z.f32(), *pg = dlogp.f32();
     float *pdz = dz.f32();
-    std::vector<double> gamma(K), acc(glow::mog_param_count(K, D), 0.0);
+    // The responsibilities of a row and the parameters' sums, in buffer 1.
+    const size_t params = glow::mog_param_count(K, D);
+    double *gamma = buffer(1, K + params), *acc = gamma + K;
+    std::fill(acc, acc + params, 0.0);
     for (size_t i = 0; i < n; ++i) {
         const float *zi = pz + i * D;
-        glow::mog_backward_row(mog, zi, pg[i], gamma.data(), pdz + i * D);
-        for (size_t col = 0; col < acc.size(); ++col)
-            acc[col] += glow::mog_param_term(mog, zi, pg[i], gamma.data(), col);
+        glow::mog_backward_row(mog, zi, pg[i], gamma, pdz + i * D);
+        for (size_t col = 0; col < params; ++col)
+            acc[col] += glow::mog_param_term(mog, zi, pg[i], gamma, col);
     }
-    for (size_t col = 0; col < acc.size(); ++col)
+    for (size_t col = 0; col < params; ++col)
         *glow::mog_param_slot(mog, col, dlogits.f32(), dmeans.f32(), dlog_scales.f32()) +=
             (float)acc[col];
 }
