@@ -9,9 +9,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/cpu_thread_buffer.h"
 #include "backend/philox.h"
 
 // OpenBLAS keeps its own thread count; weak so a build on another BLAS links.
@@ -39,17 +39,6 @@ template <class Body> void parallel_for(size_t n, size_t cost, Body &&body) {
 template <class Body>
 void parallel_rows(size_t rows, size_t block, size_t cost_per_row, Body &&body) {
     cpu_parallel_rows(rows, block, cost_per_row, kParallelWork, body);
-}
-
-// count Ts of this thread's buffer `Slot` of that type, grown to the largest
-// asked for and reused by the ops: the many small calls of a train step or
-// an evaluation would otherwise each allocate. An op holds each (T, Slot)
-// for one thing at a time: slot 0 for the partial sums and per-column
-// factors below, the others for what an op keeps alongside them.
-template <class T, unsigned Slot = 0> T *thread_buffer(size_t count) {
-    thread_local std::vector<T> scratch;
-    if (scratch.size() < count) scratch.resize(count);
-    return scratch.data();
 }
 
 // count zeroed doubles for the partial sums of one op.

@@ -18,10 +18,10 @@
 #endif
 
 #include <algorithm>
-#include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_clones.h"
+#include "backend/cpu/cpu_thread_buffer.h"
 #include "backend/glow_math.h"
 
 namespace flow {
@@ -44,26 +44,22 @@ const float *param(const Tensor &t, size_t n, const char *op) {
     return t.f32();
 }
 
-// n doubles of this thread's buffer `slot`, kept across calls: a train step
-// makes many small calls that would otherwise each allocate.
-double *buffer(size_t slot, size_t n) {
-    thread_local std::vector<double> buffers[2];
-    std::vector<double> &b = buffers[slot];
-    if (b.size() < n) b.resize(n);
-    return b.data();
-}
+// The per-op host values of a layer (double thread buffer 1), and sums and
+// per-row values (double thread buffer 0).
+double *layer_values(size_t n) { return thread_buffer<double, 1>(n); }
+double *sums(size_t n) { return thread_buffer<double>(n); }
 
-// The layers, with their per-op vectors in buffer 0.
+// The layers, with their per-op vectors in layer_values().
 glow::Planar planar(const Tensor &w, const Tensor &u, const Tensor &b, size_t D,
                     const char *op) {
     return glow::planar_params(param(w, D, op), param(u, D, op), param(b, 1, op), D,
-                               buffer(0, 2 * D));
+                               layer_values(2 * D));
 }
 
 glow::Radial radial(const Tensor &x0, const Tensor &a, const Tensor &b, size_t D,
                     const char *op) {
     return glow::radial_params(param(x0, D, op), param(a, 1, op), param(b, 1, op), D,
-                               buffer(0, D));
+                               layer_values(D));
 }
 
 size_t chunk_count(size_t n) { return (n + kChunk - 1) / kChunk; }
@@ -76,11 +72,11 @@ template <class Body> void for_chunks(size_t n, size_t D, Body &&body) {
     });
 }
 
-// Zeroed partial sums [chunks, cols] of a backward op, in buffer 1 (at
-// least one row, so an empty batch sums to zeros).
+// Zeroed partial sums [chunks, cols] of a backward op, in sums() (at least
+// one row, so an empty batch sums to zeros).
 double *partial_sums(size_t n, size_t cols) {
     const size_t count = std::max<size_t>(chunk_count(n), 1) * cols;
-    double *part = buffer(1, count);
+    double *part = sums(count);
     std::fill(part, part + count, 0.0);
     return part;
 }
@@ -91,13 +87,13 @@ void sum_chunks(double *part, size_t n, size_t cols) {
         for (size_t k = 0; k < cols; ++k) part[k] += part[c * cols + k];
 }
 
-// A mixture, its log-weights and inverse variances in buffer 0.
+// A mixture, its log-weights and inverse variances in layer_values().
 glow::Mog host_mog(const Tensor &logits, const Tensor &means, const Tensor &log_scales,
                    size_t D, const char *op) {
     const size_t K = logits.size();
     op_check(K > 0, op, "no components");
     const float *pl = param(logits, K, op), *ps = param(log_scales, K * D, op);
-    double *log_pi = buffer(0, K * (D + 1)), *inv_var = log_pi + K;
+    double *log_pi = layer_values(K * (D + 1)), *inv_var = log_pi + K;
     glow::mog_log_weights(pl, K, log_pi);
     for (size_t k = 0; k < K * D; ++k) inv_var[k] = glow::mog_inv_var(ps[k]);
     return {param(means, K * D, op), ps, log_pi, inv_var, K, D};
@@ -332,7 +328,7 @@ void CpuBackend::mog_log_prob(const Tensor &z, const Tensor &logits, const Tenso
     const glow::Mog mog = host_mog(logits, means, log_scales, D, op);
     const float *pz = z.f32();
     float *po = out.f32();
-    double *l = buffer(1, mog.K);
+    double *l = sums(mog.K);
     for (size_t i = 0; i < n; ++i) po[i] = (float)mog.components(pz + i * D, l);
 }
 
@@ -349,9 +345,9 @@ void CpuBackend::mog_log_prob_backward(const Tensor &z, const Tensor &logits,
               "gradient size mismatch");
     const float *pz = z.f32(), *pg = dlogp.f32();
     float *pdz = dz.f32();
-    // The responsibilities of a row and the parameters' sums, in buffer 1.
+    // The responsibilities of a row and the parameters' sums.
     const size_t params = glow::mog_param_count(K, D);
-    double *gamma = buffer(1, K + params), *acc = gamma + K;
+    double *gamma = sums(K + params), *acc = gamma + K;
     std::fill(acc, acc + params, 0.0);
     for (size_t i = 0; i < n; ++i) {
         const float *zi = pz + i * D;

@@ -10,10 +10,10 @@
 // op(A) rows stay in L2 while every slab passes over them.
 #include "backend/cpu/cpu_small_gemm.h"
 #include "backend/cpu/cpu_clones.h"
+#include "backend/cpu/cpu_thread_buffer.h"
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 // The helpers that return vectors are always inlined into their clone, so
 // no call passes a vector between code built with and without AVX, which
@@ -394,13 +394,8 @@ void multiply_narrow(size_t m, size_t n, size_t k, const float *a, size_t lda, c
     }
 }
 
-// This thread's copy of op(B) in another layout: at least `count` floats,
-// grown to the largest this thread has needed.
-float *scratch(size_t count) {
-    thread_local std::vector<float> buffer;
-    if (buffer.size() < count) buffer.resize(count);
-    return buffer.data();
-}
+// This thread's copy of op(B) in another layout: at least `count` floats.
+float *scratch(size_t count) { return thread_buffer<float, 2>(count); }
 
 // Slab width of the panel of an n-column op(B): one vector when that holds
 // op(B), as the tiles then read only one.

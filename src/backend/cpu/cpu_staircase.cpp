@@ -9,10 +9,10 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_small_gemm.h"
+#include "backend/cpu/cpu_thread_buffer.h"
 #include "backend/staircase.h"
 
 namespace flow {
@@ -179,13 +179,12 @@ void CpuBackend::staircase_backward_weight(const Tensor &dy, const Tensor &x,
     auto panel = [&](size_t i) {
         const RowPanel p = row_panel(a.prefix, a.units, kPanel, i);
         const size_t width = p.end - p.begin;
-        thread_local std::vector<float> t;
-        t.resize(p.depth * width);
+        float *t = thread_buffer<float, 3>(p.depth * width);
         for (size_t r0 = 0; r0 < a.rows; r0 += kRowBlock)
             cpu_kernels::small_gemm(true, false, p.depth, width, std::min(a.rows - r0, kRowBlock),
                                     1.0f, a.x + r0 * a.inputs, a.inputs,
                                     a.dy + r0 * a.units + p.begin, a.units, r0 ? 1.0f : 0.0f,
-                                    t.data(), width);
+                                    t, width);
         for (size_t u = p.begin; u < p.end; ++u) {
             float *row = a.out + (row_index ? size_t(row_index[u]) : u) * a.inputs;
             for (size_t j = 0; j < a.prefix[u]; ++j)
