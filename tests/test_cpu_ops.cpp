@@ -497,15 +497,20 @@ Test(cpu_algebra, gather_scatter_rows_and_cols) {
 }
 
 // Column lists that are runs (step 1 or 2, the coupling masks "half" and
-// "alternate") take copy and strided paths; lists that break the run at
-// their end, or step by 3, must still take the general one.
+// "alternate"; step -1, a MADE layer's reversed order) take copy, strided
+// and reversed paths; lists that break the run at their end, or step by 3,
+// must still take the general one.
 Test(cpu_algebra, gather_scatter_column_runs) {
     const size_t rows = 67, cols = 40;
     const Vec x = random_vec(rows * cols, 45);
     const Tensor tx = tensor({rows, cols}, x);
     std::vector<std::vector<int32_t>> lists = {
         {5},       {3, 4, 5, 6, 7},  {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21}, {0, 2, 4, 6, 9},
-        {0, 1, 3}, {2, 5, 8, 11, 14}, {7, 6, 5}};
+        {0, 1, 3}, {2, 5, 8, 11, 14}, {7, 6, 5}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0},
+        {30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14}, {9, 8, 7, 5}};
+    // The whole row reversed: vector iterations, then a tail.
+    lists.emplace_back();
+    for (int32_t j = int32_t(cols) - 1; j >= 0; --j) lists.back().push_back(j);
     // Every other column of the whole row, both parities: 16-float windows,
     // then a tail that reaches the row's last column.
     for (int32_t first : {0, 1}) {

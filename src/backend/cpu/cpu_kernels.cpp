@@ -483,21 +483,23 @@ FLOW_IVDEP
 namespace {
 
 // A column index list as (first, step) when it is first, first + step, ...
-// with step 1 or 2: the coupling masks "half" and "alternate", whose gathers
-// then run as copies and strided loops instead of gather instructions. step
-// 0: any other list. No list (the identity) is (0, 1).
+// with step 1, 2 or -1: the coupling masks "half" and "alternate", and the
+// reversed order of every other MAF or IAF layer, whose gathers then run as
+// copies, strided or reversed loops instead of gather instructions. step 0:
+// any other list. No list (the identity) is (0, 1).
 struct ColumnRun {
-    size_t first, step;
+    size_t first;
+    int step;
 };
 
 ColumnRun column_run(const int32_t *cols, size_t n) {
     if (!cols) return {0, 1};
     if (n < 2) return {n ? size_t(cols[0]) : 0, 1};
     const int32_t step = cols[1] - cols[0];
-    if (step != 1 && step != 2) return {0, 0};
+    if (step != 1 && step != 2 && step != -1) return {0, 0};
     for (size_t j = 2; j < n; ++j)
         if (cols[j] - cols[j - 1] != step) return {0, 0};
-    return {size_t(cols[0]), size_t(step)};
+    return {size_t(cols[0]), step};
 }
 
 // Every other float, 8 at a time, spelled out: left to the vectorizer, the
@@ -565,6 +567,10 @@ void gather_rows(const float *x, size_t x_cols, const int32_t *rows, const int32
             const float *__restrict from = xi + run.first;
             FLOW_IVDEP
             for (size_t j = 0; j < y_cols; ++j) yi[j] = from[2 * j];
+        } else if (run.step == -1) {
+            const float *__restrict from = xi + run.first;
+            FLOW_IVDEP
+            for (size_t j = 0; j < y_cols; ++j) yi[j] = *(from - j);
         } else {
             FLOW_IVDEP
             for (size_t j = 0; j < y_cols; ++j) yi[j] = xi[cols[j]];
@@ -597,6 +603,12 @@ void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *ro
         } else if (run.step == 2) {
             FLOW_IVDEP
             for (size_t j = 0; j < width; ++j) to[2 * j] = xi[j];
+        } else if (run.step == -1 && accumulate) {
+            FLOW_IVDEP
+            for (size_t j = 0; j < width; ++j) *(to - j) += xi[j];
+        } else if (run.step == -1) {
+            FLOW_IVDEP
+            for (size_t j = 0; j < width; ++j) *(to - j) = xi[j];
         } else if (accumulate) {
             FLOW_IVDEP
             for (size_t j = 0; j < width; ++j) yi[cols[j]] += xi[j];
