@@ -39,6 +39,11 @@ FLOW_HD double sigmoid(double a) { return 1.0 / (1.0 + exp(-a)); }
 constexpr size_t kLanes = 8;
 
 template <class Term> FLOW_HD double row_sum(size_t D, Term term) {
+    if (D < kLanes) { // the same sum, without the lanes' zeros
+        double total = 0.0;
+        for (size_t j = 0; j < D; ++j) total += term(j);
+        return total;
+    }
     double s[kLanes] = {};
     const size_t body = D - D % kLanes;
     for (size_t j = 0; j < body; j += kLanes)

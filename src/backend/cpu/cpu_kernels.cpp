@@ -26,6 +26,7 @@
 // After the pragma: GCC inlines a function only into functions compiled with
 // the same flags.
 #include "backend/float_math.h"
+#include "backend/glow_math.h"
 
 
 namespace flow::cpu_kernels {
@@ -83,27 +84,6 @@ FLOW_INLINE float flog1p_unit(float e) {
     const bool big = u > 1.41421356f;
     const float m = big ? 0.5f * u : u;
     return log_cephes_reduced(m - 1.0f, big ? 1.0f : 0.0f) + c;
-}
-
-// sum of term(j) (a double) over j in [0, w), in kSumLanes interleaved
-// partial sums added pairwise at the end: one long dependency chain of
-// double adds would cost more than the exp and tanh of the row. The order is
-// fixed, so every clone gets the same result.
-constexpr size_t kSumLanes = 8;
-template <class Term> FLOW_INLINE double sum_in_lanes(size_t w, Term term) {
-    if (w < kSumLanes) { // a chain shorter than the lanes' reduction
-        double total = 0.0;
-        for (size_t j = 0; j < w; ++j) total += term(j);
-        return total;
-    }
-    double lanes[kSumLanes] = {};
-    size_t j = 0;
-    for (; j + kSumLanes <= w; j += kSumLanes)
-        for (size_t l = 0; l < kSumLanes; ++l) lanes[l] += term(j + l);
-    for (size_t l = 0; j < w; ++j, ++l) lanes[l] += term(j);
-    for (size_t half = kSumLanes / 2; half > 0; half /= 2)
-        for (size_t l = 0; l < half; ++l) lanes[l] += lanes[l + half];
-    return lanes[0];
 }
 
 // log(1 + e^x) and the logistic sigmoid, stable at both ends.
@@ -214,7 +194,7 @@ void affine_coupling_rows(const float *in, const float *h, const float *scale, f
         }
         for (size_t r = 0; r < b.rows; ++r) {
             const float *sr = s_buf + r * b.w;
-            const double ld = carry + sum_in_lanes(b.w, [&](size_t j) { return double(sr[j]); });
+            const double ld = carry + glow::row_sum(b.w, [&](size_t j) { return double(sr[j]); });
             if (b.j0 + b.w < F) {
                 carry = ld;
                 continue;
@@ -237,7 +217,7 @@ void made_affine_forward_rows(const float *x, const float *h, float *z, float *l
         float *__restrict zi = z + i * D;
         FLOW_IVDEP
         for (size_t j = 0; j < D; ++j) zi[j] = (xi[j] - mu[j]) * fexp(-alpha[j]);
-        logdet[i] -= float(sum_in_lanes(D, [&](size_t j) { return double(alpha[j]); }));
+        logdet[i] -= float(glow::row_sum(D, [&](size_t j) { return double(alpha[j]); }));
     }
 }
 
@@ -255,7 +235,7 @@ void made_affine_inverse_rows(const float *z, const float *h, float *x, float *l
             FLOW_IVDEP
             for (size_t j = 0; j < D; ++j) xi[j] = zi[j] * fexp(alpha[j]) + mu[j];
         }
-        if (logdet) logdet[i] += float(sum_in_lanes(D, [&](size_t j) { return double(alpha[j]); }));
+        if (logdet) logdet[i] += float(glow::row_sum(D, [&](size_t j) { return double(alpha[j]); }));
     }
 }
 
@@ -445,7 +425,7 @@ void logistic_log_prob_rows(const float *z, float *out, size_t D, size_t r0, siz
             // log Logistic(z) = -|z| - 2 log(1 + e^-|z|)
 FLOW_IVDEP
             for (size_t j = 0; j < w; ++j) l_buf[j] = flog1p_unit(fexp(-__builtin_fabsf(zi[j])));
-            lp += sum_in_lanes(w, [&](size_t j) {
+            lp += glow::row_sum(w, [&](size_t j) {
                 return -double(__builtin_fabsf(zi[j])) - 2.0 * double(l_buf[j]);
             });
         }
@@ -458,7 +438,7 @@ void normal_log_prob_rows(const float *z, float *out, size_t D, size_t r0, size_
     constexpr double log_two_pi = 1.8378770664093454835606594728112;
     for (size_t i = r0; i < r1; ++i) {
         const float *zi = z + i * D;
-        const double sq = sum_in_lanes(D, [&](size_t j) { return double(zi[j]) * double(zi[j]); });
+        const double sq = glow::row_sum(D, [&](size_t j) { return double(zi[j]) * double(zi[j]); });
         out[i] = float(-0.5 * (sq + double(D) * log_two_pi));
     }
 }
