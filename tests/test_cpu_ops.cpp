@@ -542,36 +542,39 @@ Test(cpu_algebra, gather_scatter_column_runs) {
         }
 }
 
-// The vector path of step-2 columns: a window ending exactly at the row's
-// end, rows side by side, and the untouched columns kept bit for bit (a -0
-// there stays -0; adding 0 would make it +0).
+// Step-2 columns: 16-float windows (32 columns), the plain loop alone (8:
+// D = 8's couplings), windows and a tail (30), each ending exactly at the
+// row's end, rows side by side, and the untouched columns kept bit for bit
+// (a -0 there stays -0; adding 0 would make it +0).
 Test(cpu_algebra, alternate_columns_keep_the_others_exactly) {
-    const size_t rows = 5, cols = 32, w = 16;
-    for (int32_t first : {0, 1})
-        for (bool accumulate : {false, true}) {
-            std::vector<int32_t> c;
-            for (int32_t j = first; j < int32_t(cols); j += 2) c.push_back(j);
-            const Tensor tc = index_tensor(c);
-            const Vec x = random_vec(rows * w, 47);
-            Vec y0(rows * cols, -0.0f);
-            Tensor y = tensor({rows, cols}, y0);
-            cpu().scatter(tensor({rows, w}, x), nullptr, &tc, y, accumulate);
-            const Vec got = values(y);
-            for (size_t i = 0; i < rows; ++i)
-                for (size_t j = 0; j < cols; ++j) {
-                    const float v = got[i * cols + j];
-                    if ((int32_t(j) - first) % 2 == 0) {
-                        const float want = x[i * w + (j - size_t(first)) / 2];
-                        cr_assert(v == (accumulate ? -0.0f + want : want), "(%zu, %zu)", i, j);
-                    } else {
-                        cr_assert(v == 0.0f && std::signbit(v), "(%zu, %zu) lost its -0", i, j);
+    const size_t rows = 5;
+    for (size_t cols : {32, 8, 30})
+        for (int32_t first : {0, 1})
+            for (bool accumulate : {false, true}) {
+                std::vector<int32_t> c;
+                for (int32_t j = first; j < int32_t(cols); j += 2) c.push_back(j);
+                const size_t w = c.size();
+                const Tensor tc = index_tensor(c);
+                const Vec x = random_vec(rows * w, 47);
+                Vec y0(rows * cols, -0.0f);
+                Tensor y = tensor({rows, cols}, y0);
+                cpu().scatter(tensor({rows, w}, x), nullptr, &tc, y, accumulate);
+                const Vec got = values(y);
+                for (size_t i = 0; i < rows; ++i)
+                    for (size_t j = 0; j < cols; ++j) {
+                        const float v = got[i * cols + j];
+                        if ((int32_t(j) - first) % 2 == 0) {
+                            const float want = x[i * w + (j - size_t(first)) / 2];
+                            cr_assert(v == (accumulate ? -0.0f + want : want), "(%zu, %zu)", i, j);
+                        } else {
+                            cr_assert(v == 0.0f && std::signbit(v), "(%zu, %zu) lost its -0", i, j);
+                        }
                     }
-                }
-            Tensor back(cpu(), {rows, w});
-            cpu().gather(y, nullptr, &tc, back);
-            for (size_t k = 0; k < rows * w; ++k)
-                cr_assert(values(back)[k] == got[(k / w) * cols + size_t(first) + 2 * (k % w)]);
-        }
+                Tensor back(cpu(), {rows, w});
+                cpu().gather(y, nullptr, &tc, back);
+                for (size_t k = 0; k < rows * w; ++k)
+                    cr_assert(values(back)[k] == got[(k / w) * cols + size_t(first) + 2 * (k % w)]);
+            }
 }
 
 // --- activations ------------------------------------------------------------
