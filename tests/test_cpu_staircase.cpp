@@ -264,7 +264,7 @@ Test(cpu_staircase, packed_forward_equals_the_plain_one) {
             Tensor y(be, {n, units}), y0(be, {n, units}), pre(be, {n, units});
             Tensor act(be, {n, units}), act0(be, {n, units}), packed;
             be.pack_staircase(w, c.prefix.data(), packed);
-            const Tensor *panel = packed.defined() ? &packed : nullptr;
+            const Tensor *panel = if_defined(packed);
             be.staircase_forward(x, w, b, c.prefix.data(), y, panel);
             be.staircase_forward(x, w, b, c.prefix.data(), y0);
             cr_assert(values(y) == values(y0), "%s, %d threads: packed y differs", c.what, t);

@@ -95,4 +95,7 @@ private:
 
 size_t shape_size(const Shape &shape);
 
+// t as an optional operand: null when undefined.
+inline const Tensor *if_defined(const Tensor &t) { return t.defined() ? &t : nullptr; }
+
 } // namespace flow

@@ -53,10 +53,10 @@ private:
     // part of them gathered into weight_sel_, bias_sel_; and the weight's
     // packed form. Made again only when the parameters' generation changed.
     void operands(const ParamArena &params, Backend &be, Tensor &weight, Tensor &bias);
-    const Tensor *packed() const { return packed_.defined() ? &packed_ : nullptr; }
+    const Tensor *packed() const { return if_defined(packed_); }
     bool selected() const { return in_index_.defined() || out_index_.defined(); }
-    const Tensor *in_index() const { return in_index_.defined() ? &in_index_ : nullptr; }
-    const Tensor *out_index() const { return out_index_.defined() ? &out_index_ : nullptr; }
+    const Tensor *in_index() const { return if_defined(in_index_); }
+    const Tensor *out_index() const { return if_defined(out_index_); }
 
     size_t in_, out_;
     size_t weight_, bias_; // arena ids

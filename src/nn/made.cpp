@@ -199,8 +199,7 @@ const Tensor &MadeNet::forward_masked(const ParamArena &, const Tensor &x,
         const bool last = l + 1 == layers_.size();
         Tensor &y = last ? out_ : pre(l);
         y.ensure(be, {n, L.out});
-        layer_forward(l, *h, L.weight_sorted,
-                      L.weight_packed.defined() ? &L.weight_packed : nullptr, L.bias_sorted,
+        layer_forward(l, *h, L.weight_sorted, if_defined(L.weight_packed), L.bias_sorted,
                       L.prefix.data(), context, L.context_sorted, y);
         if (!last) h = &act_[l];
     }

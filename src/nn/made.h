@@ -110,7 +110,7 @@ private:
     // Layer l on h (the previous layer's units, or the leading ones, in
     // degree order) with the given rows of its parameters: y = h w^T + bias
     // (+ context context_weight^T), and for a hidden layer act_[l] = act(y).
-    // packed: pack_weight's form of w, or null.
+    // packed: what pack_staircase made of w, or null.
     void layer_forward(size_t l, const Tensor &h, const Tensor &w, const Tensor *packed,
                        const Tensor &bias, const size_t *prefix, const Tensor &context,
                        const Tensor &context_weight, Tensor &y);

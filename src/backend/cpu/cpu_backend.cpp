@@ -41,13 +41,6 @@ void parallel_rows(size_t rows, size_t block, size_t cost_per_row, Body &&body) 
     cpu_parallel_rows(rows, block, cost_per_row, kParallelWork, body);
 }
 
-// count zeroed doubles for the partial sums of one op.
-double *partial_sums(size_t count) {
-    double *sums = thread_buffer<double>(count);
-    std::fill(sums, sums + count, 0.0);
-    return sums;
-}
-
 // count floats for the per-column factors of one op (exp(s), a batch norm's
 // gains).
 float *column_factors(size_t count) { return thread_buffer<float>(count); }

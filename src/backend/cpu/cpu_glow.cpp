@@ -72,13 +72,10 @@ template <class Body> void for_chunks(size_t n, size_t D, Body &&body) {
     });
 }
 
-// Zeroed partial sums [chunks, cols] of a backward op, in sums() (at least
-// one row, so an empty batch sums to zeros).
-double *partial_sums(size_t n, size_t cols) {
-    const size_t count = std::max<size_t>(chunk_count(n), 1) * cols;
-    double *part = sums(count);
-    std::fill(part, part + count, 0.0);
-    return part;
+// Zeroed partial sums [chunks, cols] of a backward op (at least one row, so
+// an empty batch sums to zeros).
+double *chunk_sums(size_t n, size_t cols) {
+    return partial_sums(std::max<size_t>(chunk_count(n), 1) * cols);
 }
 
 // Adds the chunks' partial sums into the first, in chunk order.
@@ -261,7 +258,7 @@ void CpuBackend::planar_backward(const Tensor &x, const Tensor &w, const Tensor 
     const glow::Planar p = planar(w, u, b, D, op);
     const float *px = x.f32(), *pdz = dz.f32(), *pg = dlogdet.f32();
     float *pdx = dx.f32();
-    double *part = partial_sums(n, cols);
+    double *part = chunk_sums(n, cols);
     for_chunks(n, D, [&](size_t c, size_t r0, size_t r1) {
         planar_backward_chunk(p, px + r0 * D, pdz + r0 * D, pg + r0, r1 - r0, pdx + r0 * D,
                               part + c * cols);
@@ -309,7 +306,7 @@ void CpuBackend::radial_backward(const Tensor &x, const Tensor &x0, const Tensor
     const glow::Radial p = radial(x0, a, b, D, op);
     const float *px = x.f32(), *pdz = dz.f32(), *pg = dlogdet.f32();
     float *pdx = dx.f32();
-    double *part = partial_sums(n, cols);
+    double *part = chunk_sums(n, cols);
     for_chunks(n, D, [&](size_t c, size_t r0, size_t r1) {
         radial_backward_chunk(p, px + r0 * D, pdz + r0 * D, pg + r0, r1 - r0, pdx + r0 * D,
                               part + c * cols);

@@ -67,9 +67,10 @@ const float *packed_panel(const StaircaseArgs &a, const Tensor *packed, const ch
     return op_f32(*packed, op);
 }
 
-// Where panel i's band of w^T lies in pack_staircase's panel, or kNoSlab.
-size_t band_at(const StaircaseArgs &a, const RowPanel &p) {
-    return cpu_kernels::transposed_panel_slab(a.units, a.inputs, p.begin, p.end - p.begin);
+// Where the band of w^T [inputs, units] of row panel p lies in
+// pack_staircase's panel, or kNoSlab.
+size_t band_at(size_t units, size_t inputs, const RowPanel &p) {
+    return cpu_kernels::transposed_panel_slab(units, inputs, p.begin, p.end - p.begin);
 }
 
 // y = x w^T + bias, and when act is non-null act = y above 0, slope * y below.
@@ -81,7 +82,7 @@ void forward(const StaircaseArgs &a, const float *packed, float *act, float slop
         for (size_t i = 0; i < panels; ++i) {
             const RowPanel p = row_panel(a.prefix, a.units, kPanel, i);
             const size_t at = r0 * a.units + p.begin, count = p.end - p.begin;
-            const size_t at_band = packed ? band_at(a, p) : cpu_kernels::kNoSlab;
+            const size_t at_band = packed ? band_at(a.units, a.inputs, p) : cpu_kernels::kNoSlab;
             const float *band = at_band == cpu_kernels::kNoSlab ? nullptr : packed + at_band;
             cpu_kernels::small_gemm(false, true, r1 - r0, count, p.depth, 1.0f,
                                     a.x + r0 * a.width, a.width, a.w + p.begin * a.inputs,
@@ -130,14 +131,13 @@ void CpuBackend::pack_staircase(const Tensor &w, const size_t *prefix, Tensor &p
         return;
     }
     packed.ensure(*this, {size});
-    const StaircaseArgs a = {nullptr, op_f32(w, op), nullptr, nullptr, packed.f32(), prefix,
-                             nullptr, nullptr, 0, units, inputs, inputs};
+    const float *pw = op_f32(w, op);
     for (size_t i = 0; i < panel_count(units, kPanel); ++i) {
         const RowPanel p = row_panel(prefix, units, kPanel, i);
-        const size_t at = band_at(a, p);
+        const size_t at = band_at(units, inputs, p);
         if (at != cpu_kernels::kNoSlab)
-            cpu_kernels::pack_transposed_panel(a.w + p.begin * inputs, inputs, p.end - p.begin,
-                                               p.depth, a.out + at);
+            cpu_kernels::pack_transposed_panel(pw + p.begin * inputs, inputs, p.end - p.begin,
+                                               p.depth, packed.f32() + at);
     }
 }
 

@@ -13,6 +13,7 @@
 //   char    0     all_finite's per-chunk flags
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -22,6 +23,13 @@ template <class T, unsigned Slot = 0> T *thread_buffer(size_t count) {
     thread_local std::vector<T> buffer;
     if (buffer.size() < count) buffer.resize(count);
     return buffer.data();
+}
+
+// count zeroed doubles for the partial sums of one op (double slot 0).
+inline double *partial_sums(size_t count) {
+    double *sums = thread_buffer<double>(count);
+    std::fill(sums, sums + count, 0.0);
+    return sums;
 }
 
 } // namespace flow
