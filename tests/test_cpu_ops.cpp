@@ -1037,6 +1037,24 @@ Test(cpu_base, logistic_log_prob) {
     Vec z = random_vec(20, 170, -6.0f, 6.0f);
     check_log_prob(&Backend::logistic_log_prob, &Backend::logistic_log_prob_backward,
                    logistic_density_ref, z, "logistic_log_prob");
+    // Rows of every width: several short rows per pass, one, and rows wider
+    // than the kernel's buffer; and the same result at one and two threads.
+    const int threads = omp_get_max_threads();
+    for (size_t D : {1, 8, 64, 1000, 2500})
+        for (size_t n : {1, 37, 300}) {
+            if (n * D > 400000) continue;
+            const Vec zz = random_vec(n * D, 171, -8.0f, 8.0f);
+            Ref want(n, 0.0);
+            for (size_t k = 0; k < zz.size(); ++k) want[k / D] += logistic_density_ref(zz[k]);
+            Tensor one = filled({n}, NAN), two = filled({n}, NAN);
+            omp_set_num_threads(1);
+            cpu().logistic_log_prob(tensor({n, D}, zz), one);
+            omp_set_num_threads(2);
+            cpu().logistic_log_prob(tensor({n, D}, zz), two);
+            omp_set_num_threads(threads);
+            expect_close(values(one), want, 1e-6, 1e-6, "logistic_log_prob of wide batches");
+            expect_equal(values(two), values(one), "logistic_log_prob at two threads");
+        }
     z = {-500.0f, 500.0f, -90.0f, 90.0f};
     Tensor out(cpu(), {1});
     cpu().logistic_log_prob(tensor({1, 4}, z), out);

@@ -414,22 +414,40 @@ void adam_range(float *p, const float *g, float *m, float *v, float beta1, float
 
 // --- logistic base distribution -----------------------------------------------
 
+// log Logistic(z) = -|z| - 2 log(1 + e^-|z|). The terms of as many whole
+// rows as the buffer holds are made in one flat loop (for D = 8 a loop per
+// row spent more on its set-up than on its 8 elements), then each row adds
+// its terms in double.
 FLOW_CLONES
 void logistic_log_prob_rows(const float *z, float *out, size_t D, size_t r0, size_t r1) {
-    float l_buf[kRowBuffer];
-    for (size_t i = r0; i < r1; ++i) {
-        double lp = 0.0;
-        for (size_t j0 = 0; j0 < D; j0 += kRowBuffer) {
-            const size_t w = std::min(kRowBuffer, D - j0);
-            const float *zi = z + i * D + j0;
-            // log Logistic(z) = -|z| - 2 log(1 + e^-|z|)
+    float term[kRowBuffer];
+    const size_t rows = D <= kRowBuffer ? kRowBuffer / D : 0;
+    for (size_t i = r0; i < r1;) {
+        if (rows == 0) { // a row wider than the buffer: in pieces
+            double lp = 0.0;
+            for (size_t j0 = 0; j0 < D; j0 += kRowBuffer) {
+                const size_t w = std::min(kRowBuffer, D - j0);
+                const float *zi = z + i * D + j0;
 FLOW_IVDEP
-            for (size_t j = 0; j < w; ++j) l_buf[j] = flog1p_unit(fexp(-__builtin_fabsf(zi[j])));
-            lp += glow::row_sum(w, [&](size_t j) {
-                return -double(__builtin_fabsf(zi[j])) - 2.0 * double(l_buf[j]);
-            });
+                for (size_t j = 0; j < w; ++j) {
+                    const float a = __builtin_fabsf(zi[j]);
+                    term[j] = a + 2.0f * flog1p_unit(fexp(-a));
+                }
+                lp -= glow::row_sum(w, [&](size_t j) { return double(term[j]); });
+            }
+            out[i++] = float(lp);
+            continue;
         }
-        out[i] = float(lp);
+        const size_t count = std::min(rows, r1 - i);
+        const float *zi = z + i * D;
+FLOW_IVDEP
+        for (size_t j = 0; j < count * D; ++j) {
+            const float a = __builtin_fabsf(zi[j]);
+            term[j] = a + 2.0f * flog1p_unit(fexp(-a));
+        }
+        for (size_t r = 0; r < count; ++r)
+            out[i + r] = float(-glow::row_sum(D, [&](size_t j) { return double(term[r * D + j]); }));
+        i += count;
     }
 }
 
