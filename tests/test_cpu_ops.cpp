@@ -577,6 +577,69 @@ Test(cpu_algebra, alternate_columns_keep_the_others_exactly) {
             }
 }
 
+// A layer that reads its input columns in place (every other column, a
+// run) computes what it computes on them gathered, bit for bit, packed or
+// not, at one and two threads, on depths down to the small kernel's
+// shallowest and at a partial last tile; lists it cannot read in place
+// (reversed, scattered, too shallow) and outputs too narrow for the same
+// order of sums are gathered into `gathered`.
+Test(cpu_algebra, gemm_on_columns_equals_gather_then_gemm) {
+    struct Case {
+        size_t rows, cols;
+        std::vector<int32_t> index;
+        bool in_place;
+    };
+    auto every_other = [](int32_t first, int32_t end) {
+        std::vector<int32_t> c;
+        for (int32_t j = first; j < end; j += 2) c.push_back(j);
+        return c;
+    };
+    const Case cases[] = {{256, 64, every_other(0, 64), true},   {256, 64, every_other(1, 64), true},
+                          {37, 8, every_other(1, 8), true},      {600, 130, every_other(0, 130), true},
+                          {50, 40, {4, 5, 6, 7, 8, 9, 10}, true}, {50, 40, {9, 8, 7, 6, 5, 4}, false},
+                          {50, 40, {3, 0, 7, 1, 30}, false},     {50, 40, {1, 3, 5}, false}};
+    const int threads = omp_get_max_threads();
+    for (int t = 1; t <= 2; ++t)
+        for (const Case &c : cases)
+            for (size_t n : {64, 24, 5})
+                for (bool pack : {false, true}) {
+                    const size_t m = c.rows, k = c.index.size();
+                    const Tensor x = tensor({m, c.cols}, random_vec(m * c.cols, 23));
+                    const Tensor w = tensor({n, k}, random_vec(n * k, 24));
+                    const Tensor v = tensor({n}, random_vec(n, 25));
+                    const Tensor cols = index_tensor(c.index);
+                    Tensor packed;
+                    if (pack) cpu().pack_weight(w, packed);
+                    const Tensor *pw = if_defined(packed);
+                    Tensor want_in(cpu(), {m, k}), want_pre = filled({m, n}, NAN),
+                        want_y = filled({m, n}, NAN);
+                    Tensor gathered = filled({1}, NAN), pre = filled({m, n}, NAN),
+                           y = filled({m, n}, NAN);
+                    omp_set_num_threads(t);
+                    cpu().gather(x, nullptr, &cols, want_in);
+                    cpu().gemm_bias_activation(false, true, want_in, w, v, Activation::relu,
+                                               want_pre, want_y, pw);
+                    cpu().gemm_bias_activation_cols(x, cols, gathered, w, v, Activation::relu, pre,
+                                                    y, pw);
+                    omp_set_num_threads(threads);
+                    expect_equal(values(pre), values(want_pre), "pre of the columns");
+                    expect_equal(values(y), values(want_y), "relu of the columns");
+                    // In place, `gathered` is left alone; otherwise it holds the gather.
+                    if (c.in_place && n >= 8)
+                        cr_assert(gathered.size() == 1 && std::isnan(values(gathered)[0]),
+                                  "in place, yet gathered was written");
+                    else
+                        expect_equal(values(gathered), values(want_in), "gathered columns");
+                }
+    Tensor x = filled({4, 6}, 1.0f), w = filled({2, 3}, 1.0f), g, pre(cpu(), {4, 2});
+    const Tensor out_of_range = index_tensor({0, 2, 6});
+    cr_assert(throws_internal([&] {
+                  cpu().gemm_bias_activation_cols(x, out_of_range, g, w, filled({2}, 0.0f),
+                                                  Activation::relu, pre, pre);
+              }),
+              "a column past x's must fail");
+}
+
 // --- activations ------------------------------------------------------------
 
 static double activation_ref(Activation act, double x) {

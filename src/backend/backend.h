@@ -70,6 +70,20 @@ public:
         gemm_bias(trans_a, trans_b, a, b, v, pre, packed_b);
         activation_forward(act, pre, y);
     }
+    // gemm_bias_activation(false, true, ...) on the columns of a that the
+    // i32 index a_cols lists, in its order: a layer whose input is a gather
+    // of another tensor's columns (a coupling's conditioner in evaluation).
+    // A backend that can read such columns in place does (the CPU: every
+    // other column, a run, a reversed run); otherwise, as here, they are
+    // gathered into `gathered` first.
+    virtual void gemm_bias_activation_cols(const Tensor &a, const Tensor &a_cols,
+                                           Tensor &gathered, const Tensor &b, const Tensor &v,
+                                           Activation act, Tensor &pre, Tensor &y,
+                                           const Tensor *packed_b = nullptr) {
+        gathered.ensure(*this, {a.rows(), a_cols.size()});
+        gather(a, nullptr, &a_cols, gathered);
+        gemm_bias_activation(false, true, gathered, b, v, act, pre, y, packed_b);
+    }
     // A layer's weight w [out, in] serves many products x w^T between its
     // changes (evaluation takes a batch block by block). `packed` gets what
     // those products can read instead of w, made once (the CPU: w^T in its

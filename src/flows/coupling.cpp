@@ -39,15 +39,15 @@ public:
     }
 
     void forward(const ParamArena &params, const ParamArena &, const Tensor &x,
-                 const Tensor &context, Tensor &z, Tensor &logdet, const Pass &) override {
-        couple(params, x, context, z, logdet, false);
+                 const Tensor &context, Tensor &z, Tensor &logdet, const Pass &pass) override {
+        couple(params, x, context, z, logdet, false, pass.train);
     }
 
     void inverse(const ParamArena &params, const ParamArena &, const Tensor &z,
                  const Tensor &context, Tensor &x, Tensor &logdet) override {
         // The passed part of z is the passed part of x, so the net sees the
         // same input as in forward().
-        couple(params, z, context, x, logdet, true);
+        couple(params, z, context, x, logdet, true, false);
     }
 
     // Only the free columns change, and the net reads the passed ones (and
@@ -80,11 +80,11 @@ public:
 
 private:
     // out = the coupling of in (forward, or inverse when `inverse`); out may
-    // be in itself.
+    // be in itself. `train`: keep what backward() needs.
     void couple(const ParamArena &params, const Tensor &in, const Tensor &context, Tensor &out,
-                Tensor &logdet, bool inverse) {
+                Tensor &logdet, bool inverse, bool train) {
         Backend &be = in.backend();
-        const Tensor &h = condition(params, in, context);
+        const Tensor &h = condition(params, in, context, train);
         if (&out != &in) be.copy(in, out);
         out_free_.ensure(be, {in.rows(), free_.size()});
         if (!affine_) { // the free columns move by t = h (forward) or -t
@@ -109,8 +109,11 @@ private:
     }
 
     // The conditioner's output for input [x's passed columns, context].
-    const Tensor &condition(const ParamArena &params, const Tensor &x,
-                            const Tensor &context) {
+    const Tensor &condition(const ParamArena &params, const Tensor &x, const Tensor &context,
+                            bool train) {
+        // Evaluation lets the net read the passed columns in place (the
+        // backward pass needs them gathered).
+        if (!context_dim_ && !train) return net_.forward_cols(params, x, passed_, net_in_);
         Backend &be = x.backend();
         const size_t n = x.rows(), passed = passed_.size();
         net_in_.ensure(be, {n, passed + context_dim_});

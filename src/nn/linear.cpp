@@ -56,6 +56,17 @@ void Linear::forward_activation(const ParamArena &params, const Tensor &x, Activ
     be.gemm_bias_activation(false, true, x, weight, bias, act, pre, y, packed());
 }
 
+void Linear::forward_activation_cols(const ParamArena &params, const Tensor &x,
+                                     const Tensor &cols, Tensor &gathered, Activation act,
+                                     Tensor &pre, Tensor &y) {
+    Backend &be = x.backend();
+    Tensor weight, bias;
+    operands(params, be, weight, bias);
+    pre.ensure(be, {x.rows(), out()});
+    if (&y != &pre) y.ensure(be, pre.shape());
+    be.gemm_bias_activation_cols(x, cols, gathered, weight, bias, act, pre, y, packed());
+}
+
 void Linear::backward(const ParamArena &params, const Tensor &x, const Tensor &dy,
                       Tensor *dx) {
     Backend &be = x.backend();

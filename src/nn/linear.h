@@ -44,6 +44,11 @@ public:
     // forward() into pre, and y = act(pre), fused where the backend can.
     void forward_activation(const ParamArena &params, const Tensor &x, Activation act,
                             Tensor &pre, Tensor &y);
+    // forward_activation() on the columns of x that the i32 index cols
+    // lists, read in place where the backend can (else gathered into
+    // `gathered`).
+    void forward_activation_cols(const ParamArena &params, const Tensor &x, const Tensor &cols,
+                                 Tensor &gathered, Activation act, Tensor &pre, Tensor &y);
     // Accumulates dW, db into the gradient arena; writes dx when non-null.
     // Needs the last forward().
     void backward(const ParamArena &params, const Tensor &x, const Tensor &dy, Tensor *dx);

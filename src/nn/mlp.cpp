@@ -22,12 +22,29 @@ void Mlp::select(const Tensor &inputs, const Tensor &outputs) {
 
 const Tensor &Mlp::forward(const ParamArena &params, const Tensor &x) {
     input_ = x;
-    const Tensor *h = &x;
-    for (size_t l = 0; l + 1 < layers_.size(); ++l) {
-        layers_[l].forward_activation(params, *h, activation_, pre(l), act_[l]);
-        h = &act_[l];
+    return forward_from(params, 0, x);
+}
+
+const Tensor &Mlp::forward_cols(const ParamArena &params, const Tensor &x, const Tensor &cols,
+                                Tensor &gathered) {
+    if (layers_.size() == 1) { // the one layer has no activation to fuse with
+        Backend &be = x.backend();
+        gathered.ensure(be, {x.rows(), cols.size()});
+        be.gather(x, nullptr, &cols, gathered);
+        return forward_from(params, 0, gathered);
     }
-    layers_.back().forward(params, *h, out_);
+    layers_[0].forward_activation_cols(params, x, cols, gathered, activation_, pre(0), act_[0]);
+    return forward_from(params, 1, act_[0]);
+}
+
+// Layers from `first` on, h the input of that layer.
+const Tensor &Mlp::forward_from(const ParamArena &params, size_t first, const Tensor &h) {
+    const Tensor *in = &h;
+    for (size_t l = first; l + 1 < layers_.size(); ++l) {
+        layers_[l].forward_activation(params, *in, activation_, pre(l), act_[l]);
+        in = &act_[l];
+    }
+    layers_.back().forward(params, *in, out_);
     return out_;
 }
 

@@ -23,6 +23,12 @@ public:
 
     // Returns the output [n, out]; valid until the next forward().
     const Tensor &forward(const ParamArena &params, const Tensor &x);
+    // forward() of x's columns that the i32 index cols lists, which the
+    // first layer reads in place where the backend can (else they are
+    // gathered into `gathered`). For evaluation: backward() needs forward()'s
+    // input.
+    const Tensor &forward_cols(const ParamArena &params, const Tensor &x, const Tensor &cols,
+                               Tensor &gathered);
     // From the output gradient dy: accumulates parameter gradients and, when
     // dx is non-null, writes the input gradient. Needs the last forward().
     void backward(const ParamArena &params, const Tensor &dy, Tensor *dx);
@@ -30,6 +36,8 @@ public:
     const Tensor &output() const { return out_; }
 
 private:
+    const Tensor &forward_from(const ParamArena &params, size_t first, const Tensor &h);
+
     std::vector<Linear> layers_;
     Activation activation_;
     Tensor input_;                 // the x of the last forward (a handle)

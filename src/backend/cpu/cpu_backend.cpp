@@ -232,11 +232,7 @@ void CpuBackend::slice_cols(const Tensor &x, size_t begin, Tensor &out) {
     });
 }
 
-namespace {
-
-// The data of an optional i32 index of `count` entries, each below `limit`
-// (null: the identity, which needs count == limit).
-const int32_t *index_data(const Tensor *index, size_t count, size_t limit, const char *op) {
+const int32_t *cpu_index_data(const Tensor *index, size_t count, size_t limit, const char *op) {
     if (!index) {
         op_check(count == limit, op, "shape mismatch");
         return nullptr;
@@ -249,13 +245,11 @@ const int32_t *index_data(const Tensor *index, size_t count, size_t limit, const
     return idx;
 }
 
-} // namespace
-
 void CpuBackend::gather(const Tensor &x, const Tensor *rows, const Tensor *cols, Tensor &y) {
     const char *op = "gather";
     const size_t cx = x.cols(), cy = y.cols();
-    const int32_t *row_idx = index_data(rows, y.rows(), x.rows(), op);
-    const int32_t *col_idx = index_data(cols, cy, cx, op);
+    const int32_t *row_idx = cpu_index_data(rows, y.rows(), x.rows(), op);
+    const int32_t *col_idx = cpu_index_data(cols, cy, cx, op);
     const float *px = op_f32(x, op);
     float *py = op_f32(y, op);
     parallel_rows(y.rows(), 64, cy, [&](size_t r0, size_t r1) {
@@ -269,8 +263,8 @@ void CpuBackend::scatter(const Tensor &x, const Tensor *rows, const Tensor *cols
     const size_t cx = x.cols(), cy = y.cols();
     const size_t width = cols ? cols->size() : cx;
     op_check(width <= cx, op, "more column indices than columns");
-    const int32_t *row_idx = index_data(rows, x.rows(), y.rows(), op);
-    const int32_t *col_idx = index_data(cols, width, cy, op);
+    const int32_t *row_idx = cpu_index_data(rows, x.rows(), y.rows(), op);
+    const int32_t *col_idx = cpu_index_data(cols, width, cy, op);
     const float *px = op_f32(x, op);
     float *py = op_f32(y, op);
     parallel_rows(x.rows(), 64, width, [&](size_t r0, size_t r1) {

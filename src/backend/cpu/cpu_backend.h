@@ -38,6 +38,10 @@ void cpu_parallel_rows(size_t rows, size_t block, size_t cost, size_t min_work, 
     });
 }
 
+// The data of an optional i32 index of `count` entries, each below `limit`
+// (null: the identity, which needs count == limit).
+const int32_t *cpu_index_data(const Tensor *index, size_t count, size_t limit, const char *op);
+
 class CpuBackend final : public Backend {
 public:
     DeviceKind kind() const override { return DeviceKind::cpu; }
@@ -56,6 +60,9 @@ public:
     void gemm_bias_activation(bool trans_a, bool trans_b, const Tensor &a, const Tensor &b,
                               const Tensor &v, Activation act, Tensor &pre, Tensor &y,
                               const Tensor *packed_b = nullptr) override;
+    void gemm_bias_activation_cols(const Tensor &a, const Tensor &a_cols, Tensor &gathered,
+                                   const Tensor &b, const Tensor &v, Activation act, Tensor &pre,
+                                   Tensor &y, const Tensor *packed_b = nullptr) override;
     void pack_weight(const Tensor &w, Tensor &packed) override;
     void add_row_vector(Tensor &y, const Tensor &v) override;
     void sum_rows(const Tensor &x, Tensor &out, bool accumulate) override;

@@ -21,6 +21,7 @@
 #include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/cpu_small_gemm.h"
 
 // sgemm_ is declared by Eigen's BLAS header (EIGEN_USE_BLAS).
@@ -69,6 +70,46 @@ template <class F> void single_threaded(F &&f) {
     omp_set_num_threads(threads);
 }
 
+// The small kernel's C = alpha * op(A) op(B) + beta * C (C [m, n], rows n
+// apart) with op(A)(r, p) = a[r * a_row + p * a_step]: rows split over the
+// threads for big products, one block each (each block packs op(B) again);
+// a row's arithmetic is the same either way.
+void small_kernel_product(size_t m, size_t n, size_t k, float alpha, const float *a,
+                          size_t a_row, size_t a_step, bool trans_b, const float *b, size_t ldb,
+                          float beta, float *c, const cpu_kernels::GemmStore &store,
+                          const float *panel) {
+    const double work = double(m) * double(n) * double(k);
+    const size_t threads =
+        work < kSerialGemm || omp_in_parallel() ? 1 : size_t(std::max(omp_get_max_threads(), 1));
+    cpu_parallel_rows(m, (m + threads - 1) / threads, n * k, size_t(kSerialGemm),
+                      [&](size_t r0, size_t r1) {
+                          cpu_kernels::GemmStore part = store;
+                          if (part.act) part.act += r0 * n;
+                          cpu_kernels::small_gemm_strided(r1 - r0, n, k, alpha, a + r0 * a_row,
+                                                          a_row, a_step, trans_b, b, ldb, beta,
+                                                          c + r0 * n, n, part, panel);
+                      });
+}
+
+// pack_weight's panel of an [n, k] weight, checked; null for none.
+const float *packed_panel(const Tensor *packed_b, bool trans_b, size_t n, size_t k,
+                          const char *op) {
+    if (!packed_b) return nullptr;
+    op_check(trans_b && packed_b->size() == cpu_kernels::transposed_panel_size(n, k), op,
+             "packed_b is not pack_weight's form of b");
+    return op_f32(*packed_b, op);
+}
+
+// What the small kernel stores besides pre = x W^T + v: y = act(pre) for
+// the piecewise-linear activations (fused: fused_act says so); the others
+// cost more than the pass over y they would save.
+cpu_kernels::GemmStore activation_store(const Tensor &v, Activation act, Tensor &y,
+                                        bool &fused_act, const char *op) {
+    fused_act = act == Activation::relu || act == Activation::leaky_relu;
+    return {op_f32(v, op), fused_act ? op_f32(y, op) : nullptr,
+            act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f};
+}
+
 // c = alpha * op(a) op(b) + beta * c, plus the row vector store.bias when
 // non-null (then beta is 0). The small kernel adds the bias as it stores C, and writes
 // store.act too; the other paths copy the bias into C first and accumulate
@@ -85,29 +126,14 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
     op_check(c.rows() == m && c.cols() == n, op, "output shape mismatch");
     const float *pa = op_f32(a, op), *pb = op_f32(b, op);
     float *pc = op_f32(c, op);
-    const float *panel = nullptr;
-    if (packed_b) {
-        op_check(trans_b && packed_b->size() == cpu_kernels::transposed_panel_size(n, k), op,
-                 "packed_b is not pack_weight's form of b");
-        panel = op_f32(*packed_b, op);
-    }
+    const float *panel = packed_panel(packed_b, trans_b, n, k, op);
     if (m == 0 || n == 0) return true;
 
     const double work = double(m) * double(n) * double(k);
     const size_t int_max = size_t(2147483647);
     if (!trans_a && on_small_kernel(k)) {
-        // Rows split over the threads for big products, one block each (each
-        // block packs op(B) again); a row's arithmetic is the same either way.
-        const size_t threads = work < kSerialGemm || omp_in_parallel()
-                                   ? 1 : size_t(std::max(omp_get_max_threads(), 1));
-        cpu_parallel_rows(m, (m + threads - 1) / threads, n * k, size_t(kSerialGemm),
-                          [&](size_t r0, size_t r1) {
-                              cpu_kernels::GemmStore part = store;
-                              if (part.act) part.act += r0 * n;
-                              cpu_kernels::small_gemm(false, trans_b, r1 - r0, n, k, alpha,
-                                                      pa + r0 * a_cols, a_cols, pb, b_cols,
-                                                      beta, pc + r0 * n, n, part, panel);
-                          });
+        small_kernel_product(m, n, k, alpha, pa, a_cols, 1, trans_b, pb, b_cols, beta, pc, store,
+                             panel);
         return true;
     }
     const bool blas = work >= kTinyGemm && k >= 4 &&
@@ -183,13 +209,37 @@ void CpuBackend::gemm_bias_activation(bool trans_a, bool trans_b, const Tensor &
     const char *op = "gemm_bias_activation";
     check_row_vector(v, pre, op);
     check_same_shape(pre, y, op);
-    // Only the piecewise-linear activations are fused: the others cost more
-    // than the pass over y they would save.
-    const bool fused = act == Activation::relu || act == Activation::leaky_relu;
-    const cpu_kernels::GemmStore store = {op_f32(v, op), fused ? op_f32(y, op) : nullptr,
-                                          act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f};
+    bool fused = false;
+    const cpu_kernels::GemmStore store = activation_store(v, act, y, fused, op);
     if (!product(op, trans_a, trans_b, 1.0f, a, b, 0.0f, pre, store, packed_b) || !fused)
         activation_forward(act, pre, y);
+}
+
+void CpuBackend::gemm_bias_activation_cols(const Tensor &a, const Tensor &a_cols,
+                                           Tensor &gathered, const Tensor &b, const Tensor &v,
+                                           Activation act, Tensor &pre, Tensor &y,
+                                           const Tensor *packed_b) {
+    const char *op = "gemm_bias_activation_cols";
+    const size_t m = a.rows(), k = a_cols.size(), n = b.rows();
+    const cpu_kernels::ColumnRun run =
+        cpu_kernels::column_run(cpu_index_data(&a_cols, k, a.cols(), op), k);
+    // Every other column or a run (the coupling masks) is read in place;
+    // anything else, depths the small kernel does not take and outputs it
+    // would compute in another order on a gathered copy, gathered.
+    if ((run.step != 1 && run.step != 2) || !on_small_kernel(k) || n < cpu_kernels::kNarrow)
+        return Backend::gemm_bias_activation_cols(a, a_cols, gathered, b, v, act, pre, y,
+                                                  packed_b);
+    op_check(b.cols() == k, op, "inner dimensions differ");
+    op_check(pre.rows() == m && pre.cols() == n, op, "output shape mismatch");
+    check_row_vector(v, pre, op);
+    check_same_shape(pre, y, op);
+    const float *panel = packed_panel(packed_b, true, n, k, op);
+    bool fused = false;
+    const cpu_kernels::GemmStore store = activation_store(v, act, y, fused, op);
+    if (m == 0 || n == 0) return;
+    small_kernel_product(m, n, k, 1.0f, op_f32(a, op) + run.first, a.cols(), size_t(run.step),
+                         true, op_f32(b, op), k, 0.0f, op_f32(pre, op), store, panel);
+    if (!fused) activation_forward(act, pre, y);
 }
 
 void CpuBackend::pack_weight(const Tensor &w, Tensor &packed) {

@@ -478,18 +478,6 @@ FLOW_IVDEP
 
 // --- gather / scatter ----------------------------------------------------------
 
-namespace {
-
-// A column index list as (first, step) when it is first, first + step, ...
-// with step 1, 2 or -1: the coupling masks "half" and "alternate", and the
-// reversed order of every other MAF or IAF layer, whose gathers then run as
-// copies, strided or reversed loops instead of gather instructions. step 0:
-// any other list. No list (the identity) is (0, 1).
-struct ColumnRun {
-    size_t first;
-    int step;
-};
-
 ColumnRun column_run(const int32_t *cols, size_t n) {
     if (!cols) return {0, 1};
     if (n < 2) return {n ? size_t(cols[0]) : 0, 1};
@@ -499,6 +487,8 @@ ColumnRun column_run(const int32_t *cols, size_t n) {
         if (cols[j] - cols[j - 1] != step) return {0, 0};
     return {size_t(cols[0]), step};
 }
+
+namespace {
 
 // Every other float, 8 at a time, spelled out: left to the vectorizer, the
 // strided stores of the scatters became AVX-512 scatter instructions, which

@@ -62,6 +62,18 @@ void normal_log_prob_rows(const float *z, float *out, size_t D, size_t r0, size_
 void logistic_log_prob_backward_rows(const float *z, const float *dlogp, float *dz, size_t D,
                                      size_t r0, size_t r1);
 
+// A column index list as (first, step) when it is first, first + step, ...
+// with step 1, 2 or -1: the coupling masks "half" and "alternate", and the
+// reversed order of every other MAF or IAF layer, whose gathers then run as
+// copies, strided or reversed loops instead of gather instructions, and
+// whose products read such columns in place. step 0: any other list. No
+// list (the identity) is (0, 1).
+struct ColumnRun {
+    size_t first;
+    int step;
+};
+ColumnRun column_run(const int32_t *cols, size_t n);
+
 // Row i in [r0, r1) of Backend::gather: y[i, j] = x[rows[i], cols[j]] for
 // j < y_cols (rows, cols nullable = the identity). Column lists that step
 // by 1 or 2 run as copies or strided loops, others as gather loads.

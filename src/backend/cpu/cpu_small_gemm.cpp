@@ -444,12 +444,12 @@ size_t transposed_panel_slab(size_t n, size_t k, size_t j0, size_t count) {
     return j0 / width * width * k;
 }
 
-void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
-                const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-                size_t ldc, const GemmStore &store, const float *b_panel) {
+void small_gemm_strided(size_t m, size_t n, size_t k, float alpha, const float *a,
+                        size_t a_row, size_t a_step, bool trans_b, const float *b, size_t ldb,
+                        float beta, float *c, size_t ldc, const GemmStore &store,
+                        const float *b_panel) {
     if (m == 0 || n == 0) return;
     const Epilogue e = {alpha, beta, store, finish_of(alpha, beta, store, c)};
-    const size_t a_row = trans_a ? 1 : lda, a_step = trans_a ? lda : 1;
     const size_t width = panel_width(n);
     if (b_panel) return multiply(m, n, k, a, a_row, a_step, b_panel, width, width * k, e, c, ldc);
     // Rows of op(B) read in place lie ldb floats apart: from 128 (512 bytes)
@@ -458,17 +458,24 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
     // (4096 x 256 x 256: 77 -> 106 GFLOP/s).
     if (!trans_b && n % kLanes == 0 && (ldb < 128 || k <= 32))
         return multiply(m, n, k, a, a_row, a_step, b, ldb, kSlab, e, c, ldc);
-    if (!trans_a && n < kLanes) {
-        if (trans_b) return multiply_narrow(m, n, k, a, lda, b, ldb, e, c, ldc);
+    if (a_step == 1 && n < kNarrow) { // the narrow kernel reads rows of op(A) as vectors
+        if (trans_b) return multiply_narrow(m, n, k, a, a_row, b, ldb, e, c, ldc);
         // B (k x n) transposed: n rows of k for the same dot products.
         float *rows = scratch(n * k);
         for (size_t p = 0; p < k; ++p)
             for (size_t j = 0; j < n; ++j) rows[j * k + p] = b[p * ldb + j];
-        return multiply_narrow(m, n, k, a, lda, rows, k, e, c, ldc);
+        return multiply_narrow(m, n, k, a, a_row, rows, k, e, c, ldc);
     }
     float *panel = scratch(panel_size(n, k));
     fill_panel(trans_b, b, ldb, n, k, panel);
     multiply(m, n, k, a, a_row, a_step, panel, width, width * k, e, c, ldc);
+}
+
+void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
+                const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                size_t ldc, const GemmStore &store, const float *b_panel) {
+    small_gemm_strided(m, n, k, alpha, a, trans_a ? 1 : lda, trans_a ? lda : 1, trans_b, b, ldb,
+                       beta, c, ldc, store, b_panel);
 }
 
 } // namespace flow::cpu_kernels

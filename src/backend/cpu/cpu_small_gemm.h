@@ -36,6 +36,19 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                 size_t ldc, const GemmStore &store = {}, const float *b_panel = nullptr);
 
+// small_gemm for an op(A) whose element (r, p) is a[r * a_row + p * a_step]
+// (small_gemm's A is a_row = lda, a_step = 1, or transposed a_row = 1,
+// a_step = lda): also every other column of a wider matrix, so that a layer
+// reads a gathered input in place. Products of fewer than kNarrow columns
+// whose op(A) rows are contiguous (a_step 1) add along k in another order
+// (dot products of vectors), so only from kNarrow columns on is the result
+// that of the same product on a contiguous copy of op(A).
+constexpr size_t kNarrow = 8;
+void small_gemm_strided(size_t m, size_t n, size_t k, float alpha, const float *a,
+                        size_t a_row, size_t a_step, bool trans_b, const float *b, size_t ldb,
+                        float beta, float *c, size_t ldc, const GemmStore &store = {},
+                        const float *b_panel = nullptr);
+
 // For products that reuse one transposed op(B) = b^T (b [n, k], rows ldb
 // apart), as a layer's weight is reused block after block: the panel
 // small_gemm would copy it into for every call, made once. Its size in
