@@ -542,21 +542,28 @@ Test(cpu_algebra, gather_scatter_column_runs) {
         }
 }
 
-// Step-2 columns: 16-float windows (32 columns), the plain loop alone (8:
-// D = 8's couplings), windows and a tail (30), each ending exactly at the
-// row's end, rows side by side, and the untouched columns kept bit for bit
-// (a -0 there stays -0; adding 0 would make it +0).
+// Step-2 columns: every column of one parity of an even width (32, 30, 8,
+// 6: a block of rows as one long row, in windows and a tail), and of an
+// odd width (31, 7: row by row, windows and a tail, or the plain loop
+// alone), on one block of rows and on several (301 rows), and the
+// untouched columns kept bit for bit (a -0 there stays -0; adding 0 would
+// make it +0).
 Test(cpu_algebra, alternate_columns_keep_the_others_exactly) {
-    const size_t rows = 5;
-    for (size_t cols : {32, 8, 30})
+    const size_t shapes[][2] = {{5, 32},  {5, 30},  {5, 8},  {5, 6},  {5, 31},
+                                {5, 7},   {301, 8}, {301, 30}, {301, 31}}; // rows x cols
+    for (const auto &shape : shapes)
         for (int32_t first : {0, 1})
             for (bool accumulate : {false, true}) {
+                const size_t rows = shape[0], cols = shape[1];
                 std::vector<int32_t> c;
                 for (int32_t j = first; j < int32_t(cols); j += 2) c.push_back(j);
                 const size_t w = c.size();
                 const Tensor tc = index_tensor(c);
-                const Vec x = random_vec(rows * w, 47);
+                const Vec x = random_vec(rows * w, 47), old = random_vec(rows * cols, 48);
+                // The scattered columns start at `old`, the others at -0.
                 Vec y0(rows * cols, -0.0f);
+                for (size_t k = 0; k < y0.size(); ++k)
+                    if ((int32_t(k % cols) - first) % 2 == 0) y0[k] = old[k];
                 Tensor y = tensor({rows, cols}, y0);
                 cpu().scatter(tensor({rows, w}, x), nullptr, &tc, y, accumulate);
                 const Vec got = values(y);
@@ -565,7 +572,8 @@ Test(cpu_algebra, alternate_columns_keep_the_others_exactly) {
                         const float v = got[i * cols + j];
                         if ((int32_t(j) - first) % 2 == 0) {
                             const float want = x[i * w + (j - size_t(first)) / 2];
-                            cr_assert(v == (accumulate ? -0.0f + want : want), "(%zu, %zu)", i, j);
+                            cr_assert(v == (accumulate ? y0[i * cols + j] + want : want),
+                                      "(%zu, %zu)", i, j);
                         } else {
                             cr_assert(v == 0.0f && std::signbit(v), "(%zu, %zu) lost its -0", i, j);
                         }

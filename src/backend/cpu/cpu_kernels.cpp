@@ -541,6 +541,16 @@ FLOW_CLONES
 void gather_rows(const float *x, size_t x_cols, const int32_t *rows, const int32_t *cols,
                  float *y, size_t y_cols, size_t r0, size_t r1) {
     const ColumnRun run = column_run(cols, y_cols);
+    if (!rows && run.step == 2 && run.first < 2 && x_cols == 2 * y_cols && r1 > r0) {
+        // Every column of one parity of consecutive rows: the block is one
+        // long row (a whole D = 8 row is no window).
+        const float *__restrict xs = x + r0 * x_cols;
+        float *__restrict ys = y + r0 * y_cols;
+        const size_t count = (r1 - r0) * y_cols;
+        for (size_t j = gather_alternate(xs, 2 * count, run.first, ys, count); j < count; ++j)
+            ys[j] = xs[run.first + 2 * j];
+        return;
+    }
     const bool windows = run.step == 2 && run.first < 2 && y_cols >= 8 && x_cols >= 16;
     for (size_t i = r0; i < r1; ++i) {
         const float *__restrict xi = x + (rows ? size_t(rows[i]) : i) * x_cols;
@@ -571,6 +581,17 @@ void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *ro
                   const int32_t *cols, float *y, size_t y_cols, bool accumulate, size_t r0,
                   size_t r1) {
     const ColumnRun run = column_run(cols, width);
+    if (!rows && run.step == 2 && run.first < 2 && y_cols == 2 * width && x_cols == width &&
+        r1 > r0) { // one long row, as in gather_rows
+        const float *__restrict xs = x + r0 * x_cols;
+        float *__restrict ys = y + r0 * y_cols + run.first;
+        const size_t count = (r1 - r0) * width;
+        for (size_t j = scatter_alternate(xs, count, ys - run.first, 2 * count, run.first,
+                                          accumulate);
+             j < count; ++j)
+            ys[2 * j] = accumulate ? ys[2 * j] + xs[j] : xs[j];
+        return;
+    }
     const bool windows = run.step == 2 && run.first < 2 && width >= 8 && y_cols >= 16;
     for (size_t i = r0; i < r1; ++i) {
         const float *__restrict xi = x + i * x_cols;
