@@ -18,6 +18,11 @@
  *     same numbers on every backend and every thread count.
  *   - On the CPU, flow_log_prob, flow_forward, flow_inverse and flow_sample
  *     give the same bits at every thread count and batch split.
+ *     flow_train_step on several threads gives each thread a part of the
+ *     batch (at least 32 rows) and adds up their gradients: one thread's
+ *     step up to the order of float sums, the same bits for the same thread
+ *     count. Models with batch norm or dequantization, and actnorm's first
+ *     step, use the whole batch at once and give one thread's bits.
  *
  * Threads
  *   One thread at a time per model. Different models are independent, so give

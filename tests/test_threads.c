@@ -127,6 +127,83 @@ Test(threads, two_threads_give_the_numbers_of_one) {
     }
 }
 
+/* One SGD step (lr 0.01) of a copy of m at `threads` threads on n rows:
+ * the loss, and the parameters' change (-lr x the gradient) in delta. */
+static double sgd_step(const flow_model *m, int threads, const float *x, const float *ctx,
+                       size_t n, float *delta) {
+    flow_model *copy = NULL;
+    CHECK_OK(flow_model_clone(&copy, m, FLOW_DEVICE_CPU));
+    CHECK_OK(flow_model_set_optimizer(copy, "{\"type\": \"sgd\", \"lr\": 0.01}"));
+    size_t count = 0;
+    float *before = tu_get_params(copy, &count);
+    float loss = 0.0f;
+    CHECK_OK(flow_set_num_threads(threads));
+    CHECK_OK(flow_train_step(copy, x, ctx, n, &loss));
+    CHECK_OK(flow_set_num_threads(0));
+    float *after = tu_get_params(copy, &count);
+    for (size_t k = 0; k < count; ++k) delta[k] = after[k] - before[k];
+    free(before);
+    free(after);
+    flow_model_free(copy);
+    return loss;
+}
+
+/* Training on several threads gives each thread a part of the batch and adds
+ * up the parts' gradients (src/model/model.cpp, lanes), so two threads must
+ * give one thread's step up to the order of float sums: the same loss to
+ * 1e-6 and the same parameter change to 1e-4 of the largest. Models that
+ * cannot split a batch (batch norm, dequantization) give it bit for bit, as
+ * does a batch too small to split (63 rows). */
+Test(threads, training_on_two_threads_matches_one) {
+    static float x[max_rows * 6], ctx[max_rows * 3];
+    const size_t sizes[] = {63, 64, 300, 4500};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; ++i) {
+        flow_model *m = tu_model(models[i].spec, 5);
+        tu_perturb_params(m, 0.05, 7);
+        const size_t D = models[i].dim, C = models[i].context_dim;
+        tu_rng r = tu_rng_make(200 + i);
+        const int levels = strstr(models[i].spec, "dequantize") != NULL;
+        for (size_t k = 0; k < max_rows * D; ++k)
+            x[k] = levels ? (float)tu_below(&r, 256) : (float)tu_normal(&r);
+        for (size_t k = 0; k < max_rows * C; ++k) ctx[k] = (float)tu_normal(&r);
+        const float *context = C ? ctx : NULL;
+        /* A first step: actnorm's initializing step uses the whole batch. */
+        CHECK_OK(flow_set_num_threads(1));
+        CHECK_OK(flow_train_step(m, x, context, 64, NULL));
+        CHECK_OK(flow_set_num_threads(0));
+        const int whole_batch = strstr(models[i].spec, "batch_norm") || levels;
+
+        size_t count = 0;
+        free(tu_get_params(m, &count));
+        float *one = malloc(count * sizeof(float)), *two = malloc(count * sizeof(float));
+        for (size_t b = 0; b < sizeof sizes / sizeof sizes[0]; ++b) {
+            const size_t n = sizes[b];
+            const double loss_one = sgd_step(m, 1, x, context, n, one);
+            const double loss_two = sgd_step(m, 2, x, context, n, two);
+            const char *name = models[i].name;
+            if (whole_batch || n < 64) {
+                cr_assert(loss_one == loss_two, "%s, n = %zu: loss %.9g vs %.9g", name, n,
+                          loss_one, loss_two);
+                assert_same(one, two, count, name, "the step", n);
+                continue;
+            }
+            cr_assert(fabs(loss_two - loss_one) <= 1e-6 * fabs(loss_one), "%s, n = %zu: loss %.9g vs %.9g",
+                      name, n, loss_one, loss_two);
+            double largest = 0.0, worst = 0.0;
+            for (size_t k = 0; k < count; ++k) {
+                largest = fmax(largest, fabs(one[k]));
+                worst = fmax(worst, fabs(two[k] - one[k]));
+            }
+            cr_assert(largest > 0.0 && worst <= 1e-4 * largest,
+                      "%s, n = %zu: parameter changes differ by %.3g (largest %.3g)", name, n,
+                      worst, largest);
+        }
+        free(one);
+        free(two);
+        flow_model_free(m);
+    }
+}
+
 /* A singular W fails inside the threads' blocks: the call reports it, and
  * once W is mended every call works again with the earlier results. */
 Test(threads, an_error_in_a_block_is_reported_and_the_model_stays_usable) {

@@ -53,6 +53,9 @@ public:
         used_log_scale_ = log_scale;
     }
 
+    // Once initialized: the initializing step uses the batch's statistics.
+    bool trains_rows_apart(const ParamArena &buffers) override { return is_initialized(buffers); }
+
     // Elementwise (scale_exp may write over its input).
     bool in_place() const override { return true; }
 

@@ -32,6 +32,8 @@ public:
                               params.value(beta_), eps_, z, logdet);
     }
 
+    bool trains_rows_apart(const ParamArena &) override { return false; }
+
     void inverse(const ParamArena &params, const ParamArena &buffers, const Tensor &z,
                  const Tensor &, Tensor &x, Tensor &logdet) override {
         z.backend().batch_norm_inverse(z, buffers.value(running_mean_),

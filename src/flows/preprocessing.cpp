@@ -34,6 +34,8 @@ public:
         be.copy(dy, dx);
         be.scale(dx, 1.0f / levels_);
     }
+    // Its noise is numbered by element of the whole batch.
+    bool trains_rows_apart(const ParamArena &) override { return false; }
     void check_data(const float *x, size_t count) const override {
         for (size_t k = 0; k < count; ++k)
             if (!(x[k] >= 0.0f && x[k] <= levels_ - 1.0f && x[k] == std::floor(x[k])))

@@ -45,6 +45,15 @@ public:
     // Host-side check of raw data when this transform comes first; throws
     // Status::invalid_argument for values outside its domain.
     virtual void check_data(const float *, size_t) const {}
+    // Whether a training forward() and its backward() treat rows apart, so
+    // that threads may each take a part of a batch through both and add up
+    // their parameter gradients. Not so for batch statistics (batch norm,
+    // actnorm's initializing step) or noise numbered by element of the
+    // whole pass (dequantization).
+    virtual bool trains_rows_apart(const ParamArena &buffers) {
+        (void)buffers;
+        return true;
+    }
     // Whether forward() when !pass.train, and inverse(), may be given one
     // tensor as input and output: evaluation passes then hand it their
     // buffer and skip a copy of the columns the transform leaves alone.

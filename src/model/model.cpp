@@ -28,6 +28,13 @@ constexpr size_t chunk_rows = 4096;
 // rows independently, and random numbers are still drawn per chunk_rows
 // chunk.
 constexpr size_t cpu_block_rows = 512;
+// Training on several CPU threads gives each thread a part of the batch to
+// take through forward and backward (gradients added up at the end), when
+// each part has at least this many rows: a train step's ops on a small
+// batch are too short to split one by one (at batch 256 two threads made
+// them slower than one). Each part's gradient is its rows' share of the
+// mean, so the numbers are one thread's up to the order of float sums.
+constexpr size_t cpu_lane_rows = 32;
 
 // Dequantization draws its noise per pass (counter = element of the pass), so
 // forward passes of such models keep whole chunks.
@@ -173,15 +180,28 @@ void Model::ensure_lanes(size_t lanes) {
     while (lanes_.size() + 1 < lanes) {
         // Declaring into arenas of its own, in the model's order, gives the
         // replica the model's parameter ids; checked, as every pass relies on it.
-        ParamArena params(false), buffers(false);
+        ParamArena buffers(false);
         auto lane = std::make_unique<Lane>();
-        build_lane(*lane, params, buffers);
-        if (!same_layout(params, params_) || !same_layout(buffers, buffers_))
+        build_lane(*lane, lane->params, buffers);
+        if (!same_layout(lane->params, params_) || !same_layout(buffers, buffers_))
             fail(Status::internal, "a replica of the model declared different parameters");
-        // Replicas only evaluate: agnostic MADE bases keep draw 0's masks.
-        lane->base->set_draw(0);
         lanes_.push_back(std::move(lane));
     }
+}
+
+template <class Body> void Model::on_lanes(size_t lanes, Body &&body) {
+    std::exception_ptr error;
+#pragma omp parallel num_threads(int(lanes))
+    {
+        const size_t t = size_t(omp_get_thread_num());
+        try {
+            body(t, t == 0 ? main_ : *lanes_[t - 1]);
+        } catch (...) {
+#pragma omp critical(flow_model_lane_error)
+            if (!error) error = std::current_exception();
+        }
+    }
+    if (error) std::rethrow_exception(error);
 }
 
 template <class Block> void Model::for_each_block(size_t n, bool forward, Block &&block) {
@@ -204,27 +224,26 @@ template <class Block> void Model::for_each_block(size_t n, bool forward, Block 
     // Threads take the next block as they finish one; which lane runs a
     // block changes nothing in its result.
     std::atomic<size_t> next{0};
-    std::exception_ptr error;
-#pragma omp parallel num_threads(int(lanes))
-    {
-        const int t = omp_get_thread_num();
-        Lane &lane = t == 0 ? main_ : *lanes_[size_t(t) - 1];
+    on_lanes(lanes, [&](size_t, Lane &lane) {
         for (size_t b = next++; b < blocks; b = next++) {
             try {
                 block(lane, b * step, std::min(step, n - b * step));
             } catch (...) {
-#pragma omp critical(flow_model_lane_error)
-                if (!error) error = std::current_exception();
                 next = blocks; // the other threads stop before their next block
+                throw;
             }
         }
-    }
-    if (error) std::rethrow_exception(error);
+    });
+}
+
+void Model::use_evaluation_masks() {
+    main_.base->set_draw(0);
+    for (auto &lane : lanes_) lane->base->set_draw(0);
 }
 
 void Model::log_prob(const float *x, const float *context, size_t n, float *out) {
     check_inputs(x, context, n, true);
-    main_.base->set_draw(0);
+    use_evaluation_masks();
     for_each_block(n, true, [&](Lane &lane, size_t begin, size_t rows) {
         upload_rows(lane, x, context, begin, rows);
         const Tensor &z = forward_pass(lane, {false, seed_, eval_noise_stream + begin});
@@ -263,7 +282,7 @@ void Model::sample(size_t n, const float *context, float temperature, uint64_t s
     check_inputs(nullptr, context, n, false);
     if (!(temperature > 0.0f) || !std::isfinite(temperature))
         fail(Status::invalid_argument, "temperature must be a finite number > 0");
-    main_.base->set_draw(0);
+    use_evaluation_masks();
     for (size_t begin = 0; begin < n; begin += chunk_rows) {
         const size_t rows = std::min(chunk_rows, n - begin);
         // The chunk's noise is drawn into the model's lane; the lanes then
@@ -293,45 +312,83 @@ void Model::sample(size_t n, const float *context, float temperature, uint64_t s
 }
 
 // The mean NLL of the batch in training mode, with every parameter gradient
-// in params_.grads() and the data gradient in *data_grad_. Nothing else
-// changes.
+// in params_.grads() and, on one lane, the data gradient in
+// *main_.data_grad. Nothing else changes.
 double Model::loss_and_gradients(const float *x, const float *context, size_t n,
-                                 uint64_t stream) {
+                                 uint64_t stream, size_t lanes) {
     check_inputs(x, context, n, true);
-    upload_rows(main_, x, context, 0, n);
-    // Agnostic MADE bases: training step k uses the masks of draw k;
-    // flow_loss_grad (the evaluation stream) the evaluation masks (draw 0,
-    // or the ensemble of draws 0..K-1).
-    main_.base->set_draw(stream < eval_noise_stream ? stream : 0);
-    const Tensor &z = forward_pass(main_, {true, seed_, stream});
-
-    main_.log_prob.ensure(backend_, {n});
-    main_.base->log_prob(params_, z, (spec_.context_dim ? main_.context : no_tensor()), main_.log_prob);
-    backend_.axpy(1.0f, main_.logdet, main_.log_prob);
-    double loss = -backend_.sum(main_.log_prob) / (double)n;
-    if (!std::isfinite(loss))
-        fail(Status::numeric, "the loss is not finite (" + std::to_string(loss) + ")");
-
-    // loss = -mean(log pi(z) + sum of logdets): every log term gets -1/n.
-    dlog_.ensure(backend_, {n});
-    backend_.fill(dlog_, -1.0f / (float)n);
-    backend_.fill(params_.grads(), 0.0f);
-    grad_a_.ensure(backend_, {n, spec_.dim});
-    main_.base->log_prob_backward(params_, z, (spec_.context_dim ? main_.context : no_tensor()), dlog_, grad_a_);
-    Tensor *dz = &grad_a_, *dx = &grad_b_;
-    for (size_t k = main_.transforms.size(); k-- > 0;) {
-        dx->ensure(backend_, {n, spec_.dim});
-        main_.transforms[k]->backward(params_, buffers_, *dz, dlog_, *dx);
-        std::swap(dz, dx);
+    double sum = 0.0;
+    if (lanes == 1) {
+        sum = lane_gradients(main_, params_, x, context, 0, n, n, stream);
+    } else {
+        ensure_lanes(lanes);
+        for (size_t t = 1; t < lanes; ++t) lanes_[t - 1]->params.share_values(backend_, params_);
+        lane_sums_.resize(lanes);
+        on_lanes(lanes, [&](size_t t, Lane &lane) {
+            const size_t begin = n * t / lanes, end = n * (t + 1) / lanes;
+            lane_sums_[t] = lane_gradients(lane, t == 0 ? params_ : lane.params, x, context,
+                                           begin, end - begin, n, stream);
+        });
+        // Added in lane order: the same numbers every time for this split.
+        for (size_t t = 0; t < lanes; ++t) sum += lane_sums_[t];
+        for (size_t t = 1; t < lanes; ++t)
+            backend_.axpy(1.0f, lanes_[t - 1]->params.grads(), params_.grads());
     }
     if (!backend_.all_finite(params_.grads()))
         fail(Status::numeric, "a parameter gradient is not finite");
-    data_grad_ = dz;
-    return loss;
+    return -sum / (double)n;
+}
+
+// Rows [begin, begin + rows) of an n-row batch through the lane in training
+// mode and back: params' gradients (zeroed first) get those of the rows'
+// share of the mean NLL, lane.data_grad d loss / dx of the rows. Returns the
+// sum of the rows' log-densities.
+double Model::lane_gradients(Lane &lane, ParamArena &params, const float *x,
+                             const float *context, size_t begin, size_t rows, size_t n,
+                             uint64_t stream) {
+    upload_rows(lane, x, context, begin, rows);
+    // Agnostic MADE bases: training step k uses the masks of draw k;
+    // flow_loss_grad (the evaluation stream) the evaluation masks (draw 0,
+    // or the ensemble of draws 0..K-1).
+    lane.base->set_draw(stream < eval_noise_stream ? stream : 0);
+    lane.acts.resize(std::max<size_t>(lane.transforms.size() + 1, 3)); // every output kept
+    const Tensor &lane_context = spec_.context_dim ? lane.context : no_tensor();
+    const Tensor &z = forward_pass(lane, {true, seed_, stream});
+
+    lane.log_prob.ensure(backend_, {rows});
+    lane.base->log_prob(params, z, lane_context, lane.log_prob);
+    backend_.axpy(1.0f, lane.logdet, lane.log_prob);
+    const double sum = backend_.sum(lane.log_prob);
+    if (!std::isfinite(sum))
+        fail(Status::numeric, "the loss is not finite (" + std::to_string(-sum / (double)n) + ")");
+
+    // loss = -mean(log pi(z) + sum of logdets): every log term gets -1/n.
+    lane.dlog.ensure(backend_, {rows});
+    backend_.fill(lane.dlog, -1.0f / (float)n);
+    backend_.fill(params.grads(), 0.0f);
+    lane.grad_a.ensure(backend_, {rows, spec_.dim});
+    lane.base->log_prob_backward(params, z, lane_context, lane.dlog, lane.grad_a);
+    Tensor *dz = &lane.grad_a, *dx = &lane.grad_b;
+    for (size_t k = lane.transforms.size(); k-- > 0;) {
+        dx->ensure(backend_, {rows, spec_.dim});
+        lane.transforms[k]->backward(params, buffers_, *dz, lane.dlog, *dx);
+        std::swap(dz, dx);
+    }
+    lane.data_grad = dz;
+    return sum;
+}
+
+size_t Model::training_lanes(size_t n) {
+    if (backend_.kind() != DeviceKind::cpu || omp_in_parallel()) return 1;
+    const size_t lanes = std::min(size_t(std::max(omp_get_max_threads(), 1)), n / cpu_lane_rows);
+    if (lanes < 2) return 1;
+    for (auto &t : main_.transforms)
+        if (!t->trains_rows_apart(buffers_)) return 1;
+    return lanes;
 }
 
 double Model::train_step(const float *x, const float *context, size_t n) {
-    double loss = loss_and_gradients(x, context, n, steps_ + 1);
+    double loss = loss_and_gradients(x, context, n, steps_ + 1, training_lanes(n));
     // Made only now: a first step that fails leaves the model as it was.
     if (!optimizer_) optimizer_ = std::make_unique<Optimizer>(backend_, param_count(), OptimizerConfig());
     optimizer_->step(params_);
@@ -347,9 +404,9 @@ double Model::train_step(const float *x, const float *context, size_t n) {
 
 double Model::loss_grad(const float *x, const float *context, size_t n, float *param_grad,
                         float *x_grad) {
-    double loss = loss_and_gradients(x, context, n, eval_noise_stream);
+    double loss = loss_and_gradients(x, context, n, eval_noise_stream, 1);
     if (param_grad) backend_.download(params_.grads(), param_grad);
-    if (x_grad) backend_.download(*data_grad_, x_grad);
+    if (x_grad) backend_.download(*main_.data_grad, x_grad);
     return loss;
 }
 

@@ -54,16 +54,22 @@ public:
 private:
     // What a pass over a block of rows runs in: the transforms and the base
     // distribution (each with its workspaces) and the pass's own tensors.
-    // The model's own lane serves training and one-thread evaluation; on
-    // several CPU threads each thread evaluates whole row blocks in a lane of
-    // its own, a replica built from the same spec (so with the same parameter
-    // ids) that reads the model's parameters.
+    // The model's own lane serves one-thread work; on several CPU threads
+    // each thread evaluates whole row blocks, or trains on its part of a
+    // batch, in a lane of its own: a replica built from the same spec (so
+    // with the same parameter ids) that reads the model's parameters.
     struct Lane {
         std::vector<std::unique_ptr<Transform>> transforms;
         std::unique_ptr<BaseDistribution> base;
         Tensor input, context;
         std::vector<Tensor> acts; // outputs of the transforms
         Tensor logdet, log_prob;
+        // Training: d loss / d log-density per row, the backward pass's
+        // ping-pong buffers (data_grad: the one holding d loss / dx), and in
+        // a replica the model's parameter values with gradients of its own.
+        Tensor dlog, grad_a, grad_b;
+        const Tensor *data_grad = nullptr;
+        ParamArena params{false};
     };
 
     Model(Backend &backend, ModelSpec spec, uint64_t seed);
@@ -71,6 +77,9 @@ private:
     void build_lane(Lane &lane, ParamArena &params, ParamArena &buffers) const;
     // The model's lane and lanes - 1 replicas, made on first use.
     void ensure_lanes(size_t lanes);
+    // body(index, lane) on `lanes` threads, thread t in lane t (0: the
+    // model's own); rethrows the first error once every thread has stopped.
+    template <class Body> void on_lanes(size_t lanes, Body &&body);
     // block(lane, begin, rows) over the row blocks of an evaluation pass
     // over n rows (a forward pass when `forward`): in order on the model's
     // own lane, or spread over the threads' lanes; rethrows the first error
@@ -81,7 +90,14 @@ private:
     void upload_rows(Lane &lane, const float *x, const float *context, size_t begin, size_t rows);
     const Tensor &forward_pass(Lane &lane, const Pass &pass);
     const Tensor &inverse_pass(Lane &lane, const Tensor &z, const Tensor &context);
-    double loss_and_gradients(const float *x, const float *context, size_t n, uint64_t stream);
+    // Agnostic MADE bases: every lane's masks those of evaluation.
+    void use_evaluation_masks();
+    // How many lanes share a train step on n rows (1: the model's alone).
+    size_t training_lanes(size_t n);
+    double loss_and_gradients(const float *x, const float *context, size_t n, uint64_t stream,
+                              size_t lanes);
+    double lane_gradients(Lane &lane, ParamArena &params, const float *x, const float *context,
+                          size_t begin, size_t rows, size_t n, uint64_t stream);
 
     Backend &backend_;
     ModelSpec spec_;
@@ -93,9 +109,7 @@ private:
     std::vector<std::unique_ptr<Lane>> lanes_; // the other threads' lanes
     std::unique_ptr<Optimizer> optimizer_;     // made on first use
 
-    // Workspaces of training, reused from call to call.
-    Tensor grad_a_, grad_b_, dlog_;
-    const Tensor *data_grad_ = nullptr; // grad_a_ or grad_b_, after a backward pass
+    std::vector<double> lane_sums_; // training: each lane's sum of log-densities
 };
 
 } // namespace flow

@@ -26,6 +26,12 @@ size_t ParamArena::declare_custom(std::string name, std::vector<size_t> shape, I
     return id;
 }
 
+void ParamArena::share_values(Backend &backend, const ParamArena &of) {
+    values_ = of.values_;
+    generation_ = of.generation_;
+    if (!grads_.defined()) grads_ = Tensor(backend, {total_ ? total_ : 1}).view(0, {total_});
+}
+
 void ParamArena::allocate(Backend &backend, uint64_t seed) {
     // One element at least, so an empty arena is still a valid tensor.
     std::vector<float> host(total_ ? total_ : 1, 0.0f);

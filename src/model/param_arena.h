@@ -45,12 +45,17 @@ public:
 
     size_t count() const { return total_; }
     // Changes whenever the values may change (allocate(), touch(), and every
-    // mutable access through values()) and is never shared with another
-    // arena, so what a block derives from the parameters (masked or composed
-    // weights) is still valid while the generation it was derived at is.
+    // mutable access through values()) and is shared with no other arena
+    // but a view of the same values (share_values), so what a block derives
+    // from the parameters (masked or composed weights) is still valid while
+    // the generation it was derived at is.
     uint64_t generation() const { return generation_; }
     // For writes through value(id) views, which values() does not see.
     void touch();
+    // Makes this arena (of the same layout) a view of of's values, with their
+    // generation, and gradients of its own (allocated on first use): where a
+    // thread adds the gradients of its part of a batch.
+    void share_values(Backend &backend, const ParamArena &of);
     const std::vector<ParamInfo> &infos() const { return infos_; }
     Tensor value(size_t id) const { return values_.view(infos_[id].offset, infos_[id].shape); }
     Tensor grad(size_t id) const { return grads_.view(infos_[id].offset, infos_[id].shape); }
