@@ -21,8 +21,8 @@
  *     flow_train_step on several threads gives each thread a part of the
  *     batch (at least 32 rows) and adds up their gradients: one thread's
  *     step up to the order of float sums, the same bits for the same thread
- *     count. Models with batch norm or dequantization, and actnorm's first
- *     step, use the whole batch at once and give one thread's bits.
+ *     count. Models with batch norm, and actnorm's first step, use the whole
+ *     batch at once and give one thread's bits.
  *
  * Threads
  *   One thread at a time per model. Different models are independent, so give

@@ -1013,7 +1013,7 @@ Test(cpu_preprocess, dequantize_forward_inverse) {
     Vec x(n);
     for (size_t k = 0; k < n; ++k) x[k] = float(k * 37 % 256);
     Tensor tx = tensor({5, 10}, x), ty(cpu(), {5, 10}), back(cpu(), {5, 10});
-    cpu().dequantize_forward(tx, 256.0f, 42, 7, ty);
+    cpu().dequantize_forward(tx, 256.0f, 42, 7, 0, ty);
     const Vec y = values(ty);
     Ref want(n);
     for (size_t k = 0; k < n; ++k) {
@@ -1021,6 +1021,11 @@ Test(cpu_preprocess, dequantize_forward_inverse) {
         want[k] = (x[k] + u) / 256.0;
     }
     expect_close(y, want, 1e-7, 1e-6, "dequantize_forward");
+    // Rows 2..4 alone, counted from their first element, draw what they
+    // draw in the whole.
+    Tensor part(cpu(), {3, 10});
+    cpu().dequantize_forward(tx.row_block(2, 3), 256.0f, 42, 7, 20, part);
+    expect_equal(values(part), Vec(y.begin() + 20, y.end()), "dequantize_forward of rows 2..4");
     cpu().dequantize_inverse(ty, 256.0f, back);
     expect_equal(values(back), x, "dequantize_inverse");
 

@@ -208,8 +208,8 @@ Test(cuda_flows, dequantize_draws_the_cpu_philox_numbers) {
             Pair x = pair({s.rows, s.cols}, pixels);
             Pair y = filled_pair({s.rows, s.cols}, 0.0f);
             const uint64_t key = 0x9E3779B97F4A7C15ull + seed;
-            cpu().dequantize_forward(x.cpu, 256.0f, key, stream, y.cpu);
-            gpu().dequantize_forward(x.gpu, 256.0f, key, stream, y.gpu);
+            cpu().dequantize_forward(x.cpu, 256.0f, key, stream, 5, y.cpu);
+            gpu().dequantize_forward(x.gpu, 256.0f, key, stream, 5, y.gpu);
             expect(y, kSameMath, "dequantize_forward", s);
         }
 }

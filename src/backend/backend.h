@@ -295,9 +295,10 @@ public:
 
     // --- preprocessing ----------------------------------------------------
     // Uniform dequantization: y = (x + u) / levels, u ~ U[0, 1) drawn from
-    // Philox(seed, stream) at the element's flat index.
+    // Philox(seed, stream) at counter first + the element's flat index (a
+    // part of a batch draws the numbers of its place in the whole).
     virtual void dequantize_forward(const Tensor &x, float levels, uint64_t seed,
-                                    uint64_t stream, Tensor &y) = 0;
+                                    uint64_t stream, uint64_t first, Tensor &y) = 0;
     // x = clamp(floor(y * levels), 0, levels - 1)
     virtual void dequantize_inverse(const Tensor &y, float levels, Tensor &x) = 0;
     // Logit with bound alpha: y = alpha + (1 - 2 alpha) x, z = log(y / (1 - y)),

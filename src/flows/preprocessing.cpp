@@ -19,7 +19,7 @@ public:
     void forward(const ParamArena &, const ParamArena &, const Tensor &x, const Tensor &,
                  Tensor &y, Tensor &logdet, const Pass &pass) override {
         Backend &be = x.backend();
-        be.dequantize_forward(x, levels_, pass.noise_seed, pass.noise_stream, y);
+        be.dequantize_forward(x, levels_, pass.noise_seed, pass.noise_stream, pass.noise_first, y);
         be.add_scalar(logdet, -(float)((double)dim_ * std::log((double)levels_)));
     }
     void inverse(const ParamArena &, const ParamArena &, const Tensor &y, const Tensor &,
@@ -34,8 +34,6 @@ public:
         be.copy(dy, dx);
         be.scale(dx, 1.0f / levels_);
     }
-    // Its noise is numbered by element of the whole batch.
-    bool trains_rows_apart(const ParamArena &) override { return false; }
     void check_data(const float *x, size_t count) const override {
         for (size_t k = 0; k < count; ++k)
             if (!(x[k] >= 0.0f && x[k] <= levels_ - 1.0f && x[k] == std::floor(x[k])))

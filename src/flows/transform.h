@@ -13,7 +13,8 @@ namespace flow {
 struct Pass {
     bool train;           // batch statistics, keep what backward() needs
     uint64_t noise_seed;  // dequantization noise: Philox key ...
-    uint64_t noise_stream; // ... and stream of this pass
+    uint64_t noise_stream; // ... and stream of this pass, ...
+    uint64_t noise_first = 0; // ... whose first element draws at this counter
 };
 
 // Every transform keeps the dimension: the model hands each call outputs
@@ -48,8 +49,7 @@ public:
     // Whether a training forward() and its backward() treat rows apart, so
     // that threads may each take a part of a batch through both and add up
     // their parameter gradients. Not so for batch statistics (batch norm,
-    // actnorm's initializing step) or noise numbered by element of the
-    // whole pass (dequantization).
+    // actnorm's initializing step).
     virtual bool trains_rows_apart(const ParamArena &buffers) {
         (void)buffers;
         return true;

@@ -353,7 +353,7 @@ double Model::lane_gradients(Lane &lane, ParamArena &params, const float *x,
     lane.base->set_draw(stream < eval_noise_stream ? stream : 0);
     lane.acts.resize(std::max<size_t>(lane.transforms.size() + 1, 3)); // every output kept
     const Tensor &lane_context = spec_.context_dim ? lane.context : no_tensor();
-    const Tensor &z = forward_pass(lane, {true, seed_, stream});
+    const Tensor &z = forward_pass(lane, {true, seed_, stream, begin * spec_.dim});
 
     lane.log_prob.ensure(backend_, {rows});
     lane.base->log_prob(params, z, lane_context, lane.log_prob);

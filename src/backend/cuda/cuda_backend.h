@@ -138,7 +138,7 @@ public:
                                    Tensor &running_var) override;
 
     void dequantize_forward(const Tensor &x, float levels, uint64_t seed, uint64_t stream,
-                            Tensor &y) override;
+                            uint64_t first, Tensor &y) override;
     void dequantize_inverse(const Tensor &y, float levels, Tensor &x) override;
     void logit_forward(const Tensor &x, float alpha, Tensor &z, Tensor &logdet) override;
     void logit_inverse(const Tensor &z, float alpha, Tensor &x, Tensor &logdet) override;

@@ -273,13 +273,13 @@ void CudaBackend::batch_norm_update_running(const Tensor &mean, const Tensor &va
 // --- preprocessing ----------------------------------------------------------------
 
 void CudaBackend::dequantize_forward(const Tensor &x, float levels, uint64_t seed,
-                                     uint64_t stream, Tensor &y) {
+                                     uint64_t stream, uint64_t first, Tensor &y) {
     const char *op = "dequantize_forward";
     op_check(x.size() == y.size(), op, "size mismatch");
     const float *px = op_f32(x, op);
     float *py = op_f32(y, op);
     cuda_for_each(x.size(), [=] __device__(size_t k) {
-        const float u = philox_uniform(philox4x32_10(seed, stream, k).v[0]);
+        const float u = philox_uniform(philox4x32_10(seed, stream, first + k).v[0]);
         py[k] = (px[k] + u) / levels;
     });
 }
