@@ -19,7 +19,8 @@
  *   - On the CPU, flow_log_prob, flow_forward, flow_inverse and flow_sample
  *     give the same bits at every thread count and batch split.
  *     flow_train_step on several threads gives each thread a part of the
- *     batch (at least 32 rows) and adds up their gradients: one thread's
+ *     batch (at least 32 rows, and one per 16384 parameters) and adds up
+ *     their gradients: one thread's
  *     step up to the order of float sums, the same bits for the same thread
  *     count. Models with batch norm, and actnorm's first step, use the whole
  *     batch at once and give one thread's bits.

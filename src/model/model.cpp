@@ -35,6 +35,11 @@ constexpr size_t cpu_block_rows = 512;
 // them slower than one). Each part's gradient is its rows' share of the
 // mean, so the numbers are one thread's up to the order of float sums.
 constexpr size_t cpu_lane_rows = 32;
+// ... and at least one row per this many parameters: each extra lane zeroes
+// and adds a copy of the gradients, which for a big model and a small batch
+// (the Fashion-MNIST demo's 7.2M parameters at batch 128) costs what the
+// split saves.
+constexpr size_t cpu_params_per_lane_row = 16384;
 
 // Dequantization draws its noise per pass (counter = element of the pass), so
 // forward passes of such models keep whole chunks.
@@ -380,7 +385,8 @@ double Model::lane_gradients(Lane &lane, ParamArena &params, const float *x,
 
 size_t Model::training_lanes(size_t n) {
     if (backend_.kind() != DeviceKind::cpu || omp_in_parallel()) return 1;
-    const size_t lanes = std::min(size_t(std::max(omp_get_max_threads(), 1)), n / cpu_lane_rows);
+    const size_t rows = std::max(cpu_lane_rows, param_count() / cpu_params_per_lane_row);
+    const size_t lanes = std::min(size_t(std::max(omp_get_max_threads(), 1)), n / rows);
     if (lanes < 2) return 1;
     for (auto &t : main_.transforms)
         if (!t->trains_rows_apart(buffers_)) return 1;
