@@ -77,6 +77,24 @@ static void evaluate(flow_model *m, int threads, const float *x, const float *z,
     CHECK_OK(flow_set_num_threads(0));
 }
 
+/* Model i with perturbed parameters, and random inputs for it: data x
+ * (integer levels for dequantizing models), latents z (nullable) and
+ * context, max_rows rows of each. */
+static flow_model *model_and_inputs(size_t i, uint64_t seed, float *x, float *z, float *ctx) {
+    flow_model *m = tu_model(models[i].spec, 5);
+    tu_perturb_params(m, 0.05, 7);
+    const size_t D = models[i].dim, C = models[i].context_dim;
+    tu_rng r = tu_rng_make(seed);
+    /* Dequantization expects integer levels in [0, 255]. */
+    const int levels = strstr(models[i].spec, "dequantize") != NULL;
+    for (size_t k = 0; k < max_rows * D; ++k) {
+        x[k] = levels ? (float)tu_below(&r, 256) : (float)tu_normal(&r);
+        if (z) z[k] = (float)tu_normal(&r);
+    }
+    for (size_t k = 0; k < max_rows * C; ++k) ctx[k] = (float)tu_normal(&r);
+    return m;
+}
+
 static void assert_same(const float *a, const float *b, size_t count, const char *model,
                         const char *what, size_t n) {
     if (memcmp(a, b, count * sizeof(float)) == 0) return;
@@ -89,18 +107,9 @@ static void assert_same(const float *a, const float *b, size_t count, const char
 Test(threads, two_threads_give_the_numbers_of_one) {
     static float x[max_rows * 6], z[max_rows * 6], ctx[max_rows * 3];
     for (size_t i = 0; i < sizeof models / sizeof models[0]; ++i) {
-        flow_model *m = tu_model(models[i].spec, 5);
-        tu_perturb_params(m, 0.05, 7);
-        const size_t D = models[i].dim, C = models[i].context_dim;
-        tu_rng r = tu_rng_make(100 + i);
-        /* Dequantization expects integer levels in [0, 255]. */
-        const int levels = strstr(models[i].spec, "dequantize") != NULL;
-        for (size_t k = 0; k < max_rows * D; ++k) {
-            x[k] = levels ? (float)tu_below(&r, 256) : (float)tu_normal(&r);
-            z[k] = (float)tu_normal(&r);
-        }
-        for (size_t k = 0; k < max_rows * C; ++k) ctx[k] = (float)tu_normal(&r);
-        const float *context = C ? ctx : NULL;
+        flow_model *m = model_and_inputs(i, 100 + i, x, z, ctx);
+        const size_t D = models[i].dim;
+        const float *context = models[i].context_dim ? ctx : NULL;
         /* A few steps first: batch-norm running statistics and the actnorm
          * initialization are then part of what the lanes must read. */
         for (int s = 0; s < 2; ++s) CHECK_OK(flow_train_step(m, x, context, 64, NULL));
@@ -159,15 +168,8 @@ Test(threads, training_on_two_threads_matches_one) {
     static float x[max_rows * 6], ctx[max_rows * 3];
     const size_t sizes[] = {63, 64, 300, 4500};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; ++i) {
-        flow_model *m = tu_model(models[i].spec, 5);
-        tu_perturb_params(m, 0.05, 7);
-        const size_t D = models[i].dim, C = models[i].context_dim;
-        tu_rng r = tu_rng_make(200 + i);
-        const int levels = strstr(models[i].spec, "dequantize") != NULL;
-        for (size_t k = 0; k < max_rows * D; ++k)
-            x[k] = levels ? (float)tu_below(&r, 256) : (float)tu_normal(&r);
-        for (size_t k = 0; k < max_rows * C; ++k) ctx[k] = (float)tu_normal(&r);
-        const float *context = C ? ctx : NULL;
+        flow_model *m = model_and_inputs(i, 200 + i, x, NULL, ctx);
+        const float *context = models[i].context_dim ? ctx : NULL;
         /* A first step: actnorm's initializing step uses the whole batch. */
         CHECK_OK(flow_set_num_threads(1));
         CHECK_OK(flow_train_step(m, x, context, 64, NULL));

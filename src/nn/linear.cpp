@@ -46,13 +46,18 @@ void Linear::forward(const ParamArena &params, const Tensor &x, Tensor &y) {
     be.gemm_bias(false, true, x, weight, bias, y, packed());
 }
 
+void Linear::activation_operands(const ParamArena &params, Backend &be, size_t rows,
+                                 Tensor &weight, Tensor &bias, Tensor &pre, Tensor &y) {
+    operands(params, be, weight, bias);
+    pre.ensure(be, {rows, out()});
+    if (&y != &pre) y.ensure(be, pre.shape());
+}
+
 void Linear::forward_activation(const ParamArena &params, const Tensor &x, Activation act,
                                 Tensor &pre, Tensor &y) {
     Backend &be = x.backend();
     Tensor weight, bias;
-    operands(params, be, weight, bias);
-    pre.ensure(be, {x.rows(), out()});
-    if (&y != &pre) y.ensure(be, pre.shape());
+    activation_operands(params, be, x.rows(), weight, bias, pre, y);
     be.gemm_bias_activation(false, true, x, weight, bias, act, pre, y, packed());
 }
 
@@ -61,9 +66,7 @@ void Linear::forward_activation_cols(const ParamArena &params, const Tensor &x,
                                      Tensor &pre, Tensor &y) {
     Backend &be = x.backend();
     Tensor weight, bias;
-    operands(params, be, weight, bias);
-    pre.ensure(be, {x.rows(), out()});
-    if (&y != &pre) y.ensure(be, pre.shape());
+    activation_operands(params, be, x.rows(), weight, bias, pre, y);
     be.gemm_bias_activation_cols(x, cols, gathered, weight, bias, act, pre, y, packed());
 }
 

@@ -58,6 +58,9 @@ private:
     // part of them gathered into weight_sel_, bias_sel_; and the weight's
     // packed form. Made again only when the parameters' generation changed.
     void operands(const ParamArena &params, Backend &be, Tensor &weight, Tensor &bias);
+    // operands(), and pre and y shaped for a forward_activation of `rows` rows.
+    void activation_operands(const ParamArena &params, Backend &be, size_t rows, Tensor &weight,
+                             Tensor &bias, Tensor &pre, Tensor &y);
     const Tensor *packed() const { return if_defined(packed_); }
     bool selected() const { return in_index_.defined() || out_index_.defined(); }
     const Tensor *in_index() const { return if_defined(in_index_); }
