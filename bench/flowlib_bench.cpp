@@ -164,7 +164,7 @@ constexpr size_t kTrainBatches = 16;
 struct Bench {
     Config config;
     flow_model *model = nullptr;
-    std::vector<float> train, x, out, lp;
+    std::vector<float> train, x, out, lp, first_params;
     uint64_t sample_seed = 1;
     size_t train_steps = 0;
 
@@ -172,6 +172,9 @@ struct Bench {
         check(flow_set_num_threads(c.threads), "flow_set_num_threads");
         check(flow_model_create(&model, spec_json(c).c_str(), c.device, 42),
               "flow_model_create");
+        first_params.resize(flow_model_param_count(model));
+        check(flow_model_get_params(model, first_params.data(), first_params.size()),
+              "flow_model_get_params");
         train = bench_data(kTrainBatches * size_t(c.batch), size_t(c.dim));
         x.assign(train.begin(), train.begin() + ptrdiff_t(size_t(c.batch) * size_t(c.dim)));
         out.resize(x.size());
@@ -185,7 +188,15 @@ struct Bench {
         const size_t n = size_t(config.batch);
         if (op == "train_step") {
             const float *batch = train.data() + (train_steps++ % kTrainBatches) * x.size();
-            check(flow_train_step(model, batch, nullptr, n, nullptr), "flow_train_step");
+            const flow_status status = flow_train_step(model, batch, nullptr, n, nullptr);
+            if (status != FLOW_ERR_NUMERIC) return check(status, "flow_train_step");
+            // Thousands of steps over the same few small batches can drive a
+            // model until its loss overflows (MAF at batch 64): start again
+            // from the first parameters and a fresh optimizer, as a new run
+            // would, and go on timing.
+            check(flow_model_set_params(model, first_params.data(), first_params.size()),
+                  "flow_model_set_params");
+            check(flow_model_set_optimizer(model, "{}"), "flow_model_set_optimizer");
         }
         else if (op == "log_prob")
             check(flow_log_prob(model, x.data(), nullptr, n, lp.data()), "flow_log_prob");
