@@ -37,8 +37,9 @@ constexpr size_t cpu_block_rows = 512;
 constexpr size_t cpu_lane_rows = 32;
 // ... and at least one row per this many parameters: each extra lane zeroes
 // and adds a copy of the gradients, which for a big model and a small batch
-// (the Fashion-MNIST demo's 7.2M parameters at batch 128) costs what the
-// split saves.
+// costs what the split saves (a 784-D RealNVP of 7.2M parameters at batch
+// 128, half the Fashion-MNIST demo's model, at two threads: 63.7-63.9 ms a
+// step op by op, 62-67 ms split).
 constexpr size_t cpu_params_per_lane_row = 16384;
 
 // Dequantization draws its noise per pass (counter = element of the pass), so
