@@ -74,8 +74,8 @@ public:
     // i32 index a_cols lists, in its order: a layer whose input is a gather
     // of another tensor's columns (a coupling's conditioner in evaluation).
     // A backend that can read such columns in place does (the CPU: every
-    // other column, a run, a reversed run); otherwise, as here, they are
-    // gathered into `gathered` first.
+    // other column, or a run); otherwise, as here, they are gathered into
+    // `gathered` first.
     virtual void gemm_bias_activation_cols(const Tensor &a, const Tensor &a_cols,
                                            Tensor &gathered, const Tensor &b, const Tensor &v,
                                            Activation act, Tensor &pre, Tensor &y,

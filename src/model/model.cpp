@@ -85,8 +85,6 @@ const Tensor &no_tensor() {
 Model::Model(Backend &be, ModelSpec spec, uint64_t seed)
     : backend_(be), spec_(std::move(spec)), spec_json_(model_spec_json(spec_)), seed_(seed) {
     build_lane(main_, params_, buffers_);
-    // Training keeps every transform's output.
-    main_.acts.resize(std::max<size_t>(main_.transforms.size() + 1, 3));
 }
 
 void Model::build_lane(Lane &lane, ParamArena &params, ParamArena &buffers) const {
@@ -201,7 +199,7 @@ template <class Body> void Model::on_lanes(size_t lanes, Body &&body) {
     {
         const size_t t = size_t(omp_get_thread_num());
         try {
-            body(t, t == 0 ? main_ : *lanes_[t - 1]);
+            body(t, lane_at(t));
         } catch (...) {
 #pragma omp critical(flow_model_lane_error)
             if (!error) error = std::current_exception();
@@ -323,33 +321,32 @@ void Model::sample(size_t n, const float *context, float temperature, uint64_t s
 double Model::loss_and_gradients(const float *x, const float *context, size_t n,
                                  uint64_t stream, size_t lanes) {
     check_inputs(x, context, n, true);
-    double sum = 0.0;
     if (lanes == 1) {
-        sum = lane_gradients(main_, params_, x, context, 0, n, n, stream);
+        lane_gradients(main_, params_, x, context, 0, n, n, stream);
     } else {
         ensure_lanes(lanes);
-        for (size_t t = 1; t < lanes; ++t) lanes_[t - 1]->params.share_values(backend_, params_);
-        lane_sums_.resize(lanes);
-        on_lanes(lanes, [&](size_t t, Lane &lane) {
+        for (size_t t = 1; t < lanes; ++t) lane_at(t).params.share_values(backend_, params_);
+        on_lanes(lanes, [&](size_t t, Lane &l) {
             const size_t begin = n * t / lanes, end = n * (t + 1) / lanes;
-            lane_sums_[t] = lane_gradients(lane, t == 0 ? params_ : lane.params, x, context,
-                                           begin, end - begin, n, stream);
+            lane_gradients(l, t == 0 ? params_ : l.params, x, context, begin, end - begin, n,
+                           stream);
         });
-        // Added in lane order: the same numbers every time for this split.
-        for (size_t t = 0; t < lanes; ++t) sum += lane_sums_[t];
         for (size_t t = 1; t < lanes; ++t)
-            backend_.axpy(1.0f, lanes_[t - 1]->params.grads(), params_.grads());
+            backend_.axpy(1.0f, lane_at(t).params.grads(), params_.grads());
     }
     if (!backend_.all_finite(params_.grads()))
         fail(Status::numeric, "a parameter gradient is not finite");
+    // Added in lane order: the same numbers every time for this split.
+    double sum = 0.0;
+    for (size_t t = 0; t < lanes; ++t) sum += lane_at(t).log_prob_sum;
     return -sum / (double)n;
 }
 
 // Rows [begin, begin + rows) of an n-row batch through the lane in training
 // mode and back: params' gradients (zeroed first) get those of the rows'
-// share of the mean NLL, lane.data_grad d loss / dx of the rows. Returns the
-// sum of the rows' log-densities.
-double Model::lane_gradients(Lane &lane, ParamArena &params, const float *x,
+// share of the mean NLL, lane.data_grad d loss / dx of the rows and
+// lane.log_prob_sum the sum of their log-densities.
+void Model::lane_gradients(Lane &lane, ParamArena &params, const float *x,
                              const float *context, size_t begin, size_t rows, size_t n,
                              uint64_t stream) {
     upload_rows(lane, x, context, begin, rows);
@@ -367,6 +364,7 @@ double Model::lane_gradients(Lane &lane, ParamArena &params, const float *x,
     const double sum = backend_.sum(lane.log_prob);
     if (!std::isfinite(sum))
         fail(Status::numeric, "the loss is not finite (" + std::to_string(-sum / (double)n) + ")");
+    lane.log_prob_sum = sum;
 
     // loss = -mean(log pi(z) + sum of logdets): every log term gets -1/n.
     lane.dlog.ensure(backend_, {rows});
@@ -381,7 +379,6 @@ double Model::lane_gradients(Lane &lane, ParamArena &params, const float *x,
         std::swap(dz, dx);
     }
     lane.data_grad = dz;
-    return sum;
 }
 
 size_t Model::training_lanes(size_t n) {

@@ -67,8 +67,10 @@ private:
         // Training: d loss / d log-density per row, the backward pass's
         // ping-pong buffers (data_grad: the one holding d loss / dx), and in
         // a replica the model's parameter values with gradients of its own.
+        // log_prob_sum: the sum of the rows' log-densities.
         Tensor dlog, grad_a, grad_b;
         const Tensor *data_grad = nullptr;
+        double log_prob_sum = 0.0;
         ParamArena params{false};
     };
 
@@ -77,6 +79,8 @@ private:
     void build_lane(Lane &lane, ParamArena &params, ParamArena &buffers) const;
     // The model's lane and lanes - 1 replicas, made on first use.
     void ensure_lanes(size_t lanes);
+    // Lane t: 0 the model's own, then the replicas.
+    Lane &lane_at(size_t t) { return t == 0 ? main_ : *lanes_[t - 1]; }
     // body(index, lane) on `lanes` threads, thread t in lane t (0: the
     // model's own); rethrows the first error once every thread has stopped.
     template <class Body> void on_lanes(size_t lanes, Body &&body);
@@ -96,8 +100,8 @@ private:
     size_t training_lanes(size_t n);
     double loss_and_gradients(const float *x, const float *context, size_t n, uint64_t stream,
                               size_t lanes);
-    double lane_gradients(Lane &lane, ParamArena &params, const float *x, const float *context,
-                          size_t begin, size_t rows, size_t n, uint64_t stream);
+    void lane_gradients(Lane &lane, ParamArena &params, const float *x, const float *context,
+                        size_t begin, size_t rows, size_t n, uint64_t stream);
 
     Backend &backend_;
     ModelSpec spec_;
@@ -108,8 +112,6 @@ private:
     Lane main_;
     std::vector<std::unique_ptr<Lane>> lanes_; // the other threads' lanes
     std::unique_ptr<Optimizer> optimizer_;     // made on first use
-
-    std::vector<double> lane_sums_; // training: each lane's sum of log-densities
 };
 
 } // namespace flow

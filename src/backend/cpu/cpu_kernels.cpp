@@ -414,10 +414,18 @@ void adam_range(float *p, const float *g, float *m, float *v, float beta1, float
 
 // --- logistic base distribution -----------------------------------------------
 
-// log Logistic(z) = -|z| - 2 log(1 + e^-|z|). The terms of as many whole
-// rows as the buffer holds are made in one flat loop (for D = 8 a loop per
-// row spent more on its set-up than on its 8 elements), then each row adds
-// its terms in double.
+// term[j] = -log Logistic(z[j]) = |z| + 2 log(1 + e^-|z|) for j < count.
+FLOW_INLINE void logistic_terms(const float *z, size_t count, float *term) {
+FLOW_IVDEP
+    for (size_t j = 0; j < count; ++j) {
+        const float a = __builtin_fabsf(z[j]);
+        term[j] = a + 2.0f * flog1p_unit(fexp(-a));
+    }
+}
+
+// The terms of as many whole rows as the buffer holds are made in one flat
+// loop (for D = 8 a loop per row spent more on its set-up than on its 8
+// elements), then each row adds its terms in double.
 FLOW_CLONES
 void logistic_log_prob_rows(const float *z, float *out, size_t D, size_t r0, size_t r1) {
     float term[kRowBuffer];
@@ -427,24 +435,14 @@ void logistic_log_prob_rows(const float *z, float *out, size_t D, size_t r0, siz
             double lp = 0.0;
             for (size_t j0 = 0; j0 < D; j0 += kRowBuffer) {
                 const size_t w = std::min(kRowBuffer, D - j0);
-                const float *zi = z + i * D + j0;
-FLOW_IVDEP
-                for (size_t j = 0; j < w; ++j) {
-                    const float a = __builtin_fabsf(zi[j]);
-                    term[j] = a + 2.0f * flog1p_unit(fexp(-a));
-                }
+                logistic_terms(z + i * D + j0, w, term);
                 lp -= glow::row_sum(w, [&](size_t j) { return double(term[j]); });
             }
             out[i++] = float(lp);
             continue;
         }
         const size_t count = std::min(rows, r1 - i);
-        const float *zi = z + i * D;
-FLOW_IVDEP
-        for (size_t j = 0; j < count * D; ++j) {
-            const float a = __builtin_fabsf(zi[j]);
-            term[j] = a + 2.0f * flog1p_unit(fexp(-a));
-        }
+        logistic_terms(z + i * D, count * D, term);
         for (size_t r = 0; r < count; ++r)
             out[i + r] = float(-glow::row_sum(D, [&](size_t j) { return double(term[r * D + j]); }));
         i += count;
@@ -584,12 +582,12 @@ void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *ro
     if (!rows && run.step == 2 && run.first < 2 && y_cols == 2 * width && x_cols == width &&
         r1 > r0) { // one long row, as in gather_rows
         const float *__restrict xs = x + r0 * x_cols;
-        float *__restrict ys = y + r0 * y_cols + run.first;
+        float *__restrict ys = y + r0 * y_cols;
         const size_t count = (r1 - r0) * width;
-        for (size_t j = scatter_alternate(xs, count, ys - run.first, 2 * count, run.first,
-                                          accumulate);
+        float *__restrict to = ys + run.first;
+        for (size_t j = scatter_alternate(xs, count, ys, 2 * count, run.first, accumulate);
              j < count; ++j)
-            ys[2 * j] = accumulate ? ys[2 * j] + xs[j] : xs[j];
+            to[2 * j] = accumulate ? to[2 * j] + xs[j] : xs[j];
         return;
     }
     const bool windows = run.step == 2 && run.first < 2 && width >= 8 && y_cols >= 16;
