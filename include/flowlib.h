@@ -19,11 +19,12 @@
  *   - On the CPU, flow_log_prob, flow_forward, flow_inverse and flow_sample
  *     give the same bits at every thread count and batch split.
  *     flow_train_step on several threads gives each thread a part of the
- *     batch (at least 32 rows, and one per 16384 parameters) and adds up
- *     their gradients: one thread's
- *     step up to the order of float sums, the same bits for the same thread
- *     count. Models with batch norm, and actnorm's first step, use the whole
- *     batch at once and give one thread's bits.
+ *     batch (at least 32 rows, and one per 16384 parameters), and each
+ *     thread takes big parts through in cache-sized pieces (256 to 512
+ *     rows), adding up their gradients: the step of the whole batch at once
+ *     up to the order of float sums, the same bits for the same thread count
+ *     and batch size. Models with batch norm, and actnorm's first step, use
+ *     the whole batch at once and give the same bits at every thread count.
  *
  * Threads
  *   One thread at a time per model. Different models are independent, so give

@@ -6,7 +6,9 @@
  * one thread) for every kind of transform and base, for batch sizes that
  * leave ragged last blocks and span several sampling chunks, and that an
  * error raised inside one thread's block is reported like any other and
- * leaves the model usable.
+ * leaves the model usable. Training splits batches too (over threads, and
+ * into cache-sized parts on each): its steps must be the whole batch's up
+ * to the order of float sums.
  */
 #include "test_util.h"
 
@@ -203,6 +205,47 @@ Test(threads, training_on_two_threads_matches_one) {
         }
         free(one);
         free(two);
+        flow_model_free(m);
+    }
+}
+
+/* A train step takes a big batch through in cache-sized parts (at most 256
+ * rows for these narrow models) and adds up their gradients, so its step
+ * must be that of the whole batch at once, which flow_loss_grad computes:
+ * the same loss to 1e-6 and the SGD change -lr * gradient to 1e-4 of the
+ * largest. 601 rows: parts of 200, 200 and 201; 1100: five of 220.
+ * (Dequantizing and agnostic models draw other noise and masks in
+ * flow_loss_grad.) */
+Test(threads, training_in_parts_matches_the_whole_batch) {
+    static float x[max_rows * 6], ctx[max_rows * 3];
+    const size_t sizes[] = {601, 1100};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; ++i) {
+        if (strstr(models[i].spec, "dequantize") || strstr(models[i].spec, "agnostic")) continue;
+        flow_model *m = model_and_inputs(i, 300 + i, x, NULL, ctx);
+        const float *context = models[i].context_dim ? ctx : NULL;
+        CHECK_OK(flow_train_step(m, x, context, 64, NULL)); /* actnorm's initializing step */
+        size_t count = 0;
+        free(tu_get_params(m, &count));
+        float *delta = malloc(count * sizeof(float)), *grad = malloc(count * sizeof(float));
+        for (size_t b = 0; b < sizeof sizes / sizeof sizes[0]; ++b) {
+            const size_t n = sizes[b];
+            const char *name = models[i].name;
+            const double loss = sgd_step(m, 1, x, context, n, delta);
+            float whole = 0.0f;
+            CHECK_OK(flow_loss_grad(m, x, context, n, &whole, grad, NULL));
+            cr_assert(fabs(loss - whole) <= 1e-6 * fabs(whole), "%s, n = %zu: loss %.9g vs %.9g",
+                      name, n, loss, whole);
+            double largest = 0.0, worst = 0.0;
+            for (size_t k = 0; k < count; ++k) {
+                largest = fmax(largest, fabs(0.01 * grad[k]));
+                worst = fmax(worst, fabs(delta[k] + 0.01 * grad[k]));
+            }
+            cr_assert(largest > 0.0 && worst <= 1e-4 * largest,
+                      "%s, n = %zu: the step differs from -lr * gradient by %.3g (largest %.3g)",
+                      name, n, worst, largest);
+        }
+        free(delta);
+        free(grad);
         flow_model_free(m);
     }
 }

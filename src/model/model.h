@@ -96,11 +96,17 @@ private:
     const Tensor &inverse_pass(Lane &lane, const Tensor &z, const Tensor &context);
     // Agnostic MADE bases: every lane's masks those of evaluation.
     void use_evaluation_masks();
-    // How many lanes share a train step on n rows (1: the model's alone).
-    size_t training_lanes(size_t n);
+    // How a train step on n rows is split: over `lanes` lanes (1: the
+    // model's alone), each taking its rows in parts of at most part_rows.
+    struct TrainSplit {
+        size_t lanes, part_rows;
+    };
+    TrainSplit training_split(size_t n);
     double loss_and_gradients(const float *x, const float *context, size_t n, uint64_t stream,
-                              size_t lanes);
+                              TrainSplit split);
     void lane_gradients(Lane &lane, ParamArena &params, const float *x, const float *context,
+                        size_t begin, size_t rows, size_t n, uint64_t stream, size_t part_rows);
+    void part_gradients(Lane &lane, ParamArena &params, const float *x, const float *context,
                         size_t begin, size_t rows, size_t n, uint64_t stream);
 
     Backend &backend_;
@@ -108,6 +114,8 @@ private:
     std::string spec_json_;
     uint64_t seed_;     // initial weights; key of the dequantization noise
     uint64_t steps_ = 0; // successful train steps
+    // CPU passes: rows per evaluation block, per training part (see model.cpp)
+    size_t block_rows_ = 0, part_rows_ = 0;
     ParamArena params_{true}, buffers_{false};
     Lane main_;
     std::vector<std::unique_ptr<Lane>> lanes_; // the other threads' lanes

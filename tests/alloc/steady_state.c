@@ -84,7 +84,7 @@ static const struct {
      4},
 };
 
-enum { rows = 1100 }; /* 512-row blocks and a ragged last one */
+enum { rows = 1100 }; /* 512-row blocks and a ragged last one; 5 training parts */
 static const char *const ops[] = {"log_prob", "forward", "inverse", "sample", "train_step"};
 enum { op_count = sizeof ops / sizeof ops[0] };
 
