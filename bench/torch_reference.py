@@ -32,6 +32,7 @@ torch.optim.Adam(lr=1e-3), flowlib's default.
       both: log_prob, forward, inverse, loss gradients, one Adam step).
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -716,6 +717,7 @@ class TorchBench:
         torch.manual_seed(42)
         self.flow = Flow(preset_spec(model, dim, hidden, layers))
         self.opt = torch.optim.Adam(self.flow.parameters(), lr=1e-3)
+        self.first_state = copy.deepcopy(self.flow.state_dict())
         self.train = torch.from_numpy(bench_data(TRAIN_BATCHES * batch, dim)).view(
             TRAIN_BATCHES, batch, dim)
         self.x = self.train[0]
@@ -731,6 +733,13 @@ class TorchBench:
         self.opt.zero_grad(set_to_none=True)
         loss = -self.flow.log_prob(self.train[self.steps % TRAIN_BATCHES]).mean()
         self.steps += 1
+        if not torch.isfinite(loss):
+            # As flowlib_bench does when its step fails: start again from the
+            # first parameters and a fresh optimizer rather than time steps
+            # on NaNs.
+            self.flow.load_state_dict(self.first_state)
+            self.opt = torch.optim.Adam(self.flow.parameters(), lr=1e-3)
+            return loss
         loss.backward()
         self.opt.step()
         return loss
