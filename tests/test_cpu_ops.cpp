@@ -21,6 +21,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/made_mog_math.h"
 #include "backend/philox.h"
 #include "core/error.h"
 #include "model/param_arena.h"
@@ -1867,6 +1868,51 @@ Test(cpu_made_mog, log_prob_and_backward_match_reference) {
         Tensor o = filled({n}, 0.0f);
         cpu().made_mog_log_prob(tensor({n, D}, z), tensor({n, 2 * D}, Vec(n * 2 * D)), o);
     }));
+}
+
+// The float kernels take rows in chunks of 64 dimensions, a vector of
+// dimensions at a time: rows of several chunks and ragged ones, one and many
+// components, against the direct double sum for the density and the double
+// math of made_mog_math.h (the CUDA backend's) for the gradients. The values
+// are far apart: logits in [-30, 30], scales from e^-4 to e^3, so that
+// components differ by many orders of magnitude.
+Test(cpu_made_mog, wide_rows_and_far_apart_components_match_the_double_math) {
+    const struct {
+        size_t D, C;
+    } shapes[] = {{7, 10}, {150, 10}, {65, 3}, {64, 1}, {9, 40}};
+    const size_t n = 5;
+    for (auto [D, C] : shapes) {
+        const unsigned seed = unsigned(D * 100 + C);
+        const Vec z = random_vec(n * D, seed, -4.0f, 4.0f);
+        Vec h = random_vec(n * 3 * C * D, seed + 1, -3.0f, 3.0f);
+        for (size_t i = 0; i < n; ++i)
+            for (size_t k = 0; k < C * D; ++k) {
+                float *row = h.data() + i * 3 * C * D;
+                row[k] *= 10.0f;                                            // logits
+                row[2 * C * D + k] = -0.5f + 7.0f / 6.0f * row[2 * C * D + k]; // log-scales
+            }
+        Tensor out = filled({n}, 123.0f);
+        cpu().made_mog_log_prob(tensor({n, D}, z), tensor({n, 3 * C * D}, h), out);
+        char what[64];
+        std::snprintf(what, sizeof what, "made_mog_log_prob D=%zu C=%zu", D, C);
+        expect_close(values(out), made_mog_ref(z, h, n, D, C), 1e-4, 1e-5, what);
+
+        const Vec g = random_vec(n, seed + 2);
+        Tensor dz = filled({n, D}, 9.0f), dh = filled({n, 3 * C * D}, 9.0f);
+        cpu().made_mog_log_prob_backward(tensor({n, D}, z), tensor({n, 3 * C * D}, h),
+                                         tensor({n}, g), dz, dh);
+        Vec want_dh(n * 3 * C * D);
+        Ref want_dz(n * D);
+        for (size_t i = 0; i < n; ++i)
+            for (size_t d = 0; d < D; ++d) {
+                const MogDim m{h.data() + i * 3 * C * D, C, D, d};
+                want_dz[i * D + d] = m.backward(z[i * D + d], g[i], want_dh.data() + i * 3 * C * D);
+            }
+        std::snprintf(what, sizeof what, "made_mog dz D=%zu C=%zu", D, C);
+        expect_close(values(dz), want_dz, 1e-5, 1e-4, what);
+        std::snprintf(what, sizeof what, "made_mog dh D=%zu C=%zu", D, C);
+        expect_close(values(dh), want_dh, 1e-5, 1e-4, what);
+    }
 }
 
 Test(cpu_made_mog, sample_writes_one_column_from_its_philox_block) {

@@ -1,5 +1,7 @@
-// The per-dimension math of the MADE mixture-of-Gaussians base, shared by the
-// CPU and CUDA backends (FLOW_HD: host and device). Dimension d of a row hi
+// The per-dimension math of the MADE mixture-of-Gaussians base (FLOW_HD:
+// host and device): the CUDA backend's, and the CPU's for sampling (its
+// density and gradient run on vectorized float kernels, cpu_kernels.cpp,
+// which tests/test_cpu_ops.cpp checks against this). Dimension d of a row hi
 // of h [n, 3 C D] is a mixture of C Gaussians: component c's logit, mean and
 // log-scale are hi[c D + d], hi[(C + c) D + d] and hi[(2 C + c) D + d]. All
 // in double; no per-component arrays, so a GPU thread needs no local memory

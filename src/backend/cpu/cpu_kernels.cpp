@@ -7,6 +7,7 @@
 // through a small buffer and are added in double, in a fixed order).
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/cpu_clones.h"
+#include "backend/cpu/cpu_thread_buffer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -469,6 +470,149 @@ void logistic_log_prob_backward_rows(const float *z, const float *dlogp, float *
         // d/dz log Logistic(z) = 1 - 2 sigmoid(z) = -tanh(z / 2)
 FLOW_IVDEP
         for (size_t j = 0; j < D; ++j) di[j] = -g * ftanh(0.5f * zi[j]);
+    }
+}
+
+// --- MADE mixture of Gaussians -------------------------------------------------
+
+namespace {
+
+// A row of h [n, 3 C D] holds, for dimension d and component c, the logit at
+// c D + d, the mean at (C + c) D + d and the log-scale at (2 C + c) D + d:
+// contiguous in d for each c. The kernels take a row kMogDims dimensions at
+// a time through loops over c whose inner loops run over d, a vector of
+// dimensions per step, and keep each component's values for the chunk in
+// [C, w] arrays (element c w + j). The double math of made_mog_math.h, which
+// the CUDA backend runs, took one dimension at a time, scalar, in libm's exp
+// and log: 3.4x slower than PyTorch at 256 x 64 dimensions x 10 components.
+constexpr size_t kMogDims = 64;
+
+// max(a, b) as one x86 max instruction (std::max is not inlined into the
+// clones, and a call keeps the loop scalar).
+FLOW_INLINE float fmax_of(float a, float b) { return a > b ? a : b; }
+
+// Dimensions [d0, d0 + w) of a row of C components over D dimensions.
+struct MogChunk {
+    size_t C, D, d0, w;
+};
+
+// The chunk's terms: wexp = exp(logit - logit_max[j]) and wsum[j] = sum_c
+// wexp (so the weight pi = wexp / wsum, and log sum_c exp(logit) = logit_max
+// + log wsum); t = logit - u^2 / 2 - log_scale with u = (z - mean)
+// exp(-log_scale), and t_max[j] = max_c t. The log of component c is then
+// t - log sum_c exp(logit) - log(2 pi) / 2. The backward pass also keeps
+// ui = u exp(-log_scale) and uu = u^2.
+template <bool Backward>
+FLOW_INLINE void mog_terms(const float *hi, const float *zi, const MogChunk &k, float *logit_max,
+                           float *wexp, float *wsum, float *t, float *t_max, float *ui,
+                           float *uu) {
+    const size_t C = k.C, D = k.D, w = k.w;
+    const float *logit = hi + k.d0, *mean = hi + C * D + k.d0, *log_scale = hi + 2 * C * D + k.d0;
+    const float *z = zi + k.d0;
+    for (size_t j = 0; j < w; ++j) {
+        logit_max[j] = logit[j];
+        wsum[j] = 0.0f;
+        t_max[j] = -INFINITY;
+    }
+    for (size_t c = 1; c < C; ++c)
+FLOW_IVDEP
+        for (size_t j = 0; j < w; ++j) logit_max[j] = fmax_of(logit_max[j], logit[c * D + j]);
+    for (size_t c = 0; c < C; ++c) {
+        const size_t o = c * D, e = c * w;
+FLOW_IVDEP
+        for (size_t j = 0; j < w; ++j) {
+            const float lc = logit[o + j], sc = log_scale[o + j];
+            wexp[e + j] = fexp(lc - logit_max[j]);
+            wsum[j] += wexp[e + j];
+            const float inv = fexp(-sc), u = (z[j] - mean[o + j]) * inv;
+            t[e + j] = lc - 0.5f * u * u - sc;
+            t_max[j] = fmax_of(t_max[j], t[e + j]);
+            if constexpr (Backward) {
+                ui[e + j] = u * inv;
+                uu[e + j] = u * u;
+            }
+        }
+    }
+}
+
+// This thread's [C, kMogDims] arrays: wexp, t, ui, uu.
+float *mog_buffer(size_t C) { return thread_buffer<float, 4>(4 * C * kMogDims); }
+
+} // namespace
+
+FLOW_CLONES
+void made_mog_log_prob_rows(const float *z, const float *h, float *out, size_t C, size_t D,
+                            size_t r0, size_t r1) {
+    constexpr float half_log_two_pi = 0.918938533204672742f;
+    float *wexp = mog_buffer(C), *t = wexp + C * kMogDims;
+    float logit_max[kMogDims], wsum[kMogDims], t_max[kMogDims], sum[kMogDims], lp[kMogDims];
+    for (size_t i = r0; i < r1; ++i) {
+        const float *hi = h + i * 3 * C * D, *zi = z + i * D;
+        double total = 0.0;
+        for (size_t d0 = 0; d0 < D; d0 += kMogDims) {
+            const MogChunk k{C, D, d0, std::min(kMogDims, D - d0)};
+            mog_terms<false>(hi, zi, k, logit_max, wexp, wsum, t, t_max, nullptr, nullptr);
+            for (size_t j = 0; j < k.w; ++j) sum[j] = 0.0f;
+            for (size_t c = 0; c < C; ++c)
+FLOW_IVDEP
+                for (size_t j = 0; j < k.w; ++j) sum[j] += fexp(t[c * k.w + j] - t_max[j]);
+            // log sum_c exp(t) - log sum_c exp(logit) - log(2 pi) / 2
+FLOW_IVDEP
+            for (size_t j = 0; j < k.w; ++j)
+                lp[j] = (t_max[j] - logit_max[j]) + (log_cephes(sum[j]) - log_cephes(wsum[j])) -
+                        half_log_two_pi;
+            total += glow::row_sum(k.w, [&](size_t j) { return double(lp[j]); });
+        }
+        out[i] = float(total);
+    }
+}
+
+FLOW_CLONES
+void made_mog_log_prob_backward_rows(const float *z, const float *h, const float *dlogp,
+                                     float *dz, float *dh, size_t C, size_t D, size_t r0,
+                                     size_t r1) {
+    float *wexp = mog_buffer(C), *t = wexp + C * kMogDims, *ui = t + C * kMogDims,
+          *uu = ui + C * kMogDims;
+    float logit_max[kMogDims], wsum[kMogDims], t_max[kMogDims], sum[kMogDims];
+    float inv_sum[kMogDims], inv_wsum[kMogDims], dzj[kMogDims];
+    for (size_t i = r0; i < r1; ++i) {
+        const float *hi = h + i * 3 * C * D, *zi = z + i * D;
+        float *dhi = dh + i * 3 * C * D;
+        const float g = dlogp[i];
+        for (size_t d0 = 0; d0 < D; d0 += kMogDims) {
+            const MogChunk k{C, D, d0, std::min(kMogDims, D - d0)};
+            const size_t w = k.w;
+            mog_terms<true>(hi, zi, k, logit_max, wexp, wsum, t, t_max, ui, uu);
+            // t becomes exp(t - t_max); the responsibility r = that / its sum.
+            for (size_t j = 0; j < w; ++j) sum[j] = 0.0f;
+            for (size_t c = 0; c < C; ++c)
+FLOW_IVDEP
+                for (size_t j = 0; j < w; ++j) {
+                    t[c * w + j] = fexp(t[c * w + j] - t_max[j]);
+                    sum[j] += t[c * w + j];
+                }
+            for (size_t j = 0; j < w; ++j) {
+                inv_sum[j] = 1.0f / sum[j];
+                inv_wsum[j] = 1.0f / wsum[j];
+                dzj[j] = 0.0f;
+            }
+            // d/dlogit = r - pi, d/dmean = r u / s, d/dlog_scale = r (u^2 - 1),
+            // d/dz = -sum_c r u / s.
+            for (size_t c = 0; c < C; ++c) {
+                float *dl = dhi + c * D + d0, *dm = dhi + (C + c) * D + d0,
+                      *ds = dhi + (2 * C + c) * D + d0;
+                const size_t e = c * w;
+FLOW_IVDEP
+                for (size_t j = 0; j < w; ++j) {
+                    const float r = t[e + j] * inv_sum[j];
+                    dl[j] = g * (r - wexp[e + j] * inv_wsum[j]);
+                    dm[j] = g * r * ui[e + j];
+                    ds[j] = g * r * (uu[e + j] - 1.0f);
+                    dzj[j] -= r * ui[e + j];
+                }
+            }
+            for (size_t j = 0; j < w; ++j) dz[i * D + d0 + j] = g * dzj[j];
+        }
     }
 }
 

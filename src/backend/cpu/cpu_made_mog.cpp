@@ -1,10 +1,13 @@
 // CPU ops of the MADE mixture-of-Gaussians base (MADE MoG, MAF MoG): per
 // dimension d a mixture of C Gaussians whose logits, means and log-scales are
-// a MADE's outputs. Plain loops over rows, spread over OpenMP threads; the
-// math (in double) is backend/made_mog_math.h, shared with the CUDA backend.
+// a MADE's outputs. Rows spread over OpenMP threads. The density and its
+// gradient run on cpu_kernels' vectorized float row kernels; sampling (one
+// dimension a pass) and the ensemble's log-mean-exp on the double math of
+// backend/made_mog_math.h, shared with the CUDA backend.
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "backend/made_mog_math.h"
 
 namespace flow {
@@ -17,6 +20,11 @@ template <class Body> void mog_parallel_for(size_t n, size_t cost, Body &&body) 
     cpu_parallel_for(n, cost, kMogParallelWork, body);
 }
 
+// body(r0, r1) over blocks of rows, each row costing `cost`.
+template <class Body> void mog_parallel_rows(size_t n, size_t cost, Body &&body) {
+    cpu_parallel_rows(n, 16, cost, kMogParallelWork, body);
+}
+
 } // namespace
 
 void CpuBackend::made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out) {
@@ -24,8 +32,8 @@ void CpuBackend::made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out
     const float *pz = a.in.z, *ph = a.in.h;
     float *po = a.out;
     const size_t D = a.in.dims, C = a.in.components;
-    mog_parallel_for(a.in.rows, 3 * C * D, [&](size_t i) {
-        po[i] = (float)made_mog_row_log_prob(ph + i * 3 * C * D, pz + i * D, C, D);
+    mog_parallel_rows(a.in.rows, 3 * C * D, [&](size_t r0, size_t r1) {
+        cpu_kernels::made_mog_log_prob_rows(pz, ph, po, C, D, r0, r1);
     });
 }
 
@@ -36,11 +44,8 @@ void CpuBackend::made_mog_log_prob_backward(const Tensor &z, const Tensor &h,
     const float *pz = a.in.z, *ph = a.in.h, *pg = a.dlogp;
     float *pdz = a.dz, *pdh = a.dh;
     const size_t D = a.in.dims, C = a.in.components;
-    mog_parallel_for(a.in.rows, 3 * C * D, [&](size_t i) {
-        for (size_t d = 0; d < D; ++d) {
-            const MogDim m{ph + i * 3 * C * D, C, D, d};
-            pdz[i * D + d] = (float)m.backward(pz[i * D + d], pg[i], pdh + i * 3 * C * D);
-        }
+    mog_parallel_rows(a.in.rows, 3 * C * D, [&](size_t r0, size_t r1) {
+        cpu_kernels::made_mog_log_prob_backward_rows(pz, ph, pg, pdz, pdh, C, D, r0, r1);
     });
 }
 
