@@ -38,10 +38,11 @@ constexpr size_t kRowBuffer = 1024;  // per-row scratch; wider rows go in pieces
 
 // exp(x) for float: Cephes' expf polynomial after a reduction by ln 2, about
 // 1 ulp. Inputs are clamped to [-87.3, 88.3] (results from ~1.2e-38 to
-// ~2.1e38, never denormal or infinite); NaN stays NaN.
-FLOW_INLINE float fexp(float x) {
+// ~2.1e38, never denormal or infinite); a NaN gives some finite value, so
+// this is for loops where a NaN input reaches the result by another path
+// (fexp below keeps it).
+FLOW_INLINE float fexp_clamped(float x) {
     const float lo = -87.3f, hi = 88.3f;
-    const float in = x;
     // Written as x86's max and min compare (a NaN clamps to lo), so that
     // each is one instruction.
     x = x > lo ? x : lo;
@@ -57,8 +58,13 @@ FLOW_INLINE float fexp(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
-    const float e = p * uint_as_float(uint32_t(int32_t(fn) + 127) << 23);
-    return in != in ? in : e;
+    return p * uint_as_float(uint32_t(int32_t(fn) + 127) << 23);
+}
+
+// fexp_clamped, and NaN stays NaN.
+FLOW_INLINE float fexp(float x) {
+    const float e = fexp_clamped(x);
+    return x != x ? x : e;
 }
 
 // tanh(x): Cephes' tanhf polynomial for |x| < 0.625, 1 - 2 / (e^2|x| + 1)
@@ -477,57 +483,78 @@ FLOW_IVDEP
 
 namespace {
 
-// A row of h [n, 3 C D] holds, for dimension d and component c, the logit at
-// c D + d, the mean at (C + c) D + d and the log-scale at (2 C + c) D + d:
-// contiguous in d for each c. The kernels take a row kMogDims dimensions at
-// a time through loops over c whose inner loops run over d, a vector of
-// dimensions per step, and keep each component's values for the chunk in
-// [C, w] arrays (element c w + j). The double math of made_mog_math.h, which
-// the CUDA backend runs, took one dimension at a time, scalar, in libm's exp
-// and log: 3.4x slower than PyTorch at 256 x 64 dimensions x 10 components.
+// A row of h [n, 3 C D] holds 3 C blocks of D values: for dimension d and
+// component c the logit at c D + d, the mean at (C + c) D + d and the
+// log-scale at (2 C + c) D + d. The kernels take chunks of up to kMogDims
+// values of each block through loops over c whose inner loops run over the
+// chunk, a vector at a time, and keep each component's terms for the chunk
+// in [C, w] arrays (element c w + j): a wide row in chunks of kMogDims
+// dimensions, read in place, or several narrow rows whose blocks are first
+// copied side by side (at D = 8 a row's blocks are half an AVX-512 vector).
+// Their exps skip fexp's NaN test: a NaN in h or z reaches each result
+// through t and t_max. The double math of made_mog_math.h, which the CUDA
+// backend runs, took one dimension at a time, scalar, in libm's exp and log:
+// 3.4x slower than PyTorch at 256 x 64 dimensions x 10 components.
 constexpr size_t kMogDims = 64;
 
-// max(a, b) as one x86 max instruction (std::max is not inlined into the
-// clones, and a call keeps the loop scalar).
-FLOW_INLINE float fmax_of(float a, float b) { return a > b ? a : b; }
+FLOW_INLINE float fmax_of(float a, float b) { return a > b ? a : b; } // one max instruction
 
-// Dimensions [d0, d0 + w) of a row of C components over D dimensions.
+// w values of each component: c's logit, mean and log-scale at logit[c *
+// stride + j], mean[...], log_scale[...], and z[j].
 struct MogChunk {
-    size_t C, D, d0, w;
+    const float *logit, *mean, *log_scale, *z;
+    size_t C, stride, w;
 };
+
+// Dimensions [d0, d0 + w) of row hi (z row zi), in place.
+FLOW_INLINE MogChunk row_chunk(const float *hi, const float *zi, size_t C, size_t D, size_t d0,
+                               size_t w) {
+    return {hi + d0, hi + C * D + d0, hi + 2 * C * D + d0, zi + d0, C, D, w};
+}
+
+// Rows [i, i + rows) whole, each block of their h rows copied into pack
+// [3 C, rows D] (block b of row r at b w + r D); z's rows are contiguous.
+FLOW_INLINE MogChunk packed_rows(const float *h, const float *z, size_t C, size_t D, size_t i,
+                                 size_t rows, float *pack) {
+    const size_t w = rows * D;
+    for (size_t r = 0; r < rows; ++r) {
+        const float *hr = h + (i + r) * 3 * C * D;
+        for (size_t b = 0; b < 3 * C; ++b)
+            for (size_t j = 0; j < D; ++j) pack[b * w + r * D + j] = hr[b * D + j];
+    }
+    return {pack, pack + C * w, pack + 2 * C * w, z + i * D, C, w, w};
+}
 
 // The chunk's terms: wexp = exp(logit - logit_max[j]) and wsum[j] = sum_c
 // wexp (so the weight pi = wexp / wsum, and log sum_c exp(logit) = logit_max
 // + log wsum); t = logit - u^2 / 2 - log_scale with u = (z - mean)
 // exp(-log_scale), and t_max[j] = max_c t. The log of component c is then
 // t - log sum_c exp(logit) - log(2 pi) / 2. The backward pass also keeps
-// ui = u exp(-log_scale) and uu = u^2.
+// wexp, ui = u exp(-log_scale) and uu = u^2.
 template <bool Backward>
-FLOW_INLINE void mog_terms(const float *hi, const float *zi, const MogChunk &k, float *logit_max,
-                           float *wexp, float *wsum, float *t, float *t_max, float *ui,
-                           float *uu) {
-    const size_t C = k.C, D = k.D, w = k.w;
-    const float *logit = hi + k.d0, *mean = hi + C * D + k.d0, *log_scale = hi + 2 * C * D + k.d0;
-    const float *z = zi + k.d0;
+FLOW_INLINE void mog_terms(const MogChunk &k, float *logit_max, float *wexp, float *wsum, float *t,
+                           float *t_max, float *ui, float *uu) {
+    const size_t C = k.C, S = k.stride, w = k.w;
     for (size_t j = 0; j < w; ++j) {
-        logit_max[j] = logit[j];
+        logit_max[j] = k.logit[j];
         wsum[j] = 0.0f;
         t_max[j] = -INFINITY;
     }
     for (size_t c = 1; c < C; ++c)
 FLOW_IVDEP
-        for (size_t j = 0; j < w; ++j) logit_max[j] = fmax_of(logit_max[j], logit[c * D + j]);
+        for (size_t j = 0; j < w; ++j) logit_max[j] = fmax_of(logit_max[j], k.logit[c * S + j]);
     for (size_t c = 0; c < C; ++c) {
-        const size_t o = c * D, e = c * w;
+        const size_t o = c * S, e = c * w;
 FLOW_IVDEP
         for (size_t j = 0; j < w; ++j) {
-            const float lc = logit[o + j], sc = log_scale[o + j];
-            wexp[e + j] = fexp(lc - logit_max[j]);
-            wsum[j] += wexp[e + j];
-            const float inv = fexp(-sc), u = (z[j] - mean[o + j]) * inv;
+            const float lc = k.logit[o + j], sc = k.log_scale[o + j];
+            const float we = fexp_clamped(lc - logit_max[j]);
+            wsum[j] += we;
+            const float inv = fexp_clamped(-sc), u = (k.z[j] - k.mean[o + j]) * inv;
             t[e + j] = lc - 0.5f * u * u - sc;
             t_max[j] = fmax_of(t_max[j], t[e + j]);
             if constexpr (Backward) {
+                wexp[e + j] = we;
                 ui[e + j] = u * inv;
                 uu[e + j] = u * u;
             }
@@ -535,8 +562,30 @@ FLOW_IVDEP
     }
 }
 
-// This thread's [C, kMogDims] arrays: wexp, t, ui, uu.
-float *mog_buffer(size_t C) { return thread_buffer<float, 4>(4 * C * kMogDims); }
+// body(chunk, i, rows, d0): the chunks of rows [r0, r1) in order, each
+// covering `rows` whole rows from row i (d0 = 0) or dimensions [d0, d0 +
+// chunk.w) of row i (rows = 1). pack: 3 C kMogDims floats.
+template <class Body>
+FLOW_INLINE void for_each_mog_chunk(const float *z, const float *h, size_t C, size_t D, size_t r0,
+                                    size_t r1, float *pack, Body &&body) {
+    const size_t per = kMogDims / D; // whole rows per chunk
+    for (size_t i = r0; i < r1;) {
+        if (per >= 2) {
+            const size_t rows = std::min(per, r1 - i);
+            body(packed_rows(h, z, C, D, i, rows, pack), i, rows, size_t(0));
+            i += rows;
+            continue;
+        }
+        for (size_t d0 = 0; d0 < D; d0 += kMogDims)
+            body(row_chunk(h + i * 3 * C * D, z + i * D, C, D, d0, std::min(kMogDims, D - d0)), i,
+                 size_t(1), d0);
+        ++i;
+    }
+}
+
+// This thread's arrays for C components: wexp, t, ui, uu [C, kMogDims], the
+// packed rows [3 C, kMogDims] and their gradients [3 C, kMogDims].
+float *mog_buffer(size_t C) { return thread_buffer<float, 4>(10 * C * kMogDims); }
 
 } // namespace
 
@@ -544,27 +593,33 @@ FLOW_CLONES
 void made_mog_log_prob_rows(const float *z, const float *h, float *out, size_t C, size_t D,
                             size_t r0, size_t r1) {
     constexpr float half_log_two_pi = 0.918938533204672742f;
-    float *wexp = mog_buffer(C), *t = wexp + C * kMogDims;
+    float *t = mog_buffer(C), *pack = t + 4 * C * kMogDims;
     float logit_max[kMogDims], wsum[kMogDims], t_max[kMogDims], sum[kMogDims], lp[kMogDims];
-    for (size_t i = r0; i < r1; ++i) {
-        const float *hi = h + i * 3 * C * D, *zi = z + i * D;
-        double total = 0.0;
-        for (size_t d0 = 0; d0 < D; d0 += kMogDims) {
-            const MogChunk k{C, D, d0, std::min(kMogDims, D - d0)};
-            mog_terms<false>(hi, zi, k, logit_max, wexp, wsum, t, t_max, nullptr, nullptr);
-            for (size_t j = 0; j < k.w; ++j) sum[j] = 0.0f;
-            for (size_t c = 0; c < C; ++c)
+    double total = 0.0; // of the row being summed chunk by chunk
+    for_each_mog_chunk(z, h, C, D, r0, r1, pack, [&](const MogChunk &k, size_t i, size_t rows,
+                                                     size_t d0) FLOW_INLINE_LAMBDA {
+        const size_t w = k.w;
+        mog_terms<false>(k, logit_max, nullptr, wsum, t, t_max, nullptr, nullptr);
+        for (size_t j = 0; j < w; ++j) sum[j] = 0.0f;
+        for (size_t c = 0; c < C; ++c)
 FLOW_IVDEP
-                for (size_t j = 0; j < k.w; ++j) sum[j] += fexp(t[c * k.w + j] - t_max[j]);
-            // log sum_c exp(t) - log sum_c exp(logit) - log(2 pi) / 2
+            for (size_t j = 0; j < w; ++j) sum[j] += fexp_clamped(t[c * w + j] - t_max[j]);
+        // log sum_c exp(t) - log sum_c exp(logit) - log(2 pi) / 2
 FLOW_IVDEP
-            for (size_t j = 0; j < k.w; ++j)
-                lp[j] = (t_max[j] - logit_max[j]) + (log_cephes(sum[j]) - log_cephes(wsum[j])) -
-                        half_log_two_pi;
-            total += glow::row_sum(k.w, [&](size_t j) { return double(lp[j]); });
+        for (size_t j = 0; j < w; ++j)
+            lp[j] = (t_max[j] - logit_max[j]) + (log_cephes(sum[j]) - log_cephes(wsum[j])) -
+                    half_log_two_pi;
+        // Each row's dimensions added in double.
+        if (d0 == 0) total = 0.0;
+        for (size_t r = 0; r < rows; ++r) {
+            const float *lr = lp + r * (w / rows);
+            total += glow::row_sum(w / rows, [&](size_t j) { return double(lr[j]); });
+            if (rows > 1 || d0 + w == D) {
+                out[i + r] = float(total);
+                total = 0.0;
+            }
         }
-        out[i] = float(total);
-    }
+    });
 }
 
 FLOW_CLONES
@@ -572,48 +627,52 @@ void made_mog_log_prob_backward_rows(const float *z, const float *h, const float
                                      float *dz, float *dh, size_t C, size_t D, size_t r0,
                                      size_t r1) {
     float *wexp = mog_buffer(C), *t = wexp + C * kMogDims, *ui = t + C * kMogDims,
-          *uu = ui + C * kMogDims;
+          *uu = ui + C * kMogDims, *pack = uu + C * kMogDims, *dpack = pack + 3 * C * kMogDims;
     float logit_max[kMogDims], wsum[kMogDims], t_max[kMogDims], sum[kMogDims];
-    float inv_sum[kMogDims], inv_wsum[kMogDims], dzj[kMogDims];
-    for (size_t i = r0; i < r1; ++i) {
-        const float *hi = h + i * 3 * C * D, *zi = z + i * D;
-        float *dhi = dh + i * 3 * C * D;
-        const float g = dlogp[i];
-        for (size_t d0 = 0; d0 < D; d0 += kMogDims) {
-            const MogChunk k{C, D, d0, std::min(kMogDims, D - d0)};
-            const size_t w = k.w;
-            mog_terms<true>(hi, zi, k, logit_max, wexp, wsum, t, t_max, ui, uu);
-            // t becomes exp(t - t_max); the responsibility r = that / its sum.
-            for (size_t j = 0; j < w; ++j) sum[j] = 0.0f;
-            for (size_t c = 0; c < C; ++c)
+    float g[kMogDims], inv_sum[kMogDims], inv_wsum[kMogDims], dzj[kMogDims];
+    for_each_mog_chunk(z, h, C, D, r0, r1, pack, [&](const MogChunk &k, size_t i, size_t rows,
+                                                     size_t d0) FLOW_INLINE_LAMBDA {
+        const size_t w = k.w;
+        mog_terms<true>(k, logit_max, wexp, wsum, t, t_max, ui, uu);
+        // t becomes exp(t - t_max); the responsibility r = that / its sum.
+        for (size_t j = 0; j < w; ++j) sum[j] = 0.0f;
+        for (size_t c = 0; c < C; ++c)
 FLOW_IVDEP
-                for (size_t j = 0; j < w; ++j) {
-                    t[c * w + j] = fexp(t[c * w + j] - t_max[j]);
-                    sum[j] += t[c * w + j];
-                }
             for (size_t j = 0; j < w; ++j) {
-                inv_sum[j] = 1.0f / sum[j];
-                inv_wsum[j] = 1.0f / wsum[j];
-                dzj[j] = 0.0f;
+                t[c * w + j] = fexp_clamped(t[c * w + j] - t_max[j]);
+                sum[j] += t[c * w + j];
             }
-            // d/dlogit = r - pi, d/dmean = r u / s, d/dlog_scale = r (u^2 - 1),
-            // d/dz = -sum_c r u / s.
-            for (size_t c = 0; c < C; ++c) {
-                float *dl = dhi + c * D + d0, *dm = dhi + (C + c) * D + d0,
-                      *ds = dhi + (2 * C + c) * D + d0;
-                const size_t e = c * w;
-FLOW_IVDEP
-                for (size_t j = 0; j < w; ++j) {
-                    const float r = t[e + j] * inv_sum[j];
-                    dl[j] = g * (r - wexp[e + j] * inv_wsum[j]);
-                    dm[j] = g * r * ui[e + j];
-                    ds[j] = g * r * (uu[e + j] - 1.0f);
-                    dzj[j] -= r * ui[e + j];
-                }
-            }
-            for (size_t j = 0; j < w; ++j) dz[i * D + d0 + j] = g * dzj[j];
+        for (size_t j = 0; j < w; ++j) {
+            g[j] = dlogp[i + j / (w / rows)];
+            inv_sum[j] = 1.0f / sum[j];
+            inv_wsum[j] = 1.0f / wsum[j];
+            dzj[j] = 0.0f;
         }
-    }
+        // Into h's rows in place, or into dpack laid out as pack.
+        float *out = rows > 1 ? dpack : dh + i * 3 * C * D + d0;
+        const size_t S = rows > 1 ? w : D;
+        // d/dlogit = r - pi, d/dmean = r u / s, d/dlog_scale = r (u^2 - 1),
+        // d/dz = -sum_c r u / s.
+        for (size_t c = 0; c < C; ++c) {
+            float *dl = out + c * S, *dm = out + (C + c) * S, *ds = out + (2 * C + c) * S;
+            const size_t e = c * w;
+FLOW_IVDEP
+            for (size_t j = 0; j < w; ++j) {
+                const float r = t[e + j] * inv_sum[j];
+                dl[j] = g[j] * (r - wexp[e + j] * inv_wsum[j]);
+                dm[j] = g[j] * r * ui[e + j];
+                ds[j] = g[j] * r * (uu[e + j] - 1.0f);
+                dzj[j] -= r * ui[e + j];
+            }
+        }
+        for (size_t j = 0; j < w; ++j) dz[i * D + d0 + j] = g[j] * dzj[j];
+        if (rows > 1)
+            for (size_t r = 0; r < rows; ++r) {
+                float *dr = dh + (i + r) * 3 * C * D;
+                for (size_t b = 0; b < 3 * C; ++b)
+                    for (size_t j = 0; j < D; ++j) dr[b * D + j] = dpack[b * w + r * D + j];
+            }
+    });
 }
 
 // --- reductions ---------------------------------------------------------------
