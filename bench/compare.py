@@ -2,14 +2,15 @@
 """flowlib vs PyTorch, alternating in one run, as ratios of medians.
 
   /usr/bin/python3 bench/compare.py [--bench build/bench/flowlib_bench]
-        [--coretype inherit|unset|NAME] [--models realnvp,nice,maf,iaf,glow]
+        [--coretype inherit|unset|NAME] [--models realnvp,nice,maf,iaf,made,glow]
         [--dims 8,64] [--hidden 64,256] [--batch 256,4096] [--threads 1,2]
         [--layers K] [--ops train_step,log_prob,sample] [--rounds 5]
         [--round-time 0.2] [--json results.jsonl] [--no-check] [--quick]
 
-Models: realnvp, nice, realnvp_bn, maf, iaf, glow, planar, radial (K = 8
-layers, 5 MADE layers for maf / iaf; planar and radial have no hidden width,
-so they run once per dimension and batch, H shown as "-"). --quick keeps the
+Models: realnvp, nice, realnvp_bn, maf, iaf, made (MADE MoG, 10 components
+per dimension), glow, planar, radial (K = 8 layers, 5 MADE layers for maf /
+iaf, made's one MADE; planar and radial have no hidden width, so they run
+once per dimension and batch, H shown as "-"). --quick keeps the
 small configurations only (H 64, batch 256, 1 thread: both dims) of every
 model the grid names, for a run of a few minutes.
 
@@ -47,7 +48,7 @@ def parse_args():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", help="the flowlib_bench program (default: search build*/bench)")
     ap.add_argument("--coretype", default="inherit")
-    ap.add_argument("--models", default="realnvp,nice,maf,iaf,glow")
+    ap.add_argument("--models", default="realnvp,nice,maf,iaf,made,glow")
     ap.add_argument("--dims", default="8,64")
     ap.add_argument("--hidden", default="64,256")
     ap.add_argument("--batch", default="256,4096")

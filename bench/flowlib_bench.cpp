@@ -26,11 +26,13 @@
 //
 // Models: "realnvp" (K affine couplings), "nice" (K additive couplings +
 // diagonal scale), "realnvp_bn" (realnvp with batch norm between couplings),
-// and any other preset by name: "maf", "iaf" (K MADE layers), "glow" (K
-// actnorm + LU linear + affine coupling steps), "planar", "radial" (K layers,
-// no hidden width: H is ignored); K = --layers (default 8, 5 for maf / iaf /
-// made), hidden = [H, H], ReLU. Data: standard normal rows from a
-// counter-based generator that bench/torch_reference.py reproduces.
+// "made" (MADE MoG: one MADE whose outputs are a mixture of kMadeComponents
+// Gaussians per dimension; K does not apply), and any other preset by name:
+// "maf", "iaf" (K MADE layers), "glow" (K actnorm + LU linear + affine
+// coupling steps), "planar", "radial" (K layers, no hidden width: H is
+// ignored); K = --layers (default 8, 5 for maf / iaf), hidden = [H, H],
+// ReLU. Data: standard normal rows from a counter-based generator that
+// bench/torch_reference.py reproduces.
 #include <flowlib.h>
 
 #include <algorithm>
@@ -124,15 +126,25 @@ bool autoregressive(const std::string &model) {
 // Planar and radial layers have no conditioner network (no hidden width).
 bool conditioner_free(const std::string &model) { return model == "planar" || model == "radial"; }
 
-// The K: 5 MADE layers for maf / iaf, 8 layers otherwise.
-int default_layers(const std::string &model) { return autoregressive(model) ? 5 : 8; }
+// The K: 5 MADE layers for maf / iaf, 8 layers otherwise (MADE MoG:
+// its one MADE).
+int default_layers(const std::string &model) {
+    return model == "made" ? 1 : autoregressive(model) ? 5 : 8;
+}
+
+// Mixture components per dimension of the "made" model (the MADE MoG of
+// Papamakarios et al., "Masked Autoregressive Flow for Density Estimation").
+constexpr int kMadeComponents = 10;
 
 std::string spec_json(const Config &c) {
     // realnvp / nice (optionally with batch norm) are the presets of the same
     // name; any other name is passed through as a preset (maf, iaf, glow, ...).
     std::string preset = c.model == "realnvp_bn" ? "realnvp" : c.model;
-    std::string spec = "{\"preset\": \"" + preset + "\", \"dim\": " + std::to_string(c.dim) +
-                       ", \"layers\": " + std::to_string(c.layers);
+    std::string spec = "{\"preset\": \"" + preset + "\", \"dim\": " + std::to_string(c.dim);
+    if (c.model == "made")
+        spec += ", \"components\": " + std::to_string(kMadeComponents);
+    else
+        spec += ", \"layers\": " + std::to_string(c.layers);
     if (!conditioner_free(c.model))
         spec += ", \"hidden\": [" + std::to_string(c.hidden) + ", " +
                 std::to_string(c.hidden) + "]";
@@ -142,11 +154,13 @@ std::string spec_json(const Config &c) {
 
 // Weights of the dense layers (the GEMM work), biases excluded. A MADE
 // conditioner (maf, iaf) is the same D -> H -> H -> 2D MLP with masked
-// weights; a Glow step adds its D x D invertible linear map. Planar and
-// radial layers do no GEMM (reported as 0 GFLOP/s).
+// weights, MADE MoG's one MADE D -> H -> H -> 3 C D; a Glow step adds its
+// D x D invertible linear map. Planar and radial layers do no GEMM
+// (reported as 0 GFLOP/s).
 double dense_weights(const Config &c) {
     if (conditioner_free(c.model)) return 0.0;
-    const double D = c.dim, H = c.hidden, out = c.model == "nice" ? D : 2 * D;
+    const double D = c.dim, H = c.hidden;
+    const double out = c.model == "nice" ? D : c.model == "made" ? 3 * kMadeComponents * D : 2 * D;
     return c.layers * (D * H + H * H + H * out + (c.model == "glow" ? D * D : 0.0));
 }
 
@@ -376,8 +390,8 @@ void write_f32(const std::string &path, const std::vector<float> &v) {
 }
 
 // Every model type torch_reference.py mirrors.
-const std::vector<std::string> check_models{"realnvp", "nice", "realnvp_bn", "maf",
-                                            "iaf",     "glow", "planar",     "radial"};
+const std::vector<std::string> check_models{"realnvp", "nice",   "realnvp_bn", "maf", "iaf",
+                                            "made",    "glow",   "planar",     "radial"};
 
 // For every model type: train a few steps so no weight is zero any more, save
 // the model, then write what flowlib computes from it on fresh data:

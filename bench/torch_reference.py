@@ -17,7 +17,9 @@ The architectures are flowlib's own (see README "Model specs"):
   invertible_linear  z = x W^T, W = P L (U + diag(sign exp(log_s))) ("lu") or
                      a plain matrix
   planar, radial     Rezende & Mohamed's flows (inverse: Newton / closed form)
-  base               standard normal or standard logistic (nice)
+  base               standard normal, standard logistic (nice), or made_mog
+                     (MADE MoG): per dimension a mixture of C Gaussians whose
+                     logits, means and log-scales a MADE computes from z_<d
 
 MLPs are Linear -> ReLU -> Linear -> ReLU -> Linear with torch.nn.Linear's
 default initialization, U(-1/sqrt(in), 1/sqrt(in)) for weights and biases, as
@@ -485,6 +487,45 @@ BUILDERS = {
 }
 
 
+class MadeMixture(nn.Module):
+    """The made_mog base (model/base_distribution.cpp): dimension d of z is a
+    mixture of C Gaussians whose logits, means and log-scales are the MADE's
+    outputs c D + d, (C + c) D + d and (2C + c) D + d. As flowlib, the MADE's
+    last layer starts at zero but for the means' biases, uniform in [-1, 1]
+    (flowlib draws them from its seed)."""
+
+    def __init__(self, dim, components, hidden, order, mask_seed, activation="relu"):
+        super().__init__()
+        self.made = MLP([dim] + list(hidden) + [3 * components * dim], activation,
+                        made_masks(order, hidden, mask_seed, 3 * components))
+        with torch.no_grad():
+            self.made.linears[-1].bias[components * dim:2 * components * dim].uniform_(-1, 1)
+        self.dim, self.components, self.order = dim, components, list(order)
+
+    def _mixture(self, h):
+        """log weights, means, log-scales: [n, C, D] each."""
+        h = h.view(h.shape[0], 3, self.components, self.dim)
+        return torch.log_softmax(h[:, 0], dim=1), h[:, 1], h[:, 2]
+
+    def log_prob(self, z):
+        log_w, mean, log_scale = self._mixture(self.made(z))
+        u = (z.unsqueeze(1) - mean) * torch.exp(-log_scale)
+        terms = log_w - 0.5 * u * u - log_scale - 0.5 * LOG_TWO_PI
+        return torch.logsumexp(terms, dim=1).sum(1)
+
+    def sample(self, n, generator=None):
+        """D MADE passes as nflows does, pass k drawing dimension order[k]."""
+        weights = self.made.weights()
+        z = torch.zeros(n, self.dim)
+        rows = torch.arange(n)
+        for d in self.order:
+            log_w, mean, log_scale = self._mixture(self.made(z, weights))
+            k = torch.multinomial(log_w[:, :, d].exp(), 1, generator=generator).squeeze(1)
+            z[:, d] = mean[rows, k, d] + torch.exp(log_scale[rows, k, d]) * torch.randn(
+                n, generator=generator)
+        return z
+
+
 class Flow(nn.Module):
     """Transforms named t0, t1, ... as in flowlib; forward = data -> latent."""
 
@@ -494,9 +535,15 @@ class Flow(nn.Module):
         if spec.get("context_dim", 0):
             raise ValueError("conditional models are not mirrored here")
         self.dim = dim
-        self.base = spec.get("base", {"type": "normal"})["type"]
-        if self.base not in ("normal", "logistic"):
-            raise ValueError("base %s is not mirrored here" % self.base)
+        base = spec.get("base", {"type": "normal"})
+        self.base_type = base["type"]
+        if self.base_type == "made_mog":
+            if base.get("agnostic", "none") != "none" or base.get("ensemble", 1) != 1:
+                raise ValueError("agnostic MADE MoG bases are not mirrored here")
+            self.base = MadeMixture(dim, base["components"], _hidden(base), base["order"],
+                                    base["mask_seed"], base.get("activation", "relu"))
+        elif self.base_type not in ("normal", "logistic"):
+            raise ValueError("base %s is not mirrored here" % self.base_type)
         self.names = []
         for k, t in enumerate(spec["transforms"]):
             if t["type"] not in BUILDERS:
@@ -524,13 +571,17 @@ class Flow(nn.Module):
         return z, logdet
 
     def base_log_prob(self, z):
-        if self.base == "normal":
+        if self.base_type == "made_mog":
+            return self.base.log_prob(z)
+        if self.base_type == "normal":
             return -0.5 * (z * z + LOG_TWO_PI).sum(1)
         a = z.abs()
         return (-a - 2.0 * torch.log1p(torch.exp(-a))).sum(1)
 
     def base_sample(self, n, generator=None):
-        if self.base == "normal":
+        if self.base_type == "made_mog":
+            return self.base.sample(n, generator)
+        if self.base_type == "normal":
             return torch.randn(n, self.dim, generator=generator)
         u = torch.rand(n, self.dim, generator=generator).clamp_(1e-7, 1 - 1e-7)
         return torch.log(u) - torch.log1p(-u)
@@ -544,12 +595,21 @@ class Flow(nn.Module):
         return x
 
 
-MODELS = ("realnvp", "nice", "realnvp_bn", "maf", "iaf", "glow", "planar", "radial")
+MODELS = ("realnvp", "nice", "realnvp_bn", "maf", "iaf", "made", "glow", "planar", "radial")
+
+# Mixture components per dimension of the "made" model (MADE MoG), as
+# flowlib_bench.cpp's kMadeComponents.
+MADE_COMPONENTS = 10
+
+# The MADE of a made_mog base takes its mask seed from flowlib's transform
+# number past every real one (model/spec.cpp: base_index).
+MADE_BASE_INDEX = 10001
 
 
 def default_layers(model):
-    """The issue's K: 5 MADE layers for maf / iaf, 8 layers otherwise."""
-    return 5 if model in ("maf", "iaf") else 8
+    """The issue's K: 5 MADE layers for maf / iaf, 8 layers otherwise (made:
+    its one MADE)."""
+    return 1 if model == "made" else 5 if model in ("maf", "iaf") else 8
 
 
 def has_hidden(model):
@@ -561,7 +621,7 @@ def dense_weights(model, dim, hidden, layers):
     """Weights of the dense layers per model (flowlib_bench.cpp: dense_weights)."""
     if not has_hidden(model):
         return 0
-    out = dim if model == "nice" else 2 * dim
+    out = dim if model == "nice" else 3 * MADE_COMPONENTS * dim if model == "made" else 2 * dim
     return layers * (dim * hidden + hidden * hidden + hidden * out
                      + (dim * dim if model == "glow" else 0))
 
@@ -570,6 +630,11 @@ def preset_spec(model, dim, hidden, layers, seed=42):
     """The expanded spec flowlib makes of flowlib_bench's model (model/spec.cpp:
     same orders, MADE mask seeds and permutations for model seed `seed`)."""
     h = [hidden, hidden]
+    if model == "made":
+        mask_seed = int(philox4x32_10(seed, 0x6D61646500000000 + MADE_BASE_INDEX, [0])[0][0])
+        return {"dim": dim, "transforms": [],
+                "base": {"type": "made_mog", "components": MADE_COMPONENTS,
+                         "order": list(range(dim)), "mask_seed": mask_seed, "hidden": h}}
     transforms = []
     for k in range(layers):
         if model in ("maf", "iaf"):
