@@ -530,12 +530,13 @@ FLOW_INLINE MogChunk packed_rows(const float *h, const float *z, size_t C, size_
 // The chunk's terms: wexp = exp(logit - logit_max[j]) and wsum[j] = sum_c
 // wexp (so the weight pi = wexp / wsum, and log sum_c exp(logit) = logit_max
 // + log wsum); t = logit - u^2 / 2 - log_scale with u = (z - mean)
-// exp(-log_scale), and t_max[j] = max_c t. The log of component c is then
-// t - log sum_c exp(logit) - log(2 pi) / 2. The backward pass also keeps
-// wexp, ui = u exp(-log_scale) and uu = u^2.
+// exp(-log_scale), t_max[j] = max_c t and sum[j] = sum_c exp(t - t_max).
+// The log of component c is t - log sum_c exp(logit) - log(2 pi) / 2. The
+// backward pass also keeps wexp, ui = u exp(-log_scale) and uu = u^2, and
+// t becomes exp(t - t_max) (the responsibility is that / sum).
 template <bool Backward>
 FLOW_INLINE void mog_terms(const MogChunk &k, float *logit_max, float *wexp, float *wsum, float *t,
-                           float *t_max, float *ui, float *uu) {
+                           float *t_max, float *sum, float *ui, float *uu) {
     const size_t C = k.C, S = k.stride, w = k.w;
     for (size_t j = 0; j < w; ++j) {
         logit_max[j] = k.logit[j];
@@ -562,6 +563,14 @@ FLOW_IVDEP
             }
         }
     }
+    for (size_t j = 0; j < w; ++j) sum[j] = 0.0f;
+    for (size_t c = 0; c < C; ++c)
+FLOW_IVDEP
+        for (size_t j = 0; j < w; ++j) {
+            const float e = fexp_clamped(t[c * w + j] - t_max[j]);
+            sum[j] += e;
+            if constexpr (Backward) t[c * w + j] = e;
+        }
 }
 
 // body(chunk, i, rows, d0): the chunks of rows [r0, r1) in order, each
@@ -601,11 +610,7 @@ void made_mog_log_prob_rows(const float *z, const float *h, float *out, size_t C
     for_each_mog_chunk(z, h, C, D, r0, r1, pack, [&](const MogChunk &k, size_t i, size_t rows,
                                                      size_t d0) FLOW_INLINE_LAMBDA {
         const size_t w = k.w;
-        mog_terms<false>(k, logit_max, nullptr, wsum, t, t_max, nullptr, nullptr);
-        for (size_t j = 0; j < w; ++j) sum[j] = 0.0f;
-        for (size_t c = 0; c < C; ++c)
-FLOW_IVDEP
-            for (size_t j = 0; j < w; ++j) sum[j] += fexp_clamped(t[c * w + j] - t_max[j]);
+        mog_terms<false>(k, logit_max, nullptr, wsum, t, t_max, sum, nullptr, nullptr);
         // log sum_c exp(t) - log sum_c exp(logit) - log(2 pi) / 2
 FLOW_IVDEP
         for (size_t j = 0; j < w; ++j)
@@ -635,15 +640,7 @@ void made_mog_log_prob_backward_rows(const float *z, const float *h, const float
     for_each_mog_chunk(z, h, C, D, r0, r1, pack, [&](const MogChunk &k, size_t i, size_t rows,
                                                      size_t d0) FLOW_INLINE_LAMBDA {
         const size_t w = k.w;
-        mog_terms<true>(k, logit_max, wexp, wsum, t, t_max, ui, uu);
-        // t becomes exp(t - t_max); the responsibility r = that / its sum.
-        for (size_t j = 0; j < w; ++j) sum[j] = 0.0f;
-        for (size_t c = 0; c < C; ++c)
-FLOW_IVDEP
-            for (size_t j = 0; j < w; ++j) {
-                t[c * w + j] = fexp_clamped(t[c * w + j] - t_max[j]);
-                sum[j] += t[c * w + j];
-            }
+        mog_terms<true>(k, logit_max, wexp, wsum, t, t_max, sum, ui, uu);
         for (size_t j = 0; j < w; ++j) {
             g[j] = dlogp[i + j / (w / rows)];
             inv_sum[j] = 1.0f / sum[j];
