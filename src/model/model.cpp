@@ -44,6 +44,8 @@ constexpr size_t cpu_min_block_rows = 128, cpu_max_block_rows = 512;
 // 10% slower steps in 256-row parts).
 constexpr size_t cpu_part_rows = 256, cpu_wide_part_rows = 512, cpu_wide_part_width = 256;
 constexpr size_t cpu_max_part_width = 512;
+// Part rows of a batch taken through whole.
+constexpr size_t whole_parts = ~size_t(0);
 // Training on several CPU threads gives each thread a part of the batch to
 // take through forward and backward (gradients added up at the end), when
 // each part has at least this many rows: a train step's ops on a small
@@ -112,7 +114,7 @@ Model::Model(Backend &be, ModelSpec spec, uint64_t seed)
     : backend_(be), spec_(std::move(spec)), spec_json_(model_spec_json(spec_)), seed_(seed) {
     const size_t widest = widest_layer(spec_);
     block_rows_ = std::clamp(cpu_block_floats / widest, cpu_min_block_rows, cpu_max_block_rows);
-    part_rows_ = widest > cpu_max_part_width    ? ~size_t(0)
+    part_rows_ = widest > cpu_max_part_width    ? whole_parts
                  : widest >= cpu_wide_part_width ? cpu_wide_part_rows
                                                  : cpu_part_rows;
     build_lane(main_, params_, buffers_);
@@ -383,6 +385,11 @@ void Model::lane_gradients(Lane &lane, ParamArena &params, const float *x,
                            uint64_t stream, size_t part_rows) {
     backend_.fill(params.grads(), 0.0f);
     lane.log_prob_sum = 0.0;
+    // Agnostic MADE bases: training step k uses the masks of draw k;
+    // flow_loss_grad (the evaluation stream) the evaluation masks (draw 0,
+    // or the ensemble of draws 0..K-1).
+    lane.base->set_draw(stream < eval_noise_stream ? stream : 0);
+    lane.acts.resize(std::max<size_t>(lane.transforms.size() + 1, 3)); // every output kept
     const size_t parts = rows / part_rows + (rows % part_rows != 0);
     for (size_t t = 0; t < parts; ++t) { // parts of equal size, within a row
         const size_t first = begin + rows * t / parts, last = begin + rows * (t + 1) / parts;
@@ -397,11 +404,6 @@ void Model::part_gradients(Lane &lane, ParamArena &params, const float *x,
                            const float *context, size_t begin, size_t rows, size_t n,
                            uint64_t stream) {
     upload_rows(lane, x, context, begin, rows);
-    // Agnostic MADE bases: training step k uses the masks of draw k;
-    // flow_loss_grad (the evaluation stream) the evaluation masks (draw 0,
-    // or the ensemble of draws 0..K-1).
-    lane.base->set_draw(stream < eval_noise_stream ? stream : 0);
-    lane.acts.resize(std::max<size_t>(lane.transforms.size() + 1, 3)); // every output kept
     const Tensor &lane_context = spec_.context_dim ? lane.context : no_tensor();
     const Tensor &z = forward_pass(lane, {true, seed_, stream, begin * spec_.dim});
 
@@ -428,7 +430,7 @@ void Model::part_gradients(Lane &lane, ParamArena &params, const float *x,
 }
 
 Model::TrainSplit Model::training_split(size_t n) {
-    const TrainSplit whole = {1, std::max<size_t>(n, 1)};
+    const TrainSplit whole = {1, whole_parts};
     if (backend_.kind() != DeviceKind::cpu) return whole;
     for (auto &t : main_.transforms)
         if (!t->trains_rows_apart(buffers_)) return whole;
@@ -454,7 +456,7 @@ double Model::train_step(const float *x, const float *context, size_t n) {
 
 double Model::loss_grad(const float *x, const float *context, size_t n, float *param_grad,
                         float *x_grad) {
-    double loss = loss_and_gradients(x, context, n, eval_noise_stream, {1, std::max<size_t>(n, 1)});
+    double loss = loss_and_gradients(x, context, n, eval_noise_stream, {1, whole_parts});
     if (param_grad) backend_.download(params_.grads(), param_grad);
     if (x_grad) backend_.download(*main_.data_grad, x_grad);
     return loss;

@@ -2,8 +2,12 @@
 // builds a function for AVX-512 (x86-64-v4), AVX2 (x86-64-v3) and baseline
 // x86-64, and the loader picks one for the CPU it runs on, so the shipped
 // library is fast without -march=native. Sanitizer builds and other
-// compilers get one plain version.
+// compilers get one plain version. Also the helpers that must be inlined
+// into such kernels: copy_floats.
 #pragma once
+
+#include <cstddef>
+#include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(FLOWLIB_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
@@ -20,3 +24,16 @@
 // A lambda body inlined into its (cloned) caller: an out-of-line lambda
 // would be compiled once, for baseline x86-64.
 #define FLOW_INLINE_LAMBDA __attribute__((always_inline))
+
+namespace flow {
+
+// to[0, n) = from[0, n) for short runs (a panel's slab row, a block of a
+// row), whole 8-float moves then single floats: GCC turns a plain copy loop
+// into a memcpy call, which for 32-64 bytes costs more than the copy.
+FLOW_INLINE void copy_floats(const float *from, size_t n, float *to) {
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) std::memcpy(to + j, from + j, 8 * sizeof(float));
+    for (; j < n; ++j) to[j] = from[j];
+}
+
+} // namespace flow

@@ -514,14 +514,6 @@ FLOW_INLINE MogChunk row_chunk(const float *hi, const float *zi, size_t C, size_
     return {hi + d0, hi + C * D + d0, hi + 2 * C * D + d0, zi + d0, C, D, w};
 }
 
-// n (< kMogDims) floats: whole 8-float moves, then single floats. A plain
-// loop would become a memcpy call per block, costing more than the copy.
-FLOW_INLINE void copy_block(const float *from, size_t n, float *to) {
-    size_t j = 0;
-    for (; j + 8 <= n; j += 8) std::memcpy(to + j, from + j, 8 * sizeof(float));
-    for (; j < n; ++j) to[j] = from[j];
-}
-
 // Rows [i, i + rows) whole, each block of their h rows copied into pack
 // [3 C, rows D] (block b of row r at b w + r D); z's rows are contiguous.
 FLOW_INLINE MogChunk packed_rows(const float *h, const float *z, size_t C, size_t D, size_t i,
@@ -529,7 +521,7 @@ FLOW_INLINE MogChunk packed_rows(const float *h, const float *z, size_t C, size_
     const size_t w = rows * D;
     for (size_t r = 0; r < rows; ++r) {
         const float *hr = h + (i + r) * 3 * C * D;
-        for (size_t b = 0; b < 3 * C; ++b) copy_block(hr + b * D, D, pack + b * w + r * D);
+        for (size_t b = 0; b < 3 * C; ++b) copy_floats(hr + b * D, D, pack + b * w + r * D);
     }
     return {pack, pack + C * w, pack + 2 * C * w, z + i * D, C, w, w};
 }
@@ -675,12 +667,10 @@ FLOW_IVDEP
         if (rows > 1)
             for (size_t r = 0; r < rows; ++r) {
                 float *dr = dh + (i + r) * 3 * C * D;
-                for (size_t b = 0; b < 3 * C; ++b) copy_block(dpack + b * w + r * D, D, dr + b * D);
+                for (size_t b = 0; b < 3 * C; ++b) copy_floats(dpack + b * w + r * D, D, dr + b * D);
             }
     });
 }
-
-// --- reductions ---------------------------------------------------------------
 
 // --- gather / scatter ----------------------------------------------------------
 
@@ -833,6 +823,8 @@ void scatter_rows(const float *x, size_t x_cols, size_t width, const int32_t *ro
         }
     }
 }
+
+// --- reductions ---------------------------------------------------------------
 
 // W columns whose sums stay in registers down all the rows: summed in acc
 // itself, every row's adds would wait for the previous row's stores. Each

@@ -417,19 +417,8 @@ void fill_panel(bool trans_b, const float *b, size_t ldb, size_t n, size_t k, fl
     if (!trans_b) { // each slab's rows: a copy of `width` floats of a row of B
         for (size_t j0 = 0; j0 < n; j0 += width) {
             const size_t w = std::min(width, n - j0);
-            for (size_t p = 0; p < k; ++p) {
-                const float *from = b + p * ldb + j0;
-                float *to = panel + slab_index(k, width, p, j0);
-                if (w < width) {
-                    std::memcpy(to, from, w * sizeof(float));
-                    continue;
-                }
-                // Whole vectors: a memcpy call per 32 or 64 bytes cost more
-                // than the copy (the backward products dy W pack their W
-                // for every part of a batch).
-                for (size_t v = 0; v < width; v += kLanes)
-                    *reinterpret_cast<Vec *>(to + v) = *reinterpret_cast<const Vec *>(from + v);
-            }
+            for (size_t p = 0; p < k; ++p)
+                copy_floats(b + p * ldb + j0, w, panel + slab_index(k, width, p, j0));
         }
     } else {
         transpose_into(b, ldb, n, k, panel, width);
