@@ -120,16 +120,19 @@ FLOW_INLINE void finish(const Vec (&acc)[R][V], const Epilogue &e, float *c, siz
 // Rows [0, R) x columns [0, V * kLanes) of C (rows ldc apart), of which the
 // first `cols` are stored. op(A)(r, p) = a[r * a_row + p * a_step]; b is
 // op(B), row-major with rows ldb apart and V * kLanes readable floats in each.
+// The first vector of columns stops at step k_low (<= k): op(B) is zero
+// below it there (a staircase panel whose first units reach fewer inputs).
 template <size_t R, size_t V>
 FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *b, size_t ldb,
-                      size_t k, Epilogue e, float *c, size_t ldc, size_t cols) {
+                      size_t k_low, size_t k, Epilogue e, float *c, size_t ldc, size_t cols) {
     // Zeroed one by one: `= {}` on an array this size becomes a rep stos
     // that costs as much as a short tile's whole k loop.
     Vec acc[R][V];
     for (size_t r = 0; r < R; ++r)
         for (size_t v = 0; v < V; ++v) acc[r][v] = Vec{};
     if constexpr (R <= 6) {
-        for (size_t p = 0; p < k; ++p, a += a_step, b += ldb) {
+        size_t p = 0;
+        for (; p < k_low; ++p, a += a_step, b += ldb) {
             Vec bv[V];
             for (size_t v = 0; v < V; ++v) bv[v] = *reinterpret_cast<const Vec *>(b + v * kLanes);
             for (size_t r = 0; r < R; ++r) {
@@ -137,7 +140,14 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
                 for (size_t v = 0; v < V; ++v) acc[r][v] += ar * bv[v];
             }
         }
+        for (; p < k; ++p, a += a_step, b += ldb)
+            for (size_t v = 1; v < V; ++v) {
+                const Vec bv = *reinterpret_cast<const Vec *>(b + v * kLanes);
+                for (size_t r = 0; r < R; ++r) acc[r][v] += a[r * a_row] * bv;
+            }
     } else {
+        static_assert(V == 1, "tall tiles are one vector wide: k_low is their k");
+        k = k_low;
         // Row r of op(A) read as row[r / 3][(r % 3) * a_row]: a pointer per
         // three rows and two strides fit x86 addressing, where twelve row
         // offsets would not fit the integer registers and reload every step.
@@ -174,27 +184,28 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
 // A tile of `rows` (1..R) rows.
 template <size_t R, size_t V>
 FLOW_INLINE void tile_of(size_t rows, const float *a, size_t a_row, size_t a_step,
-                         const float *b, size_t ldb, size_t k, Epilogue e, float *c, size_t ldc,
-                         size_t cols) {
-    if (rows == R) return tile<R, V>(a, a_row, a_step, b, ldb, k, e, c, ldc, cols);
-    if constexpr (R > 1) tile_of<R - 1, V>(rows, a, a_row, a_step, b, ldb, k, e, c, ldc, cols);
+                         const float *b, size_t ldb, size_t k_low, size_t k, Epilogue e, float *c,
+                         size_t ldc, size_t cols) {
+    if (rows == R) return tile<R, V>(a, a_row, a_step, b, ldb, k_low, k, e, c, ldc, cols);
+    if constexpr (R > 1)
+        tile_of<R - 1, V>(rows, a, a_row, a_step, b, ldb, k_low, k, e, c, ldc, cols);
 }
 
 // All m rows of one block of V * kLanes columns (cols of them stored).
 template <size_t V>
-FLOW_INLINE void column_block(size_t m, size_t k, const float *a, size_t a_row, size_t a_step,
-                              const float *b, size_t ldb, Epilogue e, float *c, size_t ldc,
-                              size_t cols) {
+FLOW_INLINE void column_block(size_t m, size_t k_low, size_t k, const float *a, size_t a_row,
+                              size_t a_step, const float *b, size_t ldb, Epilogue e, float *c,
+                              size_t ldc, size_t cols) {
     constexpr size_t R = kRows<V>;
     size_t i = 0;
     for (; i + 2 * R <= m; i += R)
-        tile<R, V>(a + i * a_row, a_row, a_step, b, ldb, k, e.at(i * ldc, 0), c + i * ldc, ldc,
-                   cols);
+        tile<R, V>(a + i * a_row, a_row, a_step, b, ldb, k_low, k, e.at(i * ldc, 0), c + i * ldc,
+                   ldc, cols);
     // The last R + 1 .. 2R - 1 rows go as two tiles of about equal size
     // rather than a full one and a thin one with too few accumulators.
     for (size_t left = m - i; left > 0; left = m - i) {
         const size_t rows = left > R ? left / 2 : left;
-        tile_of<R, V>(rows, a + i * a_row, a_row, a_step, b, ldb, k, e.at(i * ldc, 0),
+        tile_of<R, V>(rows, a + i * a_row, a_row, a_step, b, ldb, k_low, k, e.at(i * ldc, 0),
                       c + i * ldc, ldc, cols);
         i += rows;
     }
@@ -205,10 +216,12 @@ constexpr size_t kSlab = 2 * kLanes; // columns of op(B) per slab
 constexpr size_t kRowBlockBytes = 128 * 1024;
 
 // b: op(B) in slabs of kSlab columns, slab s at b + s * slab, its rows ldb
-// apart, readable to n rounded up to kLanes.
+// apart, readable to n rounded up to kLanes. op(B)'s columns [0, kLanes) are
+// zero from row k_low (<= k) on.
 FLOW_CLONES_AVX2
-void multiply(size_t m, size_t n, size_t k, const float *a, size_t a_row, size_t a_step,
-              const float *b, size_t ldb, size_t slab, Epilogue e, float *c, size_t ldc) {
+void multiply(size_t m, size_t n, size_t k_low, size_t k, const float *a, size_t a_row,
+              size_t a_step, const float *b, size_t ldb, size_t slab, Epilogue e, float *c,
+              size_t ldc) {
     // A multiple of both tile heights, so that only the last block has a
     // ragged end.
     constexpr size_t tiles = 2 * kRows<2>;
@@ -221,14 +234,14 @@ void multiply(size_t m, size_t n, size_t k, const float *a, size_t a_row, size_t
         const Epilogue ei = e.at(i * ldc, 0);
         size_t j = 0;
         for (; j + kSlab <= n; j += kSlab)
-            column_block<2>(rows, k, ai, a_row, a_step, b + j / kSlab * slab, ldb, ei.at(j, j),
-                            ci + j, ldc, kSlab);
+            column_block<2>(rows, j ? k : k_low, k, ai, a_row, a_step, b + j / kSlab * slab, ldb,
+                            ei.at(j, j), ci + j, ldc, kSlab);
         if (n - j > kLanes)
-            column_block<2>(rows, k, ai, a_row, a_step, b + j / kSlab * slab, ldb, ei.at(j, j),
-                            ci + j, ldc, n - j);
+            column_block<2>(rows, j ? k : k_low, k, ai, a_row, a_step, b + j / kSlab * slab, ldb,
+                            ei.at(j, j), ci + j, ldc, n - j);
         else if (j < n)
-            column_block<1>(rows, k, ai, a_row, a_step, b + j / kSlab * slab, ldb, ei.at(j, j),
-                            ci + j, ldc, n - j);
+            column_block<1>(rows, j ? k : k_low, k, ai, a_row, a_step, b + j / kSlab * slab, ldb,
+                            ei.at(j, j), ci + j, ldc, n - j);
     }
 }
 
@@ -443,20 +456,23 @@ size_t transposed_panel_slab(size_t n, size_t k, size_t j0, size_t count) {
     return j0 / width * width * k;
 }
 
-void small_gemm_strided(size_t m, size_t n, size_t k, float alpha, const float *a,
-                        size_t a_row, size_t a_step, bool trans_b, const float *b, size_t ldb,
-                        float beta, float *c, size_t ldc, const GemmStore &store,
-                        const float *b_panel) {
+namespace {
+
+// small_gemm_strided, op(B)'s columns [0, kLanes) zero from row k_low on.
+void product(size_t m, size_t n, size_t k_low, size_t k, float alpha, const float *a,
+             size_t a_row, size_t a_step, bool trans_b, const float *b, size_t ldb, float beta,
+             float *c, size_t ldc, const GemmStore &store, const float *b_panel) {
     if (m == 0 || n == 0) return;
     const Epilogue e = {alpha, beta, store, finish_of(alpha, beta, store, c)};
     const size_t width = panel_width(n);
-    if (b_panel) return multiply(m, n, k, a, a_row, a_step, b_panel, width, width * k, e, c, ldc);
+    if (b_panel)
+        return multiply(m, n, k_low, k, a, a_row, a_step, b_panel, width, width * k, e, c, ldc);
     // Rows of op(B) read in place lie ldb floats apart: from 128 (512 bytes)
     // on they fall on 8 or fewer of L1's 64 sets, and more than 32 of them
     // (a slab's k rows) evict each other; such op(B)s are packed instead
     // (4096 x 256 x 256: 77 -> 106 GFLOP/s).
     if (!trans_b && n % kLanes == 0 && (ldb < 128 || k <= 32))
-        return multiply(m, n, k, a, a_row, a_step, b, ldb, kSlab, e, c, ldc);
+        return multiply(m, n, k_low, k, a, a_row, a_step, b, ldb, kSlab, e, c, ldc);
     if (a_step == 1 && n < kNarrow) { // the narrow kernel reads rows of op(A) as vectors
         if (trans_b) return multiply_narrow(m, n, k, a, a_row, b, ldb, e, c, ldc);
         // B (k x n) transposed: n rows of k for the same dot products.
@@ -467,7 +483,23 @@ void small_gemm_strided(size_t m, size_t n, size_t k, float alpha, const float *
     }
     float *panel = scratch(panel_size(n, k));
     fill_panel(trans_b, b, ldb, n, k, panel);
-    multiply(m, n, k, a, a_row, a_step, panel, width, width * k, e, c, ldc);
+    multiply(m, n, k_low, k, a, a_row, a_step, panel, width, width * k, e, c, ldc);
+}
+
+} // namespace
+
+void small_gemm_strided(size_t m, size_t n, size_t k, float alpha, const float *a,
+                        size_t a_row, size_t a_step, bool trans_b, const float *b, size_t ldb,
+                        float beta, float *c, size_t ldc, const GemmStore &store,
+                        const float *b_panel) {
+    product(m, n, k, k, alpha, a, a_row, a_step, trans_b, b, ldb, beta, c, ldc, store, b_panel);
+}
+
+void small_gemm_staircase(size_t m, size_t n, size_t k_low, size_t k, const float *a,
+                          size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
+                          const GemmStore &store, const float *b_panel) {
+    product(m, n, std::min(k_low, k), k, 1.0f, a, lda, 1, true, b, ldb, 0.0f, c, ldc, store,
+            b_panel);
 }
 
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,

@@ -49,6 +49,16 @@ void small_gemm_strided(size_t m, size_t n, size_t k, float alpha, const float *
                         float beta, float *c, size_t ldc, const GemmStore &store = {},
                         const float *b_panel = nullptr);
 
+// small_gemm(false, true, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, store,
+// b_panel) for one panel of a staircase product (a MADE layer's units in
+// degree order), where op(B) = b^T is zero from row k_low on in its first 8
+// columns (units that reach fewer inputs than the panel's deepest one): the
+// tiles of those columns stop there instead of adding zero products. The
+// same result for finite op(A).
+void small_gemm_staircase(size_t m, size_t n, size_t k_low, size_t k, const float *a,
+                          size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
+                          const GemmStore &store, const float *b_panel);
+
 // For products that reuse one transposed op(B) = b^T (b [n, k], rows ldb
 // apart), as a layer's weight is reused block after block: the panel
 // small_gemm would copy it into for every call, made once. Its size in

@@ -73,6 +73,13 @@ size_t band_at(size_t units, size_t inputs, const RowPanel &p) {
     return cpu_kernels::transposed_panel_slab(units, inputs, p.begin, p.end - p.begin);
 }
 
+// Inputs the first half of panel p (the kernel's first vector of units)
+// reaches: the rest of its band is zero there, and its tiles stop at it.
+size_t low_depth(const size_t *prefix, const RowPanel &p) {
+    const size_t end = std::min(p.end, p.begin + kPanel / 2);
+    return *std::max_element(prefix + p.begin, prefix + end);
+}
+
 // y = x w^T + bias, and when act is non-null act = y above 0, slope * y below.
 // packed: pack_staircase's panel, or null (each panel transposes its band
 // of w then).
@@ -84,10 +91,10 @@ void forward(const StaircaseArgs &a, const float *packed, float *act, float slop
             const size_t at = r0 * a.units + p.begin, count = p.end - p.begin;
             const size_t at_band = packed ? band_at(a.units, a.inputs, p) : cpu_kernels::kNoSlab;
             const float *band = at_band == cpu_kernels::kNoSlab ? nullptr : packed + at_band;
-            cpu_kernels::small_gemm(false, true, r1 - r0, count, p.depth, 1.0f,
-                                    a.x + r0 * a.width, a.width, a.w + p.begin * a.inputs,
-                                    a.inputs, 0.0f, a.out + at, a.units,
-                                    {a.bias + p.begin, act ? act + at : nullptr, slope}, band);
+            cpu_kernels::small_gemm_staircase(
+                r1 - r0, count, low_depth(a.prefix, p), p.depth, a.x + r0 * a.width, a.width,
+                a.w + p.begin * a.inputs, a.inputs, a.out + at, a.units,
+                {a.bias + p.begin, act ? act + at : nullptr, slope}, band);
         }
     });
 }
