@@ -1861,7 +1861,7 @@ Test(cpu_made_mog, log_prob_and_backward_match_reference) {
     const Vec w = random_vec(n, 404);
     Tensor dz = filled({n, D}, 9.0f), dh = filled({n, 3 * C * D}, 9.0f);
     cpu().made_mog_log_prob_backward(tensor({n, D}, z), tensor({n, 3 * C * D}, h), tensor({n}, w), dz,
-                                     dh);
+                                     dh, nullptr);
     expect_grad(values(dz), [&](const Vec &v) { return dot(run(v, h), w); }, z, 1e-3f, "made_mog dz");
     expect_grad(values(dh), [&](const Vec &v) { return dot(run(z, v), w); }, h, 1e-3f, "made_mog dh");
     cr_assert(throws_internal([&] {
@@ -1898,9 +1898,13 @@ Test(cpu_made_mog, wide_rows_and_far_apart_components_match_the_double_math) {
         expect_close(values(out), made_mog_ref(z, h, n, D, C), 1e-4, 1e-5, what);
 
         const Vec g = random_vec(n, seed + 2);
+        // The density made along with the gradient is made_mog_log_prob's, bit for bit.
         Tensor dz = filled({n, D}, 9.0f), dh = filled({n, 3 * C * D}, 9.0f);
+        Tensor along = filled({n}, 123.0f);
         cpu().made_mog_log_prob_backward(tensor({n, D}, z), tensor({n, 3 * C * D}, h),
-                                         tensor({n}, g), dz, dh);
+                                         tensor({n}, g), dz, dh, &along);
+        std::snprintf(what, sizeof what, "made_mog out along D=%zu C=%zu", D, C);
+        cr_assert(values(along) == values(out), "%s differs from made_mog_log_prob", what);
         Vec want_dh(n * 3 * C * D);
         Ref want_dz(n * D);
         for (size_t i = 0; i < n; ++i)

@@ -67,10 +67,12 @@ Test(cuda_made_mog, log_prob_and_backward_match_the_cpu) {
             Pair dlogp = random_pair({s.n}, seed + 3);
             Pair dz = random_pair({s.n, s.D}, seed + 4);
             Pair dh = random_pair({s.n, 3 * C * s.D}, seed + 5);
-            cpu().made_mog_log_prob_backward(z.cpu, h.cpu, dlogp.cpu, dz.cpu, dh.cpu);
-            gpu().made_mog_log_prob_backward(z.gpu, h.gpu, dlogp.gpu, dz.gpu, dh.gpu);
+            Pair along = random_pair({s.n}, seed + 6);
+            cpu().made_mog_log_prob_backward(z.cpu, h.cpu, dlogp.cpu, dz.cpu, dh.cpu, &along.cpu);
+            gpu().made_mog_log_prob_backward(z.gpu, h.gpu, dlogp.gpu, dz.gpu, dh.gpu, &along.gpu);
             expect(dz, label("made_mog_log_prob_backward dz", s, tag));
             expect(dh, label("made_mog_log_prob_backward dh", s, tag));
+            expect(along, label("made_mog_log_prob_backward out", s, tag));
         }
 }
 

@@ -235,9 +235,12 @@ public:
     // Backward of made_mog_log_prob with per-row loss gradients dlogp: dz
     // (overwritten) = dlogp[i] * d out[i] / dz through the direct path only
     // (the path through h is the caller's), dh (overwritten) = dlogp[i] *
-    // d out[i] / dh.
+    // d out[i] / dh. out, when non-null, gets made_mog_log_prob's result
+    // too: a train step, whose dlogp does not depend on it, makes the loss
+    // and its gradient in one pass over the mixtures.
     virtual void made_mog_log_prob_backward(const Tensor &z, const Tensor &h,
-                                            const Tensor &dlogp, Tensor &dz, Tensor &dh) = 0;
+                                            const Tensor &dlogp, Tensor &dz, Tensor &dh,
+                                            Tensor *out) = 0;
     // Writes z[:, column] only (the other columns keep their values): with
     // the Philox block b of counter i * D + column (key seed, stream stream),
     // component c is drawn from the softmax of the logits of (i, column) with

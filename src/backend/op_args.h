@@ -341,21 +341,23 @@ inline MadeMogLogProbArgs made_mog_log_prob_args(const Tensor &z, const Tensor &
     return {in, op_f32(out, op)};
 }
 
-// made_mog_log_prob_backward: made_mog_args plus dlogp [n], dz like z, dh like h.
+// made_mog_log_prob_backward: made_mog_args plus dlogp [n], dz like z, dh
+// like h, and the optional out [n] (null when none).
 struct MadeMogBackwardArgs {
     MadeMogArgs in;
     const float *dlogp;
-    float *dz, *dh;
+    float *dz, *dh, *out;
 };
 
 inline MadeMogBackwardArgs made_mog_backward_args(const Tensor &z, const Tensor &h,
                                                   const Tensor &dlogp, Tensor &dz, Tensor &dh,
-                                                  const char *op) {
+                                                  Tensor *out, const char *op) {
     const MadeMogArgs in = made_mog_args(z, h, op);
     op_check(dlogp.size() == z.rows(), op, "per-row tensor length != rows");
     op_check(dz.rows() == z.rows() && dz.cols() == z.cols(), op, "dz shape mismatch");
     op_check(dh.rows() == h.rows() && dh.cols() == h.cols(), op, "dh shape mismatch");
-    return {in, op_f32(dlogp, op), op_f32(dz, op), op_f32(dh, op)};
+    op_check(!out || out->size() == z.rows(), op, "per-row tensor length != rows");
+    return {in, op_f32(dlogp, op), op_f32(dz, op), op_f32(dh, op), out ? op_f32(*out, op) : nullptr};
 }
 
 // made_mog_sample: made_mog_args with z written at one column, and the

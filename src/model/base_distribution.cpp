@@ -131,10 +131,7 @@ public:
         if (members() == 1) {
             use_draw(train_draw_);
             if (last_z_ != z.f32() || last_rows_ != z.rows()) net_.forward(params, z, context);
-            dh_.ensure(be, net_.output().shape());
-            be.made_mog_log_prob_backward(z, net_.output(), dlogp, dz, dh_);
-            net_.backward(params, dh_, &dnet_, true);
-            be.axpy(1.0f, dnet_, dz);
+            backward(params, z, dlogp, dz, nullptr);
             return;
         }
         const size_t n = z.rows();
@@ -146,11 +143,22 @@ public:
             use_draw(j);
             const Tensor &h = net_.forward(params, z, context);
             dh_.ensure(be, h.shape());
-            be.made_mog_log_prob_backward(z, h, dlp_.row_block(j, 1), dz_member_, dh_);
+            be.made_mog_log_prob_backward(z, h, dlp_.row_block(j, 1), dz_member_, dh_, nullptr);
             net_.backward(params, dh_, &dnet_, true);
             be.axpy(1.0f, dz_member_, dz);
             be.axpy(1.0f, dnet_, dz);
         }
+    }
+
+    // One member: the mixtures' densities and gradients in one pass.
+    void log_prob_and_backward(const ParamArena &params, const Tensor &z, const Tensor &context,
+                               const Tensor &dlogp, Tensor &out, Tensor &dz) const override {
+        if (members() != 1) return BaseDistribution::log_prob_and_backward(params, z, context,
+                                                                          dlogp, out, dz);
+        use_draw(train_draw_);
+        last_z_ = nullptr;
+        net_.forward(params, z, context);
+        backward(params, z, dlogp, dz, &out);
     }
 
     // D passes per member: pass k draws the dimension order[k] from its
@@ -184,6 +192,17 @@ private:
     static constexpr uint64_t member_stream = 1ull << 40;
 
     size_t members() const { return train_draw_ ? 1 : members_; }
+
+    // The backward pass of one member from its MADE's output (and out, when
+    // non-null, its log-density).
+    void backward(const ParamArena &params, const Tensor &z, const Tensor &dlogp, Tensor &dz,
+                  Tensor *out) const {
+        Backend &be = z.backend();
+        dh_.ensure(be, net_.output().shape());
+        be.made_mog_log_prob_backward(z, net_.output(), dlogp, dz, dh_, out);
+        net_.backward(params, dh_, &dnet_, true);
+        be.axpy(1.0f, dnet_, dz);
+    }
 
     void use_draw(uint64_t draw) const {
         if ((!agnostic_order_ && !agnostic_connectivity_) || draw == draw_) return;

@@ -28,6 +28,14 @@ public:
     virtual void log_prob_backward(const ParamArena &params, const Tensor &z,
                                    const Tensor &context, const Tensor &dlogp,
                                    Tensor &dz) const = 0;
+    // log_prob() then log_prob_backward(), for a caller whose dlogp does not
+    // depend on out (a train step): a base may make both in one pass.
+    virtual void log_prob_and_backward(const ParamArena &params, const Tensor &z,
+                                       const Tensor &context, const Tensor &dlogp, Tensor &out,
+                                       Tensor &dz) const {
+        log_prob(params, z, context, out);
+        log_prob_backward(params, z, context, dlogp, dz);
+    }
     // Selects the masks of the passes that follow: draw = the training step
     // (>= 1) in flow_train_step, 0 for every other pass (the evaluation
     // masks: draw 0, or the ensemble of draws 0..K-1). Only an agnostic

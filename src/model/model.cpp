@@ -407,19 +407,19 @@ void Model::part_gradients(Lane &lane, ParamArena &params, const float *x,
     const Tensor &lane_context = spec_.context_dim ? lane.context : no_tensor();
     const Tensor &z = forward_pass(lane, {true, seed_, stream, begin * spec_.dim});
 
+    // loss = -mean(log pi(z) + sum of logdets): every log term gets -1/n.
+    lane.dlog.ensure(backend_, {rows});
+    backend_.fill(lane.dlog, -1.0f / (float)n);
     lane.log_prob.ensure(backend_, {rows});
-    lane.base->log_prob(params, z, lane_context, lane.log_prob);
+    lane.grad_a.ensure(backend_, {rows, spec_.dim});
+    lane.base->log_prob_and_backward(params, z, lane_context, lane.dlog, lane.log_prob,
+                                     lane.grad_a);
     backend_.axpy(1.0f, lane.logdet, lane.log_prob);
     const double sum = backend_.sum(lane.log_prob);
     if (!std::isfinite(sum))
         fail(Status::numeric, "the loss is not finite (" + std::to_string(-sum / (double)n) + ")");
     lane.log_prob_sum += sum;
 
-    // loss = -mean(log pi(z) + sum of logdets): every log term gets -1/n.
-    lane.dlog.ensure(backend_, {rows});
-    backend_.fill(lane.dlog, -1.0f / (float)n);
-    lane.grad_a.ensure(backend_, {rows, spec_.dim});
-    lane.base->log_prob_backward(params, z, lane_context, lane.dlog, lane.grad_a);
     Tensor *dz = &lane.grad_a, *dx = &lane.grad_b;
     for (size_t k = lane.transforms.size(); k-- > 0;) {
         dx->ensure(backend_, {rows, spec_.dim});

@@ -636,6 +636,29 @@ FLOW_INLINE void for_each_mog_chunk(const float *z, const float *h, size_t C, si
     }
 }
 
+// The log-densities of a chunk from its terms: log sum_c exp(t) - log sum_c
+// exp(logit) - log(2 pi) / 2 per dimension (lp: w floats), and each row's
+// dimensions added in double into out[i + r]; a row in several chunks
+// carries its sum in total.
+FLOW_INLINE void store_log_probs(size_t w, size_t rows, size_t d0, size_t D, const float *t_max,
+                                 const float *logit_max, const float *sum, const float *wsum,
+                                 float *lp, double &total, float *out) {
+    constexpr float half_log_two_pi = 0.918938533204672742f;
+FLOW_IVDEP
+    for (size_t j = 0; j < w; ++j)
+        lp[j] = (t_max[j] - logit_max[j]) + (log_cephes(sum[j]) - log_cephes(wsum[j])) -
+                half_log_two_pi;
+    if (d0 == 0) total = 0.0;
+    for (size_t r = 0; r < rows; ++r) {
+        const float *lr = lp + r * (w / rows);
+        total += glow::row_sum(w / rows, [&](size_t j) { return double(lr[j]); });
+        if (rows > 1 || d0 + w == D) {
+            out[r] = float(total);
+            total = 0.0;
+        }
+    }
+}
+
 // This thread's arrays for C components: wexp, t, ui, uu [C, kMogDims], the
 // packed rows [3 C, kMogDims] and their gradients [3 C, kMogDims].
 float *mog_buffer(size_t C) { return thread_buffer<float, 4>(10 * C * kMogDims); }
@@ -645,44 +668,30 @@ float *mog_buffer(size_t C) { return thread_buffer<float, 4>(10 * C * kMogDims);
 FLOW_CLONES
 void made_mog_log_prob_rows(const float *z, const float *h, float *out, size_t C, size_t D,
                             size_t r0, size_t r1) {
-    constexpr float half_log_two_pi = 0.918938533204672742f;
     float *t = mog_buffer(C), *pack = t + 4 * C * kMogDims;
     float logit_max[kMogDims], wsum[kMogDims], t_max[kMogDims], sum[kMogDims], lp[kMogDims];
     double total = 0.0; // of the row being summed chunk by chunk
     for_each_mog_chunk(z, h, C, D, r0, r1, pack, [&](const MogChunk &k, size_t i, size_t rows,
                                                      size_t d0) FLOW_INLINE_LAMBDA {
-        const size_t w = k.w;
         mog_terms<false>(k, logit_max, nullptr, wsum, t, t_max, sum, nullptr, nullptr);
-        // log sum_c exp(t) - log sum_c exp(logit) - log(2 pi) / 2
-FLOW_IVDEP
-        for (size_t j = 0; j < w; ++j)
-            lp[j] = (t_max[j] - logit_max[j]) + (log_cephes(sum[j]) - log_cephes(wsum[j])) -
-                    half_log_two_pi;
-        // Each row's dimensions added in double.
-        if (d0 == 0) total = 0.0;
-        for (size_t r = 0; r < rows; ++r) {
-            const float *lr = lp + r * (w / rows);
-            total += glow::row_sum(w / rows, [&](size_t j) { return double(lr[j]); });
-            if (rows > 1 || d0 + w == D) {
-                out[i + r] = float(total);
-                total = 0.0;
-            }
-        }
+        store_log_probs(k.w, rows, d0, D, t_max, logit_max, sum, wsum, lp, total, out + i);
     });
 }
 
 FLOW_CLONES
 void made_mog_log_prob_backward_rows(const float *z, const float *h, const float *dlogp,
-                                     float *dz, float *dh, size_t C, size_t D, size_t r0,
-                                     size_t r1) {
+                                     float *dz, float *dh, float *out, size_t C, size_t D,
+                                     size_t r0, size_t r1) {
     float *wexp = mog_buffer(C), *t = wexp + C * kMogDims, *ui = t + C * kMogDims,
           *uu = ui + C * kMogDims, *pack = uu + C * kMogDims, *dpack = pack + 3 * C * kMogDims;
     float logit_max[kMogDims], wsum[kMogDims], t_max[kMogDims], sum[kMogDims];
-    float g[kMogDims], inv_sum[kMogDims], inv_wsum[kMogDims], dzj[kMogDims];
+    float g[kMogDims], inv_sum[kMogDims], inv_wsum[kMogDims], dzj[kMogDims], lp[kMogDims];
+    double total = 0.0;
     for_each_mog_chunk(z, h, C, D, r0, r1, pack, [&](const MogChunk &k, size_t i, size_t rows,
                                                      size_t d0) FLOW_INLINE_LAMBDA {
         const size_t w = k.w;
         mog_terms<true>(k, logit_max, wexp, wsum, t, t_max, sum, ui, uu);
+        if (out) store_log_probs(w, rows, d0, D, t_max, logit_max, sum, wsum, lp, total, out + i);
         for (size_t j = 0; j < w; ++j) {
             g[j] = dlogp[i + j / (w / rows)];
             inv_sum[j] = 1.0f / sum[j];

@@ -65,12 +65,13 @@ void logistic_log_prob_backward_rows(const float *z, const float *dlogp, float *
 // Rows [r0, r1) of the MADE MoG base's log-density (Backend::made_mog_log_prob:
 // h [n, 3 C D] its MADE's outputs, z [n, D]) and of its backward pass (dz
 // [n, D], dh like h), in float with polynomial exp and log, a vector of
-// dimensions at a time; each row's dimensions are added in double.
+// dimensions at a time; each row's dimensions are added in double. The
+// backward pass also writes the log-density when out is non-null.
 void made_mog_log_prob_rows(const float *z, const float *h, float *out, size_t C, size_t D,
                             size_t r0, size_t r1);
 void made_mog_log_prob_backward_rows(const float *z, const float *h, const float *dlogp,
-                                     float *dz, float *dh, size_t C, size_t D, size_t r0,
-                                     size_t r1);
+                                     float *dz, float *dh, float *out, size_t C, size_t D,
+                                     size_t r0, size_t r1);
 
 // A column index list as (first, step) when it is first, first + step, ...
 // with step 1, 2 or -1: the coupling masks "half" and "alternate", and the

@@ -38,14 +38,15 @@ void CpuBackend::made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out
 }
 
 void CpuBackend::made_mog_log_prob_backward(const Tensor &z, const Tensor &h,
-                                            const Tensor &dlogp, Tensor &dz, Tensor &dh) {
+                                            const Tensor &dlogp, Tensor &dz, Tensor &dh,
+                                            Tensor *out) {
     const MadeMogBackwardArgs a =
-        made_mog_backward_args(z, h, dlogp, dz, dh, "made_mog_log_prob_backward");
+        made_mog_backward_args(z, h, dlogp, dz, dh, out, "made_mog_log_prob_backward");
     const float *pz = a.in.z, *ph = a.in.h, *pg = a.dlogp;
-    float *pdz = a.dz, *pdh = a.dh;
+    float *pdz = a.dz, *pdh = a.dh, *po = a.out;
     const size_t D = a.in.dims, C = a.in.components;
     mog_parallel_rows(a.in.rows, 3 * C * D, [&](size_t r0, size_t r1) {
-        cpu_kernels::made_mog_log_prob_backward_rows(pz, ph, pg, pdz, pdh, C, D, r0, r1);
+        cpu_kernels::made_mog_log_prob_backward_rows(pz, ph, pg, pdz, pdh, po, C, D, r0, r1);
     });
 }
 

@@ -165,7 +165,7 @@ public:
     // --- MADE mixture-of-Gaussians base (cuda_made_mog.cu) --------------
     void made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &out) override;
     void made_mog_log_prob_backward(const Tensor &z, const Tensor &h, const Tensor &dlogp,
-                                    Tensor &dz, Tensor &dh) override;
+                                    Tensor &dz, Tensor &dh, Tensor *out) override;
     void made_mog_sample(Tensor &z, const Tensor &h, size_t column, uint64_t seed,
                          uint64_t stream, float temperature, const Tensor *member,
                          size_t members, size_t member_id) override;

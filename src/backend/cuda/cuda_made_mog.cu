@@ -19,10 +19,15 @@ void CudaBackend::made_mog_log_prob(const Tensor &z, const Tensor &h, Tensor &ou
     });
 }
 
+// out by the density kernel, in a pass of its own: that kernel runs a thread
+// per row (adding its dimensions in double), this one a thread per (row,
+// dimension).
 void CudaBackend::made_mog_log_prob_backward(const Tensor &z, const Tensor &h,
-                                             const Tensor &dlogp, Tensor &dz, Tensor &dh) {
+                                             const Tensor &dlogp, Tensor &dz, Tensor &dh,
+                                             Tensor *out) {
     const MadeMogBackwardArgs a =
-        made_mog_backward_args(z, h, dlogp, dz, dh, "made_mog_log_prob_backward");
+        made_mog_backward_args(z, h, dlogp, dz, dh, out, "made_mog_log_prob_backward");
+    if (out) made_mog_log_prob(z, h, *out);
     const float *pz = a.in.z, *ph = a.in.h, *pg = a.dlogp;
     float *pdz = a.dz, *pdh = a.dh;
     const size_t D = a.in.dims, C = a.in.components;
