@@ -699,12 +699,12 @@ void made_mog_log_prob_backward_rows(const float *z, const float *h, const float
             dzj[j] = 0.0f;
         }
         // Into h's rows in place, or into dpack laid out as pack.
-        float *out = rows > 1 ? dpack : dh + i * 3 * C * D + d0;
+        float *to = rows > 1 ? dpack : dh + i * 3 * C * D + d0;
         const size_t S = rows > 1 ? w : D;
         // d/dlogit = r - pi, d/dmean = r u / s, d/dlog_scale = r (u^2 - 1),
         // d/dz = -sum_c r u / s.
         for (size_t c = 0; c < C; ++c) {
-            float *dl = out + c * S, *dm = out + (C + c) * S, *ds = out + (2 * C + c) * S;
+            float *dl = to + c * S, *dm = to + (C + c) * S, *ds = to + (2 * C + c) * S;
             const size_t e = c * w;
 FLOW_IVDEP
             for (size_t j = 0; j < w; ++j) {

@@ -140,11 +140,12 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
                 for (size_t v = 0; v < V; ++v) acc[r][v] += ar * bv[v];
             }
         }
-        for (; p < k; ++p, a += a_step, b += ldb)
-            for (size_t v = 1; v < V; ++v) {
-                const Vec bv = *reinterpret_cast<const Vec *>(b + v * kLanes);
-                for (size_t r = 0; r < R; ++r) acc[r][v] += a[r * a_row] * bv;
-            }
+        if constexpr (V > 1) // the other vectors run on to k
+            for (; p < k; ++p, a += a_step, b += ldb)
+                for (size_t v = 1; v < V; ++v) {
+                    const Vec bv = *reinterpret_cast<const Vec *>(b + v * kLanes);
+                    for (size_t r = 0; r < R; ++r) acc[r][v] += a[r * a_row] * bv;
+                }
     } else {
         static_assert(V == 1, "tall tiles are one vector wide: k_low is their k");
         k = k_low;
