@@ -296,6 +296,42 @@ Test(cpu_algebra, gemm_bias_activation_matches_the_composition) {
               "y of another shape than pre must fail");
 }
 
+// The backward of a layer through the activation of its input against
+// gemm + activation_backward, bit for bit: relu and leaky relu gated in the
+// small kernel's store (tiles, ragged edges, narrow outputs, two threads)
+// and the paths that do not gate there (an inner dimension past the small
+// kernel's or under 4, tanh, elu).
+Test(cpu_algebra, gemm_activation_backward_matches_the_composition) {
+    const size_t shapes[][3] = {{256, 64, 64}, {37, 40, 23}, {13, 300, 160}, {512, 256, 256},
+                                {50, 64, 5},   {9, 2000, 24}, {31, 3, 17}, {4096, 4, 256}};
+    const Activation acts[] = {Activation::relu, Activation::leaky_relu, Activation::tanh,
+                               Activation::elu};
+    const int threads = omp_get_max_threads();
+    for (int t = 1; t <= 2; ++t)
+        for (const auto &s : shapes)
+            for (Activation act : acts) {
+                const size_t m = s[0], k = s[1], n = s[2]; // dy [m, k], w [k, n]
+                const Tensor dy = tensor({m, k}, random_vec(m * k, 23));
+                const Tensor w = tensor({k, n}, random_vec(k * n, 24));
+                const Tensor pre = tensor({m, n}, random_vec(m * n, 25));
+                Tensor y = filled({m, n}, NAN);
+                cpu().activation_forward(act, pre, y);
+                Tensor got = filled({m, n}, NAN), want = filled({m, n}, NAN);
+                omp_set_num_threads(t);
+                cpu().gemm_activation_backward(dy, w, act, pre, y, got);
+                cpu().gemm(false, false, 1.0f, dy, w, 0.0f, want);
+                cpu().activation_backward(act, pre, y, want, want);
+                omp_set_num_threads(threads);
+                expect_equal(values(got), values(want), "gemm_activation_backward");
+            }
+    const Tensor dy = filled({4, 2}, 1.0f), w = filled({2, 3}, 1.0f);
+    Tensor pre = filled({4, 2}, 1.0f), dx(cpu(), {4, 3});
+    cr_assert(throws_internal([&] {
+                  cpu().gemm_activation_backward(dy, w, Activation::relu, pre, pre, dx);
+              }),
+              "pre of another shape than dx must fail");
+}
+
 // A layer's packed weight (pack_weight) gives the products exactly what the
 // weight itself gives, at every output width the small kernel tiles
 // differently (one vector, slabs, a ragged last slab) and with two threads;

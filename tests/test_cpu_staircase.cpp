@@ -242,6 +242,33 @@ Test(cpu_staircase, forward_activation_matches_the_composition) {
     omp_set_num_threads(threads);
 }
 
+// So does the backward through the activation of the layer's input: relu
+// and leaky relu gated in the product's store, tanh through the pass; also
+// columns no unit reaches (prefixes from 0) and several row blocks.
+Test(cpu_staircase, backward_activation_matches_the_composition) {
+    Backend &be = cpu_backend();
+    const int threads = omp_get_max_threads();
+    std::mt19937 gen(12);
+    const Case c = {"activation backward", 700, 70, random_prefix(90, 0, 60, gen), 70};
+    const size_t n = c.rows, units = c.prefix.size();
+    Tensor w = tensor({units, c.inputs}, staircase_weight(c, gen));
+    Tensor dy = tensor({n, units}, random_vec(n * units, gen));
+    Tensor pre = tensor({n, c.inputs}, random_vec(n * c.inputs, gen));
+    Tensor y(be, {n, c.inputs}), dx(be, {n, c.inputs}), dx0(be, {n, c.inputs});
+    for (int t : {1, 2})
+        for (Activation act : {Activation::relu, Activation::leaky_relu, Activation::tanh}) {
+            omp_set_num_threads(t);
+            be.activation_forward(act, pre, y);
+            be.fill(dx, kNaN);
+            be.staircase_activation_backward(dy, w, c.prefix.data(), act, pre, y, dx);
+            be.staircase_backward_input(dy, w, c.prefix.data(), dx0);
+            be.activation_backward(act, pre, y, dx0, dx0);
+            cr_assert(values(dx) == values(dx0), "activation %d, %d threads: dx differs",
+                      int(act), t);
+        }
+    omp_set_num_threads(threads);
+}
+
 // With pack_staircase's panel the forward (and the fused activation) writes
 // what it writes without, to the bit, for every case and 8- and 24-unit
 // layers (one 8-wide slab; a last band narrower than its slab); and it does

@@ -84,6 +84,16 @@ public:
         gather(a, nullptr, &a_cols, gathered);
         gemm_bias_activation(false, true, gathered, b, v, act, pre, y, packed_b);
     }
+    // dx = (dy w) * act'(pre), given pre and y = act(pre): the backward of a
+    // layer through the activation that made its input y (dx may not alias
+    // pre or y). A backend may fuse the two (the CPU does for relu and
+    // leaky relu, in the small products' store); this is the plain
+    // composition.
+    virtual void gemm_activation_backward(const Tensor &dy, const Tensor &w, Activation act,
+                                          const Tensor &pre, const Tensor &y, Tensor &dx) {
+        gemm(false, false, 1.0f, dy, w, 0.0f, dx);
+        activation_backward(act, pre, y, dx, dx);
+    }
     // A layer's weight w [out, in] serves many products x w^T between its
     // changes (evaluation takes a batch block by block). `packed` gets what
     // those products can read instead of w, made once (the CPU: w^T in its
@@ -217,6 +227,15 @@ public:
     // dx = dy w: dy [n, out], dx [n, in] (overwritten).
     virtual void staircase_backward_input(const Tensor &dy, const Tensor &w, const size_t *prefix,
                                           Tensor &dx) = 0;
+    // staircase_backward_input on through the activation that made the
+    // layer's input y = act(pre): dx = (dy w) * act'(pre), as
+    // gemm_activation_backward (the CPU fuses relu and leaky relu).
+    virtual void staircase_activation_backward(const Tensor &dy, const Tensor &w,
+                                               const size_t *prefix, Activation act,
+                                               const Tensor &pre, const Tensor &y, Tensor &dx) {
+        staircase_backward_input(dy, w, prefix, dx);
+        activation_backward(act, pre, y, dx, dx);
+    }
     // The weight's gradient, with w gathered as weight[rows, cols] (rows
     // null: in order): dw[rows[u], cols[j]] += (dy^T x)[u, j] for j <
     // prefix[u], the other entries of dw untouched. dy [n, out], x [n, in],

@@ -70,8 +70,7 @@ void Linear::forward_activation_cols(const ParamArena &params, const Tensor &x,
     be.gemm_bias_activation_cols(x, cols, gathered, weight, bias, act, pre, y, packed());
 }
 
-void Linear::backward(const ParamArena &params, const Tensor &x, const Tensor &dy,
-                      Tensor *dx) {
+Tensor Linear::parameter_grads(const ParamArena &params, const Tensor &x, const Tensor &dy) {
     Backend &be = x.backend();
     Tensor dweight = params.grad(weight_), dbias = params.grad(bias_);
     if (selected()) {
@@ -88,11 +87,23 @@ void Linear::backward(const ParamArena &params, const Tensor &x, const Tensor &d
     } else {
         be.sum_rows(dy, dbias, true);
     }
+    return selected() ? weight_sel_ : params.value(weight_);
+}
+
+void Linear::backward(const ParamArena &params, const Tensor &x, const Tensor &dy,
+                      Tensor *dx) {
+    const Tensor weight = parameter_grads(params, x, dy);
     if (dx) {
-        dx->ensure(be, {x.rows(), in()});
-        be.gemm(false, false, 1.0f, dy, selected() ? weight_sel_ : params.value(weight_), 0.0f,
-                *dx);
+        dx->ensure(x.backend(), {x.rows(), in()});
+        x.backend().gemm(false, false, 1.0f, dy, weight, 0.0f, *dx);
     }
+}
+
+void Linear::backward_through(const ParamArena &params, const Tensor &x, const Tensor &dy,
+                              Activation act, const Tensor &pre, Tensor &dx) {
+    const Tensor weight = parameter_grads(params, x, dy);
+    dx.ensure(x.backend(), {x.rows(), in()});
+    x.backend().gemm_activation_backward(dy, weight, act, pre, x, dx);
 }
 
 } // namespace flow

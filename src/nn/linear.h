@@ -52,6 +52,10 @@ public:
     // Accumulates dW, db into the gradient arena; writes dx when non-null.
     // Needs the last forward().
     void backward(const ParamArena &params, const Tensor &x, const Tensor &dy, Tensor *dx);
+    // backward() for an input x = act(pre): dx goes on through the
+    // activation, dx = (dy W) * act'(pre), fused where the backend can.
+    void backward_through(const ParamArena &params, const Tensor &x, const Tensor &dy,
+                          Activation act, const Tensor &pre, Tensor &dx);
 
 private:
     // The weight and bias the product uses: the parameters, or the selected
@@ -61,6 +65,8 @@ private:
     // operands(), and pre and y shaped for a forward_activation of `rows` rows.
     void activation_operands(const ParamArena &params, Backend &be, size_t rows, Tensor &weight,
                              Tensor &bias, Tensor &pre, Tensor &y);
+    // dW and db of backward(); returns the weight dx = dy W reads.
+    Tensor parameter_grads(const ParamArena &params, const Tensor &x, const Tensor &dy);
     const Tensor *packed() const { return if_defined(packed_); }
     bool selected() const { return in_index_.defined() || out_index_.defined(); }
     const Tensor *in_index() const { return if_defined(in_index_); }

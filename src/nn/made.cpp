@@ -301,12 +301,13 @@ void MadeNet::backward(const ParamArena &params, const Tensor &dy, Tensor *dx,
         }
         Tensor &next = grad == &grad_a_ ? grad_b_ : grad_a_;
         next.ensure(be, {n, L.in});
-        be.staircase_backward_input(*grad, L.weight_sorted, L.prefix.data(), next);
         if (l == 0) {
+            be.staircase_backward_input(*grad, L.weight_sorted, L.prefix.data(), next);
             dx->ensure(be, {n, L.in});
             be.scatter(next, nullptr, &units_.front(), *dx, false);
-        } else {
-            be.activation_backward(activation_, pre(l - 1), act_[l - 1], next, next);
+        } else { // on through the activation that made this layer's input
+            be.staircase_activation_backward(*grad, L.weight_sorted, L.prefix.data(), activation_,
+                                             pre(l - 1), act_[l - 1], next);
             grad = &next;
         }
     }

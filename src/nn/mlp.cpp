@@ -49,13 +49,11 @@ const Tensor &Mlp::forward_from(const ParamArena &params, size_t first, const Te
 }
 
 void Mlp::backward(const ParamArena &params, const Tensor &dy, Tensor *dx) {
-    Backend &be = dy.backend();
     const Tensor *grad = &dy;
     for (size_t l = layers_.size() - 1; l > 0; --l) {
         Tensor &next = grad == &grad_a_ ? grad_b_ : grad_a_;
-        layers_[l].backward(params, act_[l - 1], *grad, &next);
-        // Through the activation, in place: d pre = d act * act'(pre).
-        be.activation_backward(activation_, pre(l - 1), act_[l - 1], next, next);
+        // On through the activation: d pre = d act * act'(pre).
+        layers_[l].backward_through(params, act_[l - 1], *grad, activation_, pre(l - 1), next);
         grad = &next;
     }
     layers_[0].backward(params, input_, *grad, dx);

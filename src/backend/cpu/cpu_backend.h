@@ -63,6 +63,8 @@ public:
     void gemm_bias_activation_cols(const Tensor &a, const Tensor &a_cols, Tensor &gathered,
                                    const Tensor &b, const Tensor &v, Activation act, Tensor &pre,
                                    Tensor &y, const Tensor *packed_b = nullptr) override;
+    void gemm_activation_backward(const Tensor &dy, const Tensor &w, Activation act,
+                                  const Tensor &pre, const Tensor &y, Tensor &dx) override;
     void pack_weight(const Tensor &w, Tensor &packed) override;
     void add_row_vector(Tensor &y, const Tensor &v) override;
     void sum_rows(const Tensor &x, Tensor &out, bool accumulate) override;
@@ -112,6 +114,9 @@ public:
     void pack_staircase(const Tensor &w, const size_t *prefix, Tensor &packed) override;
     void staircase_backward_input(const Tensor &dy, const Tensor &w, const size_t *prefix,
                                   Tensor &dx) override;
+    void staircase_activation_backward(const Tensor &dy, const Tensor &w, const size_t *prefix,
+                                       Activation act, const Tensor &pre, const Tensor &y,
+                                       Tensor &dx) override;
     void staircase_backward_weight(const Tensor &dy, const Tensor &x, const size_t *prefix,
                                    const Tensor *rows, const Tensor &cols, Tensor &dw) override;
 

@@ -85,6 +85,7 @@ void small_kernel_product(size_t m, size_t n, size_t k, float alpha, const float
                       [&](size_t r0, size_t r1) {
                           cpu_kernels::GemmStore part = store;
                           if (part.act) part.act += r0 * n;
+                          if (part.gate) part.gate += r0 * n;
                           cpu_kernels::small_gemm_strided(r1 - r0, n, k, alpha, a + r0 * a_row,
                                                           a_row, a_step, trans_b, b, ldb, beta,
                                                           c + r0 * n, n, part, panel);
@@ -240,6 +241,20 @@ void CpuBackend::gemm_bias_activation_cols(const Tensor &a, const Tensor &a_cols
     small_kernel_product(m, n, k, 1.0f, op_f32(a, op) + run.first, a.cols(), size_t(run.step),
                          true, op_f32(b, op), k, 0.0f, op_f32(pre, op), store, panel);
     if (!fused) activation_forward(act, pre, y);
+}
+
+void CpuBackend::gemm_activation_backward(const Tensor &dy, const Tensor &w, Activation act,
+                                          const Tensor &pre, const Tensor &y, Tensor &dx) {
+    const char *op = "gemm_activation_backward";
+    if (act != Activation::relu && act != Activation::leaky_relu)
+        return Backend::gemm_activation_backward(dy, w, act, pre, y, dx);
+    check_same_shape(pre, dx, op);
+    cpu_kernels::GemmStore store(nullptr, nullptr,
+                                  act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f);
+    store.gate = op_f32(pre, op);
+    // The small kernel gates as it stores; the other paths leave it to the pass.
+    if (!product(op, false, false, 1.0f, dy, w, 0.0f, dx, store))
+        activation_backward(act, pre, y, dx, dx);
 }
 
 void CpuBackend::pack_weight(const Tensor &w, Tensor &packed) {

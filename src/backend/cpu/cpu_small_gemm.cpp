@@ -44,10 +44,11 @@ template <size_t V> constexpr size_t kRows = V == 1 ? 12 : 6;
 
 // How a call stores C, decided once per call: the layers' forward products
 // (alpha 1, beta 0, a bias, and relu or leaky relu in place of C or no
-// activation) and the plain C = op(A) op(B) take a few vector ops a vector;
-// anything else tests alpha, beta, bias and act at each vector, which costs
-// as much as the arithmetic of a tile with a short k.
-enum class Finish { general, plain, bias, bias_act };
+// activation), their backward products through a relu (a gate) and the
+// plain C = op(A) op(B) take a few vector ops a vector; anything else tests
+// alpha, beta, bias, act and gate at each vector, which costs as much as
+// the arithmetic of a tile with a short k.
+enum class Finish { general, plain, bias, bias_act, gated };
 
 // What a finished accumulator becomes: c = alpha * acc + beta * c (beta = 0
 // never reads c), plus the caller's GemmStore. bias and act point at the
@@ -62,12 +63,14 @@ struct Epilogue {
         GemmStore s = store;
         if (s.bias) s.bias += col;
         if (s.act) s.act += offset;
+        if (s.gate) s.gate += offset;
         return {alpha, beta, s, finish};
     }
 };
 
 Finish finish_of(float alpha, float beta, const GemmStore &store, const float *c) {
     if (alpha != 1.0f || beta != 0.0f) return Finish::general;
+    if (store.gate) return store.bias || store.act ? Finish::general : Finish::gated;
     if (!store.act) return store.bias ? Finish::bias : Finish::plain;
     return store.bias && store.act == c ? Finish::bias_act : Finish::general;
 }
@@ -84,11 +87,15 @@ void finish_general(const float *acc, size_t rows, size_t width, size_t cols, Ep
         const float *from = acc + r * width;
         float *to = c + r * ldc;
         float *act = e.store.act ? e.store.act + r * ldc : nullptr;
+        const float *gate = e.store.gate ? e.store.gate + r * ldc : nullptr;
         size_t j = 0;
         for (; j + kLanes <= cols; j += kLanes) {
             Vec value = e.alpha * *reinterpret_cast<const Vec *>(from + j);
             if (e.beta != 0.0f) value += e.beta * *reinterpret_cast<const Vec *>(to + j);
             if (e.store.bias) value += *reinterpret_cast<const Vec *>(e.store.bias + j);
+            if (gate)
+                value = *reinterpret_cast<const Vec *>(gate + j) > zero ? value
+                                                                        : e.store.slope * value;
             if (act != to) *reinterpret_cast<Vec *>(to + j) = value; // act in place: one store
             if (act) *reinterpret_cast<Vec *>(act + j) = value > zero ? value : e.store.slope * value;
         }
@@ -96,6 +103,7 @@ void finish_general(const float *acc, size_t rows, size_t width, size_t cols, Ep
             float value = e.alpha * from[j];
             if (e.beta != 0.0f) value += e.beta * to[j];
             if (e.store.bias) value += e.store.bias[j];
+            if (gate && !(gate[j] > 0.0f)) value *= e.store.slope;
             if (act != to) to[j] = value;
             if (act) act[j] = value > 0.0f ? value : e.store.slope * value;
         }
@@ -109,10 +117,14 @@ FLOW_INLINE void finish(const Vec (&acc)[R][V], const Epilogue &e, float *c, siz
     for (size_t r = 0; r < R; ++r)
         for (size_t v = 0; v < V; ++v) {
             Vec value = acc[r][v];
-            if constexpr (F != Finish::plain)
+            if constexpr (F == Finish::bias || F == Finish::bias_act)
                 value += *reinterpret_cast<const Vec *>(e.store.bias + v * kLanes);
             if constexpr (F == Finish::bias_act)
                 value = value > zero ? value : e.store.slope * value;
+            if constexpr (F == Finish::gated) {
+                const Vec gate = *reinterpret_cast<const Vec *>(e.store.gate + r * ldc + v * kLanes);
+                value = gate > zero ? value : e.store.slope * value;
+            }
             *reinterpret_cast<Vec *>(c + r * ldc + v * kLanes) = value;
         }
 }
@@ -172,6 +184,7 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
         case Finish::plain: return finish<Finish::plain>(acc, e, c, ldc);
         case Finish::bias: return finish<Finish::bias>(acc, e, c, ldc);
         case Finish::bias_act: return finish<Finish::bias_act>(acc, e, c, ldc);
+        case Finish::gated: return finish<Finish::gated>(acc, e, c, ldc);
         case Finish::general: break;
         }
     }
@@ -363,6 +376,10 @@ FLOW_INLINE void narrow_rows(size_t k, const float *a, size_t lda, const float *
         Vec value = e.alpha * lane_sums(acc[r]);
         if (e.beta != 0.0f) value += e.beta * load_first(c + r * ldc, N);
         value += bias;
+        if (e.store.gate) {
+            const Vec zero = {};
+            value = load_first(e.store.gate + r * ldc, N) > zero ? value : e.store.slope * value;
+        }
         if (e.store.act != c) store_first(value, c + r * ldc, N);
         if (e.store.act) {
             const Vec zero = {};

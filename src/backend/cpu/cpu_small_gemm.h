@@ -13,10 +13,14 @@ namespace flow::cpu_kernels {
 // non-null), and act (non-null; [m, n] with rows ldc apart, like C) =
 // v > 0 ? v : slope * v of each stored value v: relu (slope 0) or leaky relu.
 // act may be C itself: C then holds only the activated values.
+// gate (non-null; laid out like C, without bias or act): C gets
+// gate > 0 ? v : slope * v instead of v, the backward through a relu or
+// leaky relu whose input was gate.
 struct GemmStore {
     const float *bias;
     float *act;
     float slope;
+    const float *gate = nullptr;
 
     GemmStore(const float *bias_ = nullptr, float *act_ = nullptr, float slope_ = 0.0f)
         : bias(bias_), act(act_), slope(slope_) {}

@@ -148,22 +148,46 @@ void CpuBackend::pack_staircase(const Tensor &w, const size_t *prefix, Tensor &p
     }
 }
 
-void CpuBackend::staircase_backward_input(const Tensor &dy, const Tensor &w,
-                                          const size_t *prefix, Tensor &dx) {
-    const StaircaseArgs a =
-        staircase_backward_input_args(dy, w, prefix, dx, "staircase_backward_input");
+namespace {
+
+// dx = dy w, each panel of dx stored through `store` (gate: dx's layout).
+void backward_input(const StaircaseArgs &a, const cpu_kernels::GemmStore &store) {
     const size_t panels = panel_count(a.inputs, kPanel);
     row_blocks(a.rows, staircase_work(a), [&](size_t r0, size_t r1) {
         for (size_t i = 0; i < panels; ++i) {
             const size_t j0 = i * kPanel, j1 = std::min(a.inputs, j0 + kPanel);
             const RowRange r = rows_reaching(a.prefix, a.units, j0);
+            cpu_kernels::GemmStore part = store;
+            if (part.gate) part.gate += r0 * a.inputs + j0;
             // No row reaches these columns: k = 0 writes zeros.
             cpu_kernels::small_gemm(false, false, r1 - r0, j1 - j0, r.end - r.begin, 1.0f,
                                     a.dy + r0 * a.units + r.begin, a.units,
                                     a.w + r.begin * a.inputs + j0, a.inputs, 0.0f,
-                                    a.out + r0 * a.inputs + j0, a.inputs);
+                                    a.out + r0 * a.inputs + j0, a.inputs, part);
         }
     });
+}
+
+} // namespace
+
+void CpuBackend::staircase_backward_input(const Tensor &dy, const Tensor &w,
+                                          const size_t *prefix, Tensor &dx) {
+    backward_input(staircase_backward_input_args(dy, w, prefix, dx, "staircase_backward_input"),
+                   {});
+}
+
+void CpuBackend::staircase_activation_backward(const Tensor &dy, const Tensor &w,
+                                               const size_t *prefix, Activation act,
+                                               const Tensor &pre, const Tensor &y, Tensor &dx) {
+    const char *op = "staircase_activation_backward";
+    if (act != Activation::relu && act != Activation::leaky_relu)
+        return Backend::staircase_activation_backward(dy, w, prefix, act, pre, y, dx);
+    const StaircaseArgs a = staircase_backward_input_args(dy, w, prefix, dx, op);
+    check_same_shape(pre, dx, op);
+    cpu_kernels::GemmStore store(nullptr, nullptr,
+                                 act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f);
+    store.gate = op_f32(pre, op);
+    backward_input(a, store);
 }
 
 // Each panel is computed transposed, dw^T = x^T dy: its columns are then
