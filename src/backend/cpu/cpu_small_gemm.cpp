@@ -142,6 +142,15 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
     Vec acc[R][V];
     for (size_t r = 0; r < R; ++r)
         for (size_t v = 0; v < V; ++v) acc[r][v] = Vec{};
+    // The gate is read only as the tile is stored, and in a backward pass it
+    // was written long before (L3 or memory): its rows for this tile and
+    // the next one down are fetched now, so that they are there by then
+    // (4096 x 256 x 64 with a cold gate: 25% slower without).
+    if (e.store.gate)
+        for (size_t r = 0; r < 2 * R; ++r) {
+            __builtin_prefetch(e.store.gate + r * ldc);
+            __builtin_prefetch(e.store.gate + r * ldc + V * kLanes - 1);
+        }
     if constexpr (R <= 6) {
         size_t p = 0;
         for (; p < k_low; ++p, a += a_step, b += ldb) {
