@@ -49,7 +49,7 @@ echo "== training a RealNVP on Fashion-MNIST (${budget[*]})"
 # automatically because the data come from idx files. 5% of the images are
 # held out; the model with the best validation bits/dim is kept.
 "$flowlib" train "$data/train-images-idx3-ubyte.gz" -o "$out/fmnist.safetensors" \
-    --layers 6 --hidden 1024 --batch 128 --lr 1e-3 --val 0.05 --val-every 250 \
+    --layers 6 --hidden 1024 --batch 128 --lr 3e-4 --val 0.05 --val-every 250 \
     "${budget[@]}"
 
 echo "== test set (10000 images)"
