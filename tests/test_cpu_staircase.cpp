@@ -3,7 +3,7 @@
 // and along the 16-unit panels, the output layers of MADE (two rising runs,
 // falling runs, no order), one batch row, batches of several row blocks,
 // with one thread and two, a forward whose x is narrower than w, weight
-// gradients added at permuted rows and columns, the fused activation, the
+// gradients added at permuted rows and columns, the fused activations, the
 // forward from a packed weight, and the argument checks. w holds NaN where the op must never read it and y
 // and dx start as NaN, so a read past the contract or an unwritten element
 // shows.
@@ -216,53 +216,39 @@ Test(cpu_staircase, products_match_dense_masked_reference) {
     omp_set_num_threads(threads);
 }
 
-// The fused activation writes what the forward and activation_forward
-// write, to the bit.
-Test(cpu_staircase, forward_activation_matches_the_composition) {
+// The fused activations write what the products and the activation ops
+// write, to the bit: the forward's, and the backward's through the
+// activation of the layer's input (relu and leaky relu gated in the
+// product's store, tanh through the pass), with columns no unit reaches
+// (prefixes from 0) and several row blocks.
+Test(cpu_staircase, activations_match_the_composition) {
     Backend &be = cpu_backend();
     const int threads = omp_get_max_threads();
     std::mt19937 gen(11);
-    const Case c = {"activation", 300, 64, random_prefix(80, 0, 64, gen), 64};
+    const Case c = {"activation", 700, 70, random_prefix(90, 0, 60, gen), 70};
     const size_t n = c.rows, units = c.prefix.size();
     Tensor w = tensor({units, c.inputs}, staircase_weight(c, gen));
     Tensor b = tensor({units}, random_vec(units, gen));
     Tensor x = tensor({n, c.inputs}, random_vec(n * c.inputs, gen));
+    Tensor dy = tensor({n, units}, random_vec(n * units, gen));
     Tensor pre(be, {n, units}), y(be, {n, units}), pre0(be, {n, units}), y0(be, {n, units});
+    Tensor x_act(be, {n, c.inputs}), dx(be, {n, c.inputs}), dx0(be, {n, c.inputs});
     for (int t : {1, 2})
         for (Activation act : {Activation::relu, Activation::leaky_relu, Activation::tanh}) {
             omp_set_num_threads(t);
             be.staircase_forward_activation(x, w, b, c.prefix.data(), act, pre, y);
             be.staircase_forward(x, w, b, c.prefix.data(), pre0);
             be.activation_forward(act, pre0, y0);
+            // x as the pre-activation of the layer's input x_act.
+            be.activation_forward(act, x, x_act);
+            be.fill(dx, kNaN);
+            be.staircase_activation_backward(dy, w, c.prefix.data(), act, x, x_act, dx);
+            be.staircase_backward_input(dy, w, c.prefix.data(), dx0);
+            be.activation_backward(act, x, x_act, dx0, dx0);
             cr_assert(values(pre) == values(pre0), "activation %d, %d threads: pre differs",
                       int(act), t);
             cr_assert(values(y) == values(y0), "activation %d, %d threads: y differs", int(act),
                       t);
-        }
-    omp_set_num_threads(threads);
-}
-
-// So does the backward through the activation of the layer's input: relu
-// and leaky relu gated in the product's store, tanh through the pass; also
-// columns no unit reaches (prefixes from 0) and several row blocks.
-Test(cpu_staircase, backward_activation_matches_the_composition) {
-    Backend &be = cpu_backend();
-    const int threads = omp_get_max_threads();
-    std::mt19937 gen(12);
-    const Case c = {"activation backward", 700, 70, random_prefix(90, 0, 60, gen), 70};
-    const size_t n = c.rows, units = c.prefix.size();
-    Tensor w = tensor({units, c.inputs}, staircase_weight(c, gen));
-    Tensor dy = tensor({n, units}, random_vec(n * units, gen));
-    Tensor pre = tensor({n, c.inputs}, random_vec(n * c.inputs, gen));
-    Tensor y(be, {n, c.inputs}), dx(be, {n, c.inputs}), dx0(be, {n, c.inputs});
-    for (int t : {1, 2})
-        for (Activation act : {Activation::relu, Activation::leaky_relu, Activation::tanh}) {
-            omp_set_num_threads(t);
-            be.activation_forward(act, pre, y);
-            be.fill(dx, kNaN);
-            be.staircase_activation_backward(dy, w, c.prefix.data(), act, pre, y, dx);
-            be.staircase_backward_input(dy, w, c.prefix.data(), dx0);
-            be.activation_backward(act, pre, y, dx0, dx0);
             cr_assert(values(dx) == values(dx0), "activation %d, %d threads: dx differs",
                       int(act), t);
         }
