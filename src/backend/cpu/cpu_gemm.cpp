@@ -112,9 +112,10 @@ cpu_kernels::GemmStore activation_store(const Tensor &v, Activation act, Tensor 
 }
 
 // c = alpha * op(a) op(b) + beta * c, plus the row vector store.bias when
-// non-null (then beta is 0). The small kernel adds the bias as it stores C, and writes
-// store.act too; the other paths copy the bias into C first and accumulate
-// onto it, and leave store.act to the caller. Returns whether it wrote act.
+// non-null (then beta is 0). The small kernel adds the bias as it stores C,
+// and writes store.act and applies store.gate too; the other paths copy the
+// bias into C first and accumulate onto it, and leave store.act and
+// store.gate to the caller. Returns whether it took care of them.
 // packed_b: pack_weight's panel of b (trans_b), read by the small kernel.
 bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tensor &a,
              const Tensor &b, float beta, Tensor &c, const cpu_kernels::GemmStore &store,
