@@ -38,6 +38,17 @@ void cpu_parallel_rows(size_t rows, size_t block, size_t cost, size_t min_work, 
     });
 }
 
+// relu and leaky relu are piecewise linear: the small kernel applies them
+// as it stores a product, and their derivative as a gate; the other
+// activations cost more there than the separate pass they would save.
+inline bool applied_in_store(Activation act) {
+    return act == Activation::relu || act == Activation::leaky_relu;
+}
+// Their slope below 0.
+inline float negative_slope(Activation act) {
+    return act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f;
+}
+
 // The data of an optional i32 index of `count` entries, each below `limit`
 // (null: the identity, which needs count == limit).
 const int32_t *cpu_index_data(const Tensor *index, size_t count, size_t limit, const char *op);

@@ -106,9 +106,8 @@ const float *packed_panel(const Tensor *packed_b, bool trans_b, size_t n, size_t
 // cost more than the pass over y they would save.
 cpu_kernels::GemmStore activation_store(const Tensor &v, Activation act, Tensor &y,
                                         bool &fused_act, const char *op) {
-    fused_act = act == Activation::relu || act == Activation::leaky_relu;
-    return {op_f32(v, op), fused_act ? op_f32(y, op) : nullptr,
-            act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f};
+    fused_act = applied_in_store(act);
+    return {op_f32(v, op), fused_act ? op_f32(y, op) : nullptr, negative_slope(act)};
 }
 
 // c = alpha * op(a) op(b) + beta * c, plus the row vector store.bias when
@@ -247,12 +246,9 @@ void CpuBackend::gemm_bias_activation_cols(const Tensor &a, const Tensor &a_cols
 void CpuBackend::gemm_activation_backward(const Tensor &dy, const Tensor &w, Activation act,
                                           const Tensor &pre, const Tensor &y, Tensor &dx) {
     const char *op = "gemm_activation_backward";
-    if (act != Activation::relu && act != Activation::leaky_relu)
-        return Backend::gemm_activation_backward(dy, w, act, pre, y, dx);
+    if (!applied_in_store(act)) return Backend::gemm_activation_backward(dy, w, act, pre, y, dx);
     check_same_shape(pre, dx, op);
-    cpu_kernels::GemmStore store(nullptr, nullptr,
-                                  act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f);
-    store.gate = op_f32(pre, op);
+    const auto store = cpu_kernels::GemmStore::gated(op_f32(pre, op), negative_slope(act));
     // The small kernel gates as it stores; the other paths leave it to the pass.
     if (!product(op, false, false, 1.0f, dy, w, 0.0f, dx, store))
         activation_backward(act, pre, y, dx, dx);

@@ -24,6 +24,11 @@ struct GemmStore {
 
     GemmStore(const float *bias_ = nullptr, float *act_ = nullptr, float slope_ = 0.0f)
         : bias(bias_), act(act_), slope(slope_) {}
+    static GemmStore gated(const float *gate, float slope) {
+        GemmStore s(nullptr, nullptr, slope);
+        s.gate = gate;
+        return s;
+    }
 };
 
 // C[m, n] = alpha * op(A) op(B) + beta * C, then `store`; row-major, lda, ldb

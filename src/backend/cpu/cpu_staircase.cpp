@@ -119,10 +119,9 @@ void CpuBackend::staircase_forward_activation(const Tensor &x, const Tensor &w,
     const char *op = "staircase_forward_activation";
     const StaircaseArgs a = staircase_forward_args(x, w, bias, prefix, pre, op);
     check_same_shape(pre, y, op);
-    const bool fused = (act == Activation::relu || act == Activation::leaky_relu) &&
-                       a.units % kPanel == 0;
+    const bool fused = applied_in_store(act) && a.units % kPanel == 0;
     forward(a, packed_panel(a, packed_w, op), fused ? op_f32(y, op) : nullptr,
-            act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f);
+            negative_slope(act));
     if (!fused) activation_forward(act, pre, y);
 }
 
@@ -180,14 +179,11 @@ void CpuBackend::staircase_activation_backward(const Tensor &dy, const Tensor &w
                                                const size_t *prefix, Activation act,
                                                const Tensor &pre, const Tensor &y, Tensor &dx) {
     const char *op = "staircase_activation_backward";
-    if (act != Activation::relu && act != Activation::leaky_relu)
+    if (!applied_in_store(act))
         return Backend::staircase_activation_backward(dy, w, prefix, act, pre, y, dx);
     const StaircaseArgs a = staircase_backward_input_args(dy, w, prefix, dx, op);
     check_same_shape(pre, dx, op);
-    cpu_kernels::GemmStore store(nullptr, nullptr,
-                                 act == Activation::leaky_relu ? kLeakyReluSlope : 0.0f);
-    store.gate = op_f32(pre, op);
-    backward_input(a, store);
+    backward_input(a, cpu_kernels::GemmStore::gated(op_f32(pre, op), negative_slope(act)));
 }
 
 // Each panel is computed transposed, dw^T = x^T dy: its columns are then
