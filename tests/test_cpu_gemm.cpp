@@ -1,5 +1,6 @@
 // CPU GEMM against a double-precision reference: the small-product kernel
-// directly (every tile remainder, strided operands), and Backend::gemm on
+// directly (every tile remainder, strided operands; its runs form against
+// the whole product), and Backend::gemm on
 // shapes that reach each of its paths (Eigen's inline product, the small
 // kernel, OpenBLAS) with operands that are row blocks of bigger tensors.
 // Float sums in another order differ by a few ulps of the sum of |terms|.
@@ -99,6 +100,50 @@ Test(cpu_gemm, small_kernel_matches_reference) {
                                     cr_assert(std::memcmp(&c[i * ldc + j], &c0[i * ldc + j],
                                                           sizeof(float)) == 0,
                                               "small_gemm wrote past column n=%zu", n);
+                        }
+}
+
+// small_gemm_runs against small_gemm over the runs' whole span, with B zero
+// between the runs: the same bits (the skipped steps only add zeros), for
+// no run, one, and several with gaps of one row and more; B read in place
+// and packed (ldb 200), narrow outputs, and a gated store.
+Test(cpu_gemm, runs_match_the_whole_product) {
+    using cpu_kernels::KRun;
+    const std::vector<std::vector<KRun>> layouts = {
+        {}, {{0, 40}}, {{3, 9}}, {{0, 1}, {2, 5}, {9, 10}},
+        {{1, 30}, {31, 62}, {70, 100}, {130, 161}}};
+    const size_t ms[] = {1, 7, 13, 64};
+    const size_t ns[] = {5, 8, 13, 16, 24, 40};
+    unsigned seed = 700;
+    for (int trans_a = 0; trans_a < 2; ++trans_a)
+        for (const auto &runs : layouts)
+            for (size_t m : ms)
+                for (size_t n : ns)
+                    for (size_t ldb : {n + 3, size_t(200)})
+                        for (bool gated : {false, true}) {
+                            const size_t k = runs.empty() ? 0 : runs.back().end;
+                            const size_t lda = (trans_a ? m : k) + 2, ldc = n + 1;
+                            const Vec a = random_vec((trans_a ? k : m) * lda, ++seed);
+                            Vec b(k * ldb, 0.0f);
+                            const Vec in_runs = random_vec(k * ldb, ++seed);
+                            for (const KRun &r : runs)
+                                for (size_t p = r.begin * ldb; p < r.end * ldb; ++p)
+                                    b[p] = in_runs[p];
+                            const Vec gate = random_vec(m * ldc, ++seed);
+                            const cpu_kernels::GemmStore store =
+                                gated ? cpu_kernels::GemmStore::gated(gate.data(), 0.25f)
+                                      : cpu_kernels::GemmStore();
+                            Vec want(m * ldc, kNaN), got(m * ldc, kNaN);
+                            cpu_kernels::small_gemm(trans_a, false, m, n, k, 1.0f, a.data(), lda,
+                                                    b.data(), ldb, 0.0f, want.data(), ldc, store);
+                            cpu_kernels::small_gemm_runs(trans_a, m, n, runs.data(), runs.size(),
+                                                         a.data(), lda, b.data(), ldb,
+                                                         got.data(), ldc, store);
+                            cr_assert(std::memcmp(want.data(), got.data(),
+                                                  want.size() * sizeof(float)) == 0,
+                                      "small_gemm_runs (%zu runs, trans_a %d, m=%zu n=%zu "
+                                      "ldb=%zu gated %d) differs from the whole product",
+                                      runs.size(), trans_a, m, n, ldb, int(gated));
                         }
 }
 

@@ -129,14 +129,25 @@ FLOW_INLINE void finish(const Vec (&acc)[R][V], const Epilogue &e, float *c, siz
         }
 }
 
+// The steps p of k a product adds up: all of [0, k), where the first vector
+// of columns stops at k_low (<= k) because op(B) is zero below it there (a
+// staircase panel whose first units reach fewer inputs); or, when runs is
+// non-null, only the steps of runs[0, count), in order.
+struct Depth {
+    size_t k_low, k;
+    const KRun *runs = nullptr;
+    size_t count = 0;
+
+    // The same steps for every vector of columns.
+    Depth whole() const { return {k, k, runs, count}; }
+};
+
 // Rows [0, R) x columns [0, V * kLanes) of C (rows ldc apart), of which the
 // first `cols` are stored. op(A)(r, p) = a[r * a_row + p * a_step]; b is
 // op(B), row-major with rows ldb apart and V * kLanes readable floats in each.
-// The first vector of columns stops at step k_low (<= k): op(B) is zero
-// below it there (a staircase panel whose first units reach fewer inputs).
 template <size_t R, size_t V>
 FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *b, size_t ldb,
-                      size_t k_low, size_t k, Epilogue e, float *c, size_t ldc, size_t cols) {
+                      const Depth &d, Epilogue e, float *c, size_t ldc, size_t cols) {
     // Zeroed one by one: `= {}` on an array this size becomes a rep stos
     // that costs as much as a short tile's whole k loop.
     Vec acc[R][V];
@@ -152,41 +163,53 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
             __builtin_prefetch(e.store.gate + r * ldc + V * kLanes - 1);
         }
     if constexpr (R <= 6) {
-        size_t p = 0;
-        for (; p < k_low; ++p, a += a_step, b += ldb) {
-            Vec bv[V];
-            for (size_t v = 0; v < V; ++v) bv[v] = *reinterpret_cast<const Vec *>(b + v * kLanes);
-            for (size_t r = 0; r < R; ++r) {
-                const float ar = a[r * a_row];
-                for (size_t v = 0; v < V; ++v) acc[r][v] += ar * bv[v];
-            }
-        }
-        if constexpr (V > 1) // the other vectors run on to k
-            for (; p < k; ++p, a += a_step, b += ldb)
-                for (size_t v = 1; v < V; ++v) {
-                    const Vec bv = *reinterpret_cast<const Vec *>(b + v * kLanes);
-                    for (size_t r = 0; r < R; ++r) acc[r][v] += a[r * a_row] * bv;
+        // Steps [p0, p1) for the vectors of columns from `first` on.
+        auto steps = [&](size_t p0, size_t p1, auto first) FLOW_INLINE_LAMBDA {
+            const float *ap = a + p0 * a_step, *bp = b + p0 * ldb;
+            for (size_t p = p0; p < p1; ++p, ap += a_step, bp += ldb) {
+                Vec bv[V];
+                for (size_t v = first; v < V; ++v)
+                    bv[v] = *reinterpret_cast<const Vec *>(bp + v * kLanes);
+                for (size_t r = 0; r < R; ++r) {
+                    const float ar = ap[r * a_row];
+                    for (size_t v = first; v < V; ++v) acc[r][v] += ar * bv[v];
                 }
+            }
+        };
+        using All = std::integral_constant<size_t, 0>;
+        if (d.runs) {
+            for (size_t i = 0; i < d.count; ++i) steps(d.runs[i].begin, d.runs[i].end, All{});
+        } else {
+            steps(0, d.k_low, All{});
+            if constexpr (V > 1) // the other vectors run on to k
+                steps(d.k_low, d.k, std::integral_constant<size_t, 1>{});
+        }
     } else {
         static_assert(V == 1, "tall tiles are one vector wide: k_low is their k");
-        k = k_low;
         // Row r of op(A) read as row[r / 3][(r % 3) * a_row]: a pointer per
         // three rows and two strides fit x86 addressing, where twelve row
         // offsets would not fit the integer registers and reload every step.
         constexpr size_t G = (R + 2) / 3;
-        const float *row[G];
-        for (size_t g = 0; g < G; ++g) row[g] = a + 3 * g * a_row;
         const size_t one = a_row, two = 2 * a_row;
-        for (size_t p = 0; p < k; ++p, b += ldb) {
-            Vec bv[V];
-            for (size_t v = 0; v < V; ++v) bv[v] = *reinterpret_cast<const Vec *>(b + v * kLanes);
-            for (size_t r = 0; r < R; ++r) {
-                const float *q = row[r / 3];
-                const float ar = r % 3 == 0 ? q[0] : r % 3 == 1 ? q[one] : q[two];
-                for (size_t v = 0; v < V; ++v) acc[r][v] += ar * bv[v];
+        auto steps = [&](size_t p0, size_t p1) FLOW_INLINE_LAMBDA {
+            const float *row[G];
+            for (size_t g = 0; g < G; ++g) row[g] = a + 3 * g * a_row + p0 * a_step;
+            const float *bp = b + p0 * ldb;
+            for (size_t p = p0; p < p1; ++p, bp += ldb) {
+                Vec bv[V];
+                for (size_t v = 0; v < V; ++v) bv[v] = *reinterpret_cast<const Vec *>(bp + v * kLanes);
+                for (size_t r = 0; r < R; ++r) {
+                    const float *q = row[r / 3];
+                    const float ar = r % 3 == 0 ? q[0] : r % 3 == 1 ? q[one] : q[two];
+                    for (size_t v = 0; v < V; ++v) acc[r][v] += ar * bv[v];
+                }
+                for (size_t g = 0; g < G; ++g) row[g] += a_step;
             }
-            for (size_t g = 0; g < G; ++g) row[g] += a_step;
-        }
+        };
+        if (d.runs)
+            for (size_t i = 0; i < d.count; ++i) steps(d.runs[i].begin, d.runs[i].end);
+        else
+            steps(0, d.k_low);
     }
     if (cols == V * kLanes) {
         switch (e.finish) {
@@ -207,28 +230,28 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
 // A tile of `rows` (1..R) rows.
 template <size_t R, size_t V>
 FLOW_INLINE void tile_of(size_t rows, const float *a, size_t a_row, size_t a_step,
-                         const float *b, size_t ldb, size_t k_low, size_t k, Epilogue e, float *c,
+                         const float *b, size_t ldb, const Depth &d, Epilogue e, float *c,
                          size_t ldc, size_t cols) {
-    if (rows == R) return tile<R, V>(a, a_row, a_step, b, ldb, k_low, k, e, c, ldc, cols);
+    if (rows == R) return tile<R, V>(a, a_row, a_step, b, ldb, d, e, c, ldc, cols);
     if constexpr (R > 1)
-        tile_of<R - 1, V>(rows, a, a_row, a_step, b, ldb, k_low, k, e, c, ldc, cols);
+        tile_of<R - 1, V>(rows, a, a_row, a_step, b, ldb, d, e, c, ldc, cols);
 }
 
 // All m rows of one block of V * kLanes columns (cols of them stored).
 template <size_t V>
-FLOW_INLINE void column_block(size_t m, size_t k_low, size_t k, const float *a, size_t a_row,
+FLOW_INLINE void column_block(size_t m, const Depth &d, const float *a, size_t a_row,
                               size_t a_step, const float *b, size_t ldb, Epilogue e, float *c,
                               size_t ldc, size_t cols) {
     constexpr size_t R = kRows<V>;
     size_t i = 0;
     for (; i + 2 * R <= m; i += R)
-        tile<R, V>(a + i * a_row, a_row, a_step, b, ldb, k_low, k, e.at(i * ldc, 0), c + i * ldc,
+        tile<R, V>(a + i * a_row, a_row, a_step, b, ldb, d, e.at(i * ldc, 0), c + i * ldc,
                    ldc, cols);
     // The last R + 1 .. 2R - 1 rows go as two tiles of about equal size
     // rather than a full one and a thin one with too few accumulators.
     for (size_t left = m - i; left > 0; left = m - i) {
         const size_t rows = left > R ? left / 2 : left;
-        tile_of<R, V>(rows, a + i * a_row, a_row, a_step, b, ldb, k_low, k, e.at(i * ldc, 0),
+        tile_of<R, V>(rows, a + i * a_row, a_row, a_step, b, ldb, d, e.at(i * ldc, 0),
                       c + i * ldc, ldc, cols);
         i += rows;
     }
@@ -239,17 +262,15 @@ constexpr size_t kSlab = 2 * kLanes; // columns of op(B) per slab
 constexpr size_t kRowBlockBytes = 128 * 1024;
 
 // b: op(B) in slabs of kSlab columns, slab s at b + s * slab, its rows ldb
-// apart, readable to n rounded up to kLanes. op(B)'s columns [0, kLanes) are
-// zero from row k_low (<= k) on.
+// apart, readable to n rounded up to kLanes, over the steps of d.
 FLOW_CLONES_AVX2
-void multiply(size_t m, size_t n, size_t k_low, size_t k, const float *a, size_t a_row,
-              size_t a_step, const float *b, size_t ldb, size_t slab, Epilogue e, float *c,
-              size_t ldc) {
+void multiply(size_t m, size_t n, const Depth &d, const float *a, size_t a_row, size_t a_step,
+              const float *b, size_t ldb, size_t slab, Epilogue e, float *c, size_t ldc) {
     // A multiple of both tile heights, so that only the last block has a
     // ragged end.
     constexpr size_t tiles = 2 * kRows<2>;
-    const size_t step =
-        std::max(tiles, kRowBlockBytes / sizeof(float) / std::max<size_t>(k, 1) / tiles * tiles);
+    const size_t step = std::max(
+        tiles, kRowBlockBytes / sizeof(float) / std::max<size_t>(d.k, 1) / tiles * tiles);
     for (size_t i = 0; i < m; i += step) {
         const size_t rows = std::min(step, m - i);
         const float *ai = a + i * a_row;
@@ -257,13 +278,13 @@ void multiply(size_t m, size_t n, size_t k_low, size_t k, const float *a, size_t
         const Epilogue ei = e.at(i * ldc, 0);
         size_t j = 0;
         for (; j + kSlab <= n; j += kSlab)
-            column_block<2>(rows, j ? k : k_low, k, ai, a_row, a_step, b + j / kSlab * slab, ldb,
+            column_block<2>(rows, j ? d.whole() : d, ai, a_row, a_step, b + j / kSlab * slab, ldb,
                             ei.at(j, j), ci + j, ldc, kSlab);
         if (n - j > kLanes)
-            column_block<2>(rows, j ? k : k_low, k, ai, a_row, a_step, b + j / kSlab * slab, ldb,
+            column_block<2>(rows, j ? d.whole() : d, ai, a_row, a_step, b + j / kSlab * slab, ldb,
                             ei.at(j, j), ci + j, ldc, n - j);
         else if (j < n)
-            column_block<1>(rows, j ? k : k_low, k, ai, a_row, a_step, b + j / kSlab * slab, ldb,
+            column_block<1>(rows, j ? d.whole() : d, ai, a_row, a_step, b + j / kSlab * slab, ldb,
                             ei.at(j, j), ci + j, ldc, n - j);
     }
 }
@@ -447,22 +468,27 @@ size_t panel_size(size_t n, size_t k) {
 }
 
 // op(B) (k x n: b itself, or b^T when trans_b) copied into a panel of
-// panel_size(n, k) floats. The padding of the last slab feeds only
-// accumulators that are never stored; it is zeroed so that stale values
-// cannot be slow (subnormal) operands.
-void fill_panel(bool trans_b, const float *b, size_t ldb, size_t n, size_t k, float *panel) {
-    const size_t width = panel_width(n), padded = panel_size(n, k) / std::max<size_t>(k, 1);
+// panel_size(n, k) floats: the rows of d's steps (of d's runs only, which
+// b^T never has). The padding of the last slab feeds only accumulators
+// that are never stored; it is zeroed so that stale values cannot be slow
+// (subnormal) operands.
+void fill_panel(bool trans_b, const float *b, size_t ldb, size_t n, const Depth &d,
+                float *panel) {
+    const size_t k = d.k, width = panel_width(n);
+    const size_t padded = panel_size(n, k) / std::max<size_t>(k, 1);
     for (size_t p = 0; p < k; ++p)
         for (size_t j = n; j < padded; ++j) panel[slab_index(k, width, p, j)] = 0.0f;
-    if (!trans_b) { // each slab's rows: a copy of `width` floats of a row of B
+    if (trans_b) return transpose_into(b, ldb, n, k, panel, width);
+    // Each slab's rows: a copy of `width` floats of a row of B.
+    auto rows = [&](size_t p0, size_t p1) {
         for (size_t j0 = 0; j0 < n; j0 += width) {
             const size_t w = std::min(width, n - j0);
-            for (size_t p = 0; p < k; ++p)
+            for (size_t p = p0; p < p1; ++p)
                 copy_floats(b + p * ldb + j0, w, panel + slab_index(k, width, p, j0));
         }
-    } else {
-        transpose_into(b, ldb, n, k, panel, width);
-    }
+    };
+    if (!d.runs) return rows(0, k);
+    for (size_t i = 0; i < d.count; ++i) rows(d.runs[i].begin, d.runs[i].end);
 }
 
 } // namespace
@@ -470,7 +496,7 @@ void fill_panel(bool trans_b, const float *b, size_t ldb, size_t n, size_t k, fl
 size_t transposed_panel_size(size_t n, size_t k) { return n < kLanes ? 0 : panel_size(n, k); }
 
 void pack_transposed_panel(const float *b, size_t ldb, size_t n, size_t k, float *panel) {
-    fill_panel(true, b, ldb, n, k, panel);
+    fill_panel(true, b, ldb, n, Depth{k, k}, panel);
 }
 
 // A product of `count` columns reads one slab of panel_width(count) columns,
@@ -485,22 +511,24 @@ size_t transposed_panel_slab(size_t n, size_t k, size_t j0, size_t count) {
 
 namespace {
 
-// small_gemm_strided, op(B)'s columns [0, kLanes) zero from row k_low on.
-void product(size_t m, size_t n, size_t k_low, size_t k, float alpha, const float *a,
-             size_t a_row, size_t a_step, bool trans_b, const float *b, size_t ldb, float beta,
-             float *c, size_t ldc, const GemmStore &store, const float *b_panel) {
+// small_gemm_strided over the steps of d.
+void product(size_t m, size_t n, const Depth &d, float alpha, const float *a, size_t a_row,
+             size_t a_step, bool trans_b, const float *b, size_t ldb, float beta, float *c,
+             size_t ldc, const GemmStore &store, const float *b_panel) {
     if (m == 0 || n == 0) return;
     const Epilogue e = {alpha, beta, store, finish_of(alpha, beta, store, c)};
-    const size_t width = panel_width(n);
+    const size_t k = d.k, width = panel_width(n);
     if (b_panel)
-        return multiply(m, n, k_low, k, a, a_row, a_step, b_panel, width, width * k, e, c, ldc);
+        return multiply(m, n, d, a, a_row, a_step, b_panel, width, width * k, e, c, ldc);
     // Rows of op(B) read in place lie ldb floats apart: from 128 (512 bytes)
     // on they fall on 8 or fewer of L1's 64 sets, and more than 32 of them
     // (a slab's k rows) evict each other; such op(B)s are packed instead
     // (4096 x 256 x 256: 77 -> 106 GFLOP/s).
     if (!trans_b && n % kLanes == 0 && (ldb < 128 || k <= 32))
-        return multiply(m, n, k_low, k, a, a_row, a_step, b, ldb, kSlab, e, c, ldc);
-    if (a_step == 1 && n < kNarrow) { // the narrow kernel reads rows of op(A) as vectors
+        return multiply(m, n, d, a, a_row, a_step, b, ldb, kSlab, e, c, ldc);
+    // The narrow kernel reads rows of op(A) as vectors, all k of them (a
+    // product over runs adds the zero rows of op(B) between them).
+    if (a_step == 1 && n < kNarrow) {
         if (trans_b) return multiply_narrow(m, n, k, a, a_row, b, ldb, e, c, ldc);
         // B (k x n) transposed: n rows of k for the same dot products.
         float *rows = scratch(n * k);
@@ -509,8 +537,8 @@ void product(size_t m, size_t n, size_t k_low, size_t k, float alpha, const floa
         return multiply_narrow(m, n, k, a, a_row, rows, k, e, c, ldc);
     }
     float *panel = scratch(panel_size(n, k));
-    fill_panel(trans_b, b, ldb, n, k, panel);
-    multiply(m, n, k_low, k, a, a_row, a_step, panel, width, width * k, e, c, ldc);
+    fill_panel(trans_b, b, ldb, n, d, panel);
+    multiply(m, n, d, a, a_row, a_step, panel, width, width * k, e, c, ldc);
 }
 
 } // namespace
@@ -519,14 +547,15 @@ void small_gemm_strided(size_t m, size_t n, size_t k, float alpha, const float *
                         size_t a_row, size_t a_step, bool trans_b, const float *b, size_t ldb,
                         float beta, float *c, size_t ldc, const GemmStore &store,
                         const float *b_panel) {
-    product(m, n, k, k, alpha, a, a_row, a_step, trans_b, b, ldb, beta, c, ldc, store, b_panel);
+    product(m, n, Depth{k, k}, alpha, a, a_row, a_step, trans_b, b, ldb, beta, c, ldc, store,
+            b_panel);
 }
 
 void small_gemm_staircase(size_t m, size_t n, size_t k_low, size_t k, const float *a,
                           size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
                           const GemmStore &store, const float *b_panel) {
-    product(m, n, std::min(k_low, k), k, 1.0f, a, lda, 1, true, b, ldb, 0.0f, c, ldc, store,
-            b_panel);
+    product(m, n, Depth{std::min(k_low, k), k}, 1.0f, a, lda, 1, true, b, ldb, 0.0f, c, ldc,
+            store, b_panel);
 }
 
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
@@ -534,6 +563,14 @@ void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float 
                 size_t ldc, const GemmStore &store, const float *b_panel) {
     small_gemm_strided(m, n, k, alpha, a, trans_a ? 1 : lda, trans_a ? lda : 1, trans_b, b, ldb,
                        beta, c, ldc, store, b_panel);
+}
+
+void small_gemm_runs(bool trans_a, size_t m, size_t n, const KRun *runs, size_t count,
+                     const float *a, size_t lda, const float *b, size_t ldb, float *c,
+                     size_t ldc, const GemmStore &store) {
+    const size_t k = count ? runs[count - 1].end : 0;
+    product(m, n, Depth{k, k, runs, count}, 1.0f, a, trans_a ? 1 : lda, trans_a ? lda : 1,
+            false, b, ldb, 0.0f, c, ldc, store, nullptr);
 }
 
 } // namespace flow::cpu_kernels

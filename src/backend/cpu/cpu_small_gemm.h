@@ -68,6 +68,19 @@ void small_gemm_staircase(size_t m, size_t n, size_t k_low, size_t k, const floa
                           size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
                           const GemmStore &store, const float *b_panel);
 
+// small_gemm(trans_a, false, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, store)
+// for a B [k, n] whose rows are zero outside the runs [begin, end) (in
+// increasing order; k = the last run's end): only their steps are added,
+// with the same result for finite op(A). A MADE output layer's units are
+// not in degree order, so the rows that reach a column of its weight are
+// one run per block of outputs, not one run.
+struct KRun {
+    size_t begin, end;
+};
+void small_gemm_runs(bool trans_a, size_t m, size_t n, const KRun *runs, size_t count,
+                     const float *a, size_t lda, const float *b, size_t ldb, float *c,
+                     size_t ldc, const GemmStore &store = {});
+
 // For products that reuse one transposed op(B) = b^T (b [n, k], rows ldb
 // apart), as a layer's weight is reused block after block: the panel
 // small_gemm would copy it into for every call, made once. Its size in

@@ -149,20 +149,41 @@ void CpuBackend::pack_staircase(const Tensor &w, const size_t *prefix, Tensor &p
 
 namespace {
 
-// dx = dy w, each panel of dx stored through `store` (gate: dx's layout).
+// The runs of rows of w that reach column `column`, into runs (units / 2 +
+// 1 of them at most); returns how many. One run for units in degree order,
+// one per block of a MADE's outputs.
+size_t runs_reaching(const size_t *prefix, size_t units, size_t column,
+                     cpu_kernels::KRun *runs) {
+    size_t count = 0;
+    for (size_t u = 0; u < units;) {
+        if (prefix[u] <= column) {
+            ++u;
+            continue;
+        }
+        const size_t begin = u;
+        while (u < units && prefix[u] > column) ++u;
+        runs[count++] = {begin, u};
+    }
+    return count;
+}
+
+// dx = dy w, each panel of dx stored through `store` (gate: dx's layout),
+// summed over the rows of w that reach it. The zeros between them are
+// skipped: summing over a MADE output layer's whole span of rows took 1.7x
+// as long as the forward (256 x 1920 x 64, units unsorted).
 void backward_input(const StaircaseArgs &a, const cpu_kernels::GemmStore &store) {
     const size_t panels = panel_count(a.inputs, kPanel);
     row_blocks(a.rows, staircase_work(a), [&](size_t r0, size_t r1) {
+        cpu_kernels::KRun *runs = thread_buffer<cpu_kernels::KRun>(a.units / 2 + 1);
         for (size_t i = 0; i < panels; ++i) {
             const size_t j0 = i * kPanel, j1 = std::min(a.inputs, j0 + kPanel);
-            const RowRange r = rows_reaching(a.prefix, a.units, j0);
             cpu_kernels::GemmStore part = store;
             if (part.gate) part.gate += r0 * a.inputs + j0;
-            // No row reaches these columns: k = 0 writes zeros.
-            cpu_kernels::small_gemm(false, false, r1 - r0, j1 - j0, r.end - r.begin, 1.0f,
-                                    a.dy + r0 * a.units + r.begin, a.units,
-                                    a.w + r.begin * a.inputs + j0, a.inputs, 0.0f,
-                                    a.out + r0 * a.inputs + j0, a.inputs, part);
+            // No row reaches these columns: no runs, and C gets zeros.
+            cpu_kernels::small_gemm_runs(false, r1 - r0, j1 - j0, runs,
+                                         runs_reaching(a.prefix, a.units, j0, runs),
+                                         a.dy + r0 * a.units, a.units, a.w + j0, a.inputs,
+                                         a.out + r0 * a.inputs + j0, a.inputs, part);
         }
     });
 }

@@ -12,6 +12,7 @@
 //   double  0     partial sums (cpu_backend.cpp, cpu_glow.cpp)
 //   double  1, 2  sums kept alongside them, a layer's host values
 //   char    0     all_finite's per-chunk flags
+//   KRun    0     the runs of a staircase panel (cpu_staircase.cpp)
 #pragma once
 
 #include <algorithm>
