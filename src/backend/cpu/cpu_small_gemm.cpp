@@ -523,8 +523,9 @@ void product(size_t m, size_t n, const Depth &d, float alpha, const float *a, si
     // Rows of op(B) read in place lie ldb floats apart: from 128 (512 bytes)
     // on they fall on 8 or fewer of L1's 64 sets, and more than 32 of them
     // (a slab's k rows) evict each other; such op(B)s are packed instead
-    // (4096 x 256 x 256: 77 -> 106 GFLOP/s).
-    if (!trans_b && n % kLanes == 0 && (ldb < 128 || k <= 32))
+    // (4096 x 256 x 256: 77 -> 106 GFLOP/s), unless few tiles read them
+    // (the staircase weight gradients, m <= 64: 5-8% faster in place).
+    if (!trans_b && n % kLanes == 0 && (ldb < 128 || k <= 32 || m <= 64))
         return multiply(m, n, d, a, a_row, a_step, b, ldb, kSlab, e, c, ldc);
     // The narrow kernel reads rows of op(A) as vectors, all k of them (a
     // product over runs adds the zero rows of op(B) between them).
