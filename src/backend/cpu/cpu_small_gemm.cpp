@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 // The helpers that return vectors are always inlined into their clone, so
 // no call passes a vector between code built with and without AVX, which
