@@ -5,7 +5,9 @@
 //   y = x w^T and dw = dy^T x: panels of rows of w, each as deep as its
 //     deepest row;
 //   dx = dy w: panels of columns of w, each summing over the rows from the
-//     first to the last that reach the panel.
+//     first to the last that reach the panel (the CPU sums over only the
+//     runs of rows that reach it, cpu_staircase.cpp: a MADE output layer's
+//     units are not in degree order, so there is one run per block).
 // Inside a panel the shallower rows multiply zeros of w, and their dw past
 // their prefix is not a gradient (w's zeros are not parameters). Runs of
 // monotone prefixes (a MADE layer's units in degree order) leave few such
