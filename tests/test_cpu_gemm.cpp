@@ -160,7 +160,10 @@ Test(cpu_gemm, backend_gemm_matches_reference) {
                              {33, 1, 4096}, {65, 64, 300}, {256, 12, 100}, {1, 1, 1},
                              // forward products split over threads, narrow ones, and
                              // an inner dimension past the small kernel's
-                             {2048, 256, 256}, {1000, 5, 300}, {40, 64, 1100}};
+                             {2048, 256, 256}, {1000, 5, 300}, {40, 64, 1100},
+                             // a D = 8 coupling's first layer's weight gradient
+                             // (narrow_weight_gradient), and ragged ones
+                             {256, 4, 512}, {70, 3, 900}, {9, 7, 700}};
     Backend &be = cpu_backend();
     const size_t skip = 3; // rows before each block
     unsigned seed = 100;

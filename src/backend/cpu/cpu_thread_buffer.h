@@ -9,6 +9,7 @@
 //   float   2     small_gemm's copy of op(B) (cpu_small_gemm.cpp)
 //   float   3     a staircase weight-gradient panel (cpu_staircase.cpp)
 //   float   4     the MADE MoG kernels' per-component arrays (cpu_kernels.cpp)
+//   float   5     a narrow weight gradient's transpose (cpu_gemm.cpp)
 //   double  0     partial sums (cpu_backend.cpp, cpu_glow.cpp)
 //   double  1, 2  sums kept alongside them, a layer's host values
 //   char    0     all_finite's per-chunk flags
