@@ -11,7 +11,9 @@
 // product (one more pass over C) and always lets the BLAS use every thread.
 // Tiny products stay in Eigen's inline coefficient-based product, which
 // beats a BLAS call there, and the small products of small flows' backward
-// passes go to the small kernel. Only this file includes Eigen.
+// passes go to the small kernel, as do the weight gradients of layers with
+// fewer than 8 inputs (narrow_weight_gradient). Only this file includes
+// Eigen.
 #ifndef EIGEN_USE_BLAS
 #define EIGEN_USE_BLAS
 #endif
