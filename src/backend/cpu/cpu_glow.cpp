@@ -10,13 +10,7 @@
 // summed in double per chunk, then the chunks in order, so results do not
 // depend on the thread count. The mixture of Gaussians runs row by row.
 
-// Neither changes a result (nothing reads errno or the floating-point
-// exception flags); without them GCC keeps the selects of branchless_tanh and
-// branchless_log1p out of vectors. First, so every function here gets them.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("-fno-math-errno", "-fno-trapping-math")
-#endif
-
+// Compiled with -fno-math-errno -fno-trapping-math (CMakeLists.txt).
 #include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
@@ -121,7 +115,9 @@ GLOW_KERNEL void planar_inverse_chunk(const glow::Planar &p, double tol, const f
                                       size_t rows, float *x, float *logdet) {
     const size_t D = p.D;
     double c[kChunk], lo[kChunk], hi[kChunk], a[kChunk];
-    bool done[kChunk];
+    // As wide as the doubles: GCC does not vectorize a loop that mixes
+    // 1-byte and 8-byte arrays.
+    int64_t done[kChunk];
     for (size_t i = 0; i < rows; ++i) {
         const glow::PlanarSolve s = glow::planar_solve_start(p, p.pre(z + i * D));
         c[i] = s.c, lo[i] = s.lo, hi[i] = s.hi, a[i] = s.a, done[i] = s.done;
@@ -129,13 +125,13 @@ GLOW_KERNEL void planar_inverse_chunk(const glow::Planar &p, double tol, const f
     for (int it = 0; it < glow::kPlanarSteps; ++it) {
         size_t busy = 0;
         for (size_t i = 0; i < rows; ++i) {
-            glow::PlanarSolve s = {c[i], lo[i], hi[i], a[i], done[i]};
+            glow::PlanarSolve s = {c[i], lo[i], hi[i], a[i], done[i] != 0};
             glow::planar_solve_step(p, tol, s);
             const bool live = !done[i];
             lo[i] = live ? s.lo : lo[i];
             hi[i] = live ? s.hi : hi[i];
             a[i] = live ? s.a : a[i];
-            done[i] = done[i] | s.done;
+            done[i] |= s.done;
             busy += !done[i];
         }
         if (!busy) break;

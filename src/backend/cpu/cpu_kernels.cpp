@@ -14,18 +14,13 @@
 #include <cstdint>
 #include <cstring>
 
-// Neither changes a result: sqrt never sees a negative number here (Adam's
-// v >= 0), and nothing reads floating-point exception flags. Without them GCC
-// keeps the selects and float->int conversions of exp/tanh out of vectors.
+// Compiled with -fno-math-errno -fno-trapping-math (CMakeLists.txt).
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("-fno-math-errno", "-fno-trapping-math")
 #define FLOW_IVDEP _Pragma("GCC ivdep")
 #else
 #define FLOW_IVDEP
 #endif
 
-// After the pragma: GCC inlines a function only into functions compiled with
-// the same flags.
 #include "backend/float_math.h"
 #include "backend/glow_math.h"
 
