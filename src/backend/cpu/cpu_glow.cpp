@@ -12,6 +12,7 @@
 
 // Compiled with -fno-math-errno -fno-trapping-math (CMakeLists.txt).
 #include <algorithm>
+#include <cstdint>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_clones.h"
