@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -19,19 +20,24 @@ namespace {
 // whatever n the caller passes.
 constexpr size_t chunk_rows = 4096;
 // On the CPU, evaluation passes go through the transforms in blocks of rows
-// whose [rows, widest layer] intermediates hold about cpu_block_floats
-// floats (192 KB), between 128 and 512 rows, so that a block's few such
-// matrices per conditioner and a layer's weight stay in the L2 cache
-// instead of streaming through memory: ~1.2x faster log_prob and sampling
-// for 4096-row batches than whole chunks, and at hidden width 256 another
-// 2-6% with 192-row blocks instead of 512 (smaller ones slow down MAF's
-// D-pass sampling). With several threads, each thread takes whole blocks
-// through the whole flow: one parallel region per call instead of one per
-// op, and no thread waits at every op for the other. Results do not change:
-// these passes treat rows independently, and random numbers are still drawn
-// per chunk_rows chunk.
-constexpr size_t cpu_block_floats = 192 * 256;
-constexpr size_t cpu_min_block_rows = 128, cpu_max_block_rows = 512;
+// whose [rows, widest layer] intermediates take about 3/16 of a core's L2
+// cache (cpu_block_share), between 64 and 512 rows, so that a block's few
+// such matrices per conditioner and a layer's weight stay in L2 instead of
+// streaming through memory: ~1.2x faster log_prob and sampling for 4096-row
+// batches than whole chunks, and at hidden width 256 another 2-6% with
+// 192-row blocks (1 MB L2, Zen 4) instead of 512; with 512 KB (Zen 3) the
+// 96 rows of the same share beat 192 by 2-10% in couplings. Models with
+// MADE layers keep blocks of cpu_made_block_floats whatever the L2: their
+// staircase products and D-pass solves pay per block and panel, and on Zen
+// 3 MAF sampled 5-20% slower in 96-row blocks than in 192. With several
+// threads, each thread takes whole blocks through the whole flow: one
+// parallel region per call instead of one per op, and no thread waits at
+// every op for the other. Results do not change: these passes treat rows
+// independently, and random numbers are still drawn per chunk_rows chunk.
+constexpr double cpu_block_share = 3.0 / 16;
+constexpr size_t cpu_default_l2_bytes = size_t(1) << 20;
+constexpr size_t cpu_made_block_floats = 192 * 256;
+constexpr size_t cpu_min_block_rows = 64, cpu_max_block_rows = 512;
 // A CPU train step takes each lane's rows through forward and backward in
 // parts, adding up the parts' gradients: a part's kept activations then
 // stay in the caches from the forward to the backward pass instead of
@@ -68,6 +74,25 @@ size_t widest_layer(const ModelSpec &spec) {
     for (const TransformSpec &t : spec.transforms)
         for (size_t h : t.hidden) widest = std::max(widest, h);
     return widest;
+}
+
+bool has_made_layers(const ModelSpec &spec) {
+    if (spec.base == "made_mog") return true;
+    for (const TransformSpec &t : spec.transforms)
+        if (t.type == "made_affine") return true;
+    return false;
+}
+
+// Rows per evaluation block on the CPU; the C library reads the L2 size from
+// the CPU (0 where it cannot tell).
+size_t cpu_block_rows(const ModelSpec &spec) {
+    size_t floats = cpu_made_block_floats;
+    if (!has_made_layers(spec)) {
+        const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        const size_t bytes = l2 > 0 ? size_t(l2) : cpu_default_l2_bytes;
+        floats = size_t(cpu_block_share * double(bytes)) / sizeof(float);
+    }
+    return std::clamp(floats / widest_layer(spec), cpu_min_block_rows, cpu_max_block_rows);
 }
 
 // Dequantization draws its noise per pass (counter = element of the pass), so
@@ -113,7 +138,7 @@ const Tensor &no_tensor() {
 Model::Model(Backend &be, ModelSpec spec, uint64_t seed)
     : backend_(be), spec_(std::move(spec)), spec_json_(model_spec_json(spec_)), seed_(seed) {
     const size_t widest = widest_layer(spec_);
-    block_rows_ = std::clamp(cpu_block_floats / widest, cpu_min_block_rows, cpu_max_block_rows);
+    block_rows_ = cpu_block_rows(spec_);
     part_rows_ = widest > cpu_max_part_width    ? whole_parts
                  : widest >= cpu_wide_part_width ? cpu_wide_part_rows
                                                  : cpu_part_rows;
