@@ -26,14 +26,15 @@ constexpr size_t chunk_rows = 4096;
 // streaming through memory: ~1.2x faster log_prob and sampling for 4096-row
 // batches than whole chunks, and at hidden width 256 another 2-6% with
 // 192-row blocks (1 MB L2, Zen 4) instead of 512; with 512 KB (Zen 3) the
-// 96 rows of the same share beat 192 by 2-10% in couplings. Models with
-// MADE layers keep blocks of cpu_made_block_floats whatever the L2: their
-// staircase products and D-pass solves pay per block and panel, and on Zen
-// 3 MAF sampled 5-20% slower in 96-row blocks than in 192. With several
-// threads, each thread takes whole blocks through the whole flow: one
-// parallel region per call instead of one per op, and no thread waits at
-// every op for the other. Results do not change: these passes treat rows
-// independently, and random numbers are still drawn per chunk_rows chunk.
+// 96 rows of the same share made the couplings' best times 0-19% shorter
+// than 192. Models with MADE layers keep blocks of cpu_made_block_floats
+// whatever the L2: their staircase products and D-pass solves pay per
+// block and panel, and on Zen 3 MAF sampled 5-24% slower in 96-row blocks
+// than in 192 (in two runs of three). With several threads, each thread
+// takes whole blocks through the whole flow: one parallel region per call
+// instead of one per op, and no thread waits at every op for the other.
+// Results do not change: these passes treat rows independently, and random
+// numbers are still drawn per chunk_rows chunk.
 constexpr double cpu_block_share = 3.0 / 16;
 constexpr size_t cpu_default_l2_bytes = size_t(1) << 20;
 constexpr size_t cpu_made_block_floats = 192 * 256;
