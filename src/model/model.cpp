@@ -84,16 +84,17 @@ bool has_made_layers(const ModelSpec &spec) {
     return false;
 }
 
-// Rows per evaluation block on the CPU; the C library reads the L2 size from
-// the CPU (0 where it cannot tell).
-size_t cpu_block_rows(const ModelSpec &spec) {
+// Rows per evaluation block on the CPU for a model whose widest layer is
+// `widest` units; the C library reads the L2 size from the CPU (0 where it
+// cannot tell).
+size_t cpu_block_rows(const ModelSpec &spec, size_t widest) {
     size_t floats = cpu_made_block_floats;
     if (!has_made_layers(spec)) {
         const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
         const size_t bytes = l2 > 0 ? size_t(l2) : cpu_default_l2_bytes;
         floats = size_t(cpu_block_share * double(bytes)) / sizeof(float);
     }
-    return std::clamp(floats / widest_layer(spec), cpu_min_block_rows, cpu_max_block_rows);
+    return std::clamp(floats / widest, cpu_min_block_rows, cpu_max_block_rows);
 }
 
 // Dequantization draws its noise per pass (counter = element of the pass), so
@@ -139,7 +140,7 @@ const Tensor &no_tensor() {
 Model::Model(Backend &be, ModelSpec spec, uint64_t seed)
     : backend_(be), spec_(std::move(spec)), spec_json_(model_spec_json(spec_)), seed_(seed) {
     const size_t widest = widest_layer(spec_);
-    block_rows_ = cpu_block_rows(spec_);
+    block_rows_ = cpu_block_rows(spec_, widest);
     part_rows_ = widest > cpu_max_part_width    ? whole_parts
                  : widest >= cpu_wide_part_width ? cpu_wide_part_rows
                                                  : cpu_part_rows;
