@@ -5,14 +5,17 @@
         [--coretype inherit|unset|NAME] [--models realnvp,nice,maf,iaf,made,glow]
         [--dims 8,64] [--hidden 64,256] [--batch 256,4096] [--threads 1,2]
         [--layers K] [--ops train_step,log_prob,sample] [--rounds 5]
-        [--round-time 0.2] [--json results.jsonl] [--no-check] [--quick]
+        [--round-time 0.2] [--context C] [--json results.jsonl] [--no-check]
+        [--quick]
 
 Models: realnvp, nice, realnvp_bn, maf, iaf, made (MADE MoG, 10 components
 per dimension), glow, planar, radial (K = 8 layers, 5 MADE layers for maf /
 iaf, made's one MADE; planar and radial have no hidden width, so they run
 once per dimension and batch, H shown as "-"). --quick keeps the
 small configurations only (H 64, batch 256, 1 thread: both dims) of every
-model the grid names, for a run of a few minutes.
+model the grid names, for a run of a few minutes. --context C > 0 runs the
+conditional form of every model with a conditioner (context_dim C, one row
+of C context values per data row; planar and radial stay as they are).
 
 First checks that both compute the same thing (flowlib_bench --check writes a
 trained model and flowlib's outputs; torch_reference.check loads the same
@@ -58,6 +61,8 @@ def parse_args():
     ap.add_argument("--ops", default="train_step,log_prob,sample")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--round-time", type=float, default=0.2)
+    ap.add_argument("--context", type=int, default=0,
+                    help="context_dim of the models with a conditioner (0: unconditional)")
     ap.add_argument("--json", help="also write one JSON line per measurement here")
     ap.add_argument("--no-check", action="store_true", help="skip the equality check")
     ap.add_argument("--no-gemm", action="store_true", help="skip the sgemm rate")
@@ -93,9 +98,9 @@ class FlowlibServer:
             sys.exit("flowlib_bench: %r -> %r" % (line, reply))
         return reply
 
-    def setup(self, model, dim, hidden, batch, threads, layers):
-        return int(self.ask("setup %s %d %d %d %d %d"
-                            % (model, dim, hidden, batch, threads, layers)).split()[1])
+    def setup(self, model, dim, hidden, batch, threads, layers, context):
+        return int(self.ask("setup %s %d %d %d %d %d %d"
+                            % (model, dim, hidden, batch, threads, layers, context)).split()[1])
 
     def run(self, op, calls):
         return float(self.ask("time %s %d" % (op, calls)))
@@ -224,6 +229,8 @@ def main():
           % (os.environ.get("OPENBLAS_CORETYPE", "(unset)"), torch.__version__, " ".join(load)))
     print("# flowlib_bench: %s; %d alternating rounds of ~%.2f s, medians"
           % (bench, args.rounds, args.round_time))
+    if args.context:
+        print("# conditional models: context_dim %d" % args.context)
 
     unknown = [m for m in models if m not in ref.MODELS]
     if unknown:
@@ -235,7 +242,10 @@ def main():
             saved = sys.stdout
             sys.stdout = open(os.devnull, "w")
             try:
-                same = ref.check(d, models)
+                # The conditional forms are checked when they are timed.
+                same = ref.check(d, [ref.conditional_name(m)
+                                     if args.context and ref.has_hidden(m) else m
+                                     for m in models])
             finally:
                 sys.stdout.close()
                 sys.stdout = saved
@@ -281,8 +291,9 @@ def main():
             for hidden in hiddens if ref.has_hidden(model) else hiddens[:1]:
                 for batch in batches:
                     for t in threads_list:
-                        params = server.setup(model, dim, hidden, batch, t, layers)
-                        tb = ref.TorchBench(model, dim, hidden, batch, t, layers)
+                        context = args.context if ref.has_hidden(model) else 0
+                        params = server.setup(model, dim, hidden, batch, t, layers, context)
+                        tb = ref.TorchBench(model, dim, hidden, batch, t, layers, context)
                         for op in ops:
                             # A train step is also compared with the machine's
                             # sgemm rate measured in the same rounds (the load
@@ -296,7 +307,7 @@ def main():
                             mf, mt = meds[0], meds[1]
                             tf, tt = times[0], times[1]
                             flops = (6.0 if op == "train_step" else 2.0) * \
-                                ref.dense_weights(model, dim, hidden, layers) * batch
+                                ref.dense_weights(model, dim, hidden, layers, context) * batch
                             gf = flops / mf / 1e9
                             rate = 2.0 * 1024 ** 3 / meds[2] / 1e9 if extra else gemm.get(t)
                             # No GEMM work (planar, radial): no share to report.
@@ -310,7 +321,7 @@ def main():
                                      if op == "train_step" and rate and flops else ""),
                                   flush=True)
                             emit({"model": model, "dim": dim, "hidden": h, "batch": batch,
-                                  "threads": t, "layers": layers, "op": op,
+                                  "threads": t, "layers": layers, "context": context, "op": op,
                                   "params": params, "flowlib_ms": 1e3 * mf, "torch_ms": 1e3 * mt,
                                   "ratio": mt / mf, "flowlib_gflops": gf,
                                   "gemm_share": share / 100.0, "gemm_gflops": rate,

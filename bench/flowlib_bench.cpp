@@ -4,7 +4,7 @@
 //   flowlib_bench [--models realnvp,nice] [--dims 8,64] [--hidden 64,256]
 //                 [--batch 256,4096] [--threads 1,2] [--rounds 7]
 //                 [--round-time 0.25] [--ops train_step,log_prob,sample]
-//                 [--device cpu,cuda] [--gemm] [--quick]
+//                 [--context C] [--device cpu,cuda] [--gemm] [--quick]
 //   flowlib_bench --serve      (line protocol for bench/compare.py)
 //   flowlib_bench --check DIR  (writes a trained model of every type + reference
 //                               outputs for bench/torch_reference.py --check DIR)
@@ -31,8 +31,10 @@
 // "maf", "iaf" (K MADE layers), "glow" (K actnorm + LU linear + affine
 // coupling steps), "planar", "radial" (K layers, no hidden width: H is
 // ignored); K = --layers (default 8, 5 for maf / iaf), hidden = [H, H],
-// ReLU. Data: standard normal rows from a counter-based generator that
-// bench/torch_reference.py reproduces.
+// ReLU. --context C > 0 makes every model with a conditioner conditional
+// (context_dim C: couplings' nets and MADEs read a context row of C values
+// with each row). Data and context: standard normal rows from a
+// counter-based generator that bench/torch_reference.py reproduces.
 #include <flowlib.h>
 
 #include <algorithm>
@@ -64,6 +66,7 @@ struct Config {
     std::string model = "realnvp";
     int dim = 8, hidden = 64, batch = 256, threads = 1, layers = 8;
     flow_device device = FLOW_DEVICE_CPU;
+    int context = 0; // context_dim; 0: unconditional
 };
 
 const char *device_name(flow_device d) { return d == FLOW_DEVICE_CUDA ? "cuda" : "cpu"; }
@@ -105,16 +108,23 @@ uint64_t splitmix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-// Element k: Box-Muller on two 24-bit uniforms from splitmix64(2k), (2k+1).
-std::vector<float> bench_data(size_t rows, size_t dim) {
+// Element i: Box-Muller on two 24-bit uniforms from splitmix64(2k), (2k+1),
+// k = first + i.
+std::vector<float> bench_data(size_t rows, size_t dim, uint64_t first = 0) {
     std::vector<float> x(rows * dim);
     const double two_pi = 6.283185307179586;
-    for (size_t k = 0; k < x.size(); ++k) {
+    for (size_t i = 0; i < x.size(); ++i) {
+        const uint64_t k = first + i;
         double u1 = (double(splitmix64(2 * k) >> 40) + 0.5) / 16777216.0;
         double u2 = (double(splitmix64(2 * k + 1) >> 40) + 0.5) / 16777216.0;
-        x[k] = float(std::sqrt(-2.0 * std::log(u1)) * std::cos(two_pi * u2));
+        x[i] = float(std::sqrt(-2.0 * std::log(u1)) * std::cos(two_pi * u2));
     }
     return x;
+}
+
+// Context rows of conditional models: the same generator further on.
+std::vector<float> bench_context(size_t rows, size_t context_dim) {
+    return bench_data(rows, context_dim, uint64_t(1) << 40);
 }
 
 // --- models -----------------------------------------------------------------
@@ -149,19 +159,23 @@ std::string spec_json(const Config &c) {
         spec += ", \"hidden\": [" + std::to_string(c.hidden) + ", " +
                 std::to_string(c.hidden) + "]";
     if (c.model == "realnvp_bn") spec += ", \"batch_norm\": true";
+    if (c.context) spec += ", \"context_dim\": " + std::to_string(c.context);
     return spec + "}";
 }
 
 // Weights of the dense layers (the GEMM work), biases excluded. A MADE
 // conditioner (maf, iaf) is the same D -> H -> H -> 2D MLP with masked
 // weights, MADE MoG's one MADE D -> H -> H -> 3 C D; a Glow step adds its
-// D x D invertible linear map. Planar and radial layers do no GEMM
-// (reported as 0 GFLOP/s).
+// D x D invertible linear map. A context of C values adds C x H weights to
+// a coupling's first layer and C x (H + outputs) to a MADE (its first hidden
+// layer and its outputs). Planar and radial layers do no GEMM (reported as 0
+// GFLOP/s).
 double dense_weights(const Config &c) {
     if (conditioner_free(c.model)) return 0.0;
-    const double D = c.dim, H = c.hidden;
+    const double D = c.dim, H = c.hidden, C = c.context;
     const double out = c.model == "nice" ? D : c.model == "made" ? 3 * kMadeComponents * D : 2 * D;
-    return c.layers * (D * H + H * H + H * out + (c.model == "glow" ? D * D : 0.0));
+    const double context = C * (H + (autoregressive(c.model) ? out : 0.0));
+    return c.layers * (D * H + H * H + H * out + context + (c.model == "glow" ? D * D : 0.0));
 }
 
 double flops_per_call(const Config &c, const std::string &op) {
@@ -179,6 +193,9 @@ struct Bench {
     Config config;
     flow_model *model = nullptr;
     std::vector<float> train, x, out, lp, first_params;
+    // Conditional models: the train batches' context rows and x's (the
+    // first batch's); empty otherwise.
+    std::vector<float> train_context, context;
     uint64_t sample_seed = 1;
     size_t train_steps = 0;
 
@@ -191,6 +208,11 @@ struct Bench {
               "flow_model_get_params");
         train = bench_data(kTrainBatches * size_t(c.batch), size_t(c.dim));
         x.assign(train.begin(), train.begin() + ptrdiff_t(size_t(c.batch) * size_t(c.dim)));
+        if (c.context) {
+            train_context = bench_context(kTrainBatches * size_t(c.batch), size_t(c.context));
+            context.assign(train_context.begin(),
+                           train_context.begin() + ptrdiff_t(size_t(c.batch) * size_t(c.context)));
+        }
         out.resize(x.size());
         lp.resize(size_t(c.batch));
     }
@@ -198,11 +220,17 @@ struct Bench {
     Bench(const Bench &) = delete;
     Bench &operator=(const Bench &) = delete;
 
+    // Context rows of x (nullptr: an unconditional model).
+    const float *x_context() const { return context.empty() ? nullptr : context.data(); }
+
     void call(const std::string &op) {
         const size_t n = size_t(config.batch);
         if (op == "train_step") {
-            const float *batch = train.data() + (train_steps++ % kTrainBatches) * x.size();
-            const flow_status status = flow_train_step(model, batch, nullptr, n, nullptr);
+            const size_t k = train_steps++ % kTrainBatches;
+            const float *batch = train.data() + k * x.size();
+            const float *batch_context =
+                context.empty() ? nullptr : train_context.data() + k * context.size();
+            const flow_status status = flow_train_step(model, batch, batch_context, n, nullptr);
             if (status != FLOW_ERR_NUMERIC) return check(status, "flow_train_step");
             // Thousands of steps over the same few small batches can drive a
             // model until its loss overflows (MAF at batch 64): start again
@@ -213,9 +241,9 @@ struct Bench {
             check(flow_model_set_optimizer(model, "{}"), "flow_model_set_optimizer");
         }
         else if (op == "log_prob")
-            check(flow_log_prob(model, x.data(), nullptr, n, lp.data()), "flow_log_prob");
+            check(flow_log_prob(model, x.data(), x_context(), n, lp.data()), "flow_log_prob");
         else if (op == "sample")
-            check(flow_sample(model, n, nullptr, 1.0f, sample_seed++, out.data(), nullptr),
+            check(flow_sample(model, n, x_context(), 1.0f, sample_seed++, out.data(), nullptr),
                   "flow_sample");
         else
             die("unknown op \"" + op + "\"");
@@ -271,6 +299,7 @@ struct Options {
     std::vector<std::string> ops{"train_step", "log_prob", "sample"};
     std::vector<flow_device> devices{FLOW_DEVICE_CPU};
     int rounds = 7, layers = 0; // 0: K = 8 couplings, 5 MADE layers
+    int context = 0;            // context_dim of models with a conditioner
     double round_time = 0.25;
     bool gemm = false;
 };
@@ -300,12 +329,12 @@ void run_config(const Options &o, const Config &c, std::map<std::string, double>
         else if (cpu_seconds.count(op))
             speedup = ", \"speedup_vs_cpu\": " + std::to_string(cpu_seconds[op] / s);
         std::printf("{\"impl\": \"flowlib\", \"device\": \"%s\", \"model\": \"%s\", \"dim\": %d, "
-                    "\"hidden\": %d, \"layers\": %d, \"batch\": %d, \"threads\": %d, "
+                    "\"hidden\": %d, \"layers\": %d, \"context\": %d, \"batch\": %d, \"threads\": %d, "
                     "\"op\": \"%s\", \"ms\": %.4f, \"samples_per_s\": %.1f, "
                     "\"gflops\": %.2f, \"params\": %zu, \"rounds\": %d, "
                     "\"calls_per_round\": %ld, \"spread\": %.3f, "
                     "\"peak_rss_mb\": %.1f%s}\n",
-                    device_name(c.device), c.model.c_str(), c.dim, c.hidden, c.layers, c.batch,
+                    device_name(c.device), c.model.c_str(), c.dim, c.hidden, c.layers, c.context, c.batch,
                     c.threads, op.c_str(), 1e3 * s, c.batch / s, flops_per_call(c, op) / s / 1e9,
                     flow_model_param_count(b.model), o.rounds, per_round, (*hi - *lo) / s,
                     peak_rss_mb(), speedup.c_str());
@@ -335,14 +364,15 @@ void grid(const Options &o) {
                         for (int threads : o.threads) {
                             if (device == FLOW_DEVICE_CUDA && threads != o.threads.front()) continue;
                             Config c{model, dim, hidden, batch, threads,
-                                     o.layers ? o.layers : default_layers(model), device};
+                                     o.layers ? o.layers : default_layers(model), device,
+                                     conditioner_free(model) ? 0 : o.context};
                             run_config(o, c, cpu_seconds);
                         }
                 }
 }
 
 // Line protocol, one reply line per command:
-//   setup MODEL DIM HIDDEN BATCH THREADS LAYERS  -> "ok PARAMS"
+//   setup MODEL DIM HIDDEN BATCH THREADS LAYERS [CONTEXT]  -> "ok PARAMS"
 //   time OP CALLS                                -> seconds for CALLS calls
 //   gemm N CALLS                                 -> seconds per sgemm call
 //   rss                                          -> peak RSS (MB) since setup
@@ -356,6 +386,7 @@ int serve() {
         if (cmd == "setup") {
             Config c;
             in >> c.model >> c.dim >> c.hidden >> c.batch >> c.threads >> c.layers;
+            if (!(in >> c.context)) c.context = 0;
             bench.reset();
             reset_peak_rss();
             bench = std::make_unique<Bench>(c);
@@ -393,43 +424,57 @@ void write_f32(const std::string &path, const std::vector<float> &v) {
 const std::vector<std::string> check_models{"realnvp", "nice",   "realnvp_bn", "maf", "iaf",
                                             "made",    "glow",   "planar",     "radial"};
 
-// For every model type: train a few steps so no weight is zero any more, save
-// the model, then write what flowlib computes from it on fresh data:
-// log_prob, forward (z, logdet), inverse of z, loss_grad (loss, parameter
-// gradients), and the parameters after one more Adam step.
+// Context columns of the conditional models --check writes ("<model>_ctx";
+// bench/torch_reference.py: CHECK_CONTEXT_DIM).
+constexpr int kCheckContext = 3;
+
+// One model: train a few steps so no weight is zero any more, save the
+// model as <dir>/<name>.safetensors, then write what flowlib computes from
+// it on fresh data: log_prob, forward (z, logdet), inverse of z, loss_grad
+// (loss, parameter gradients), and the parameters after one more Adam step.
 // (A small D keeps IAF's D-pass training and the D x D Glow matrices cheap.)
+void check_model(const std::string &dir, const std::string &name, const Config &c) {
+    Bench b(c);
+    const size_t n = size_t(c.batch), D = size_t(c.dim), C = size_t(c.context);
+    const std::vector<float> train = bench_data(4 * n, D), train_context = bench_context(4 * n, C);
+    for (size_t step = 0; step < 30; ++step)
+        check(flow_train_step(b.model, train.data() + step % 4 * n * D,
+                              C ? train_context.data() + step % 4 * n * C : nullptr, n, nullptr),
+              "train");
+    const std::string base = dir + "/" + name;
+    check(flow_model_save(b.model, (base + ".safetensors").c_str()), "save");
+    const size_t P = flow_model_param_count(b.model);
+    const float *context = b.x_context();
+    std::vector<float> x = b.x, lp(n), z(n * D), ld(n), xi(n * D), ldi(n), g(P), p(P);
+    check(flow_log_prob(b.model, x.data(), context, n, lp.data()), "log_prob");
+    check(flow_forward(b.model, x.data(), context, n, z.data(), ld.data()), "forward");
+    check(flow_inverse(b.model, x.data(), context, n, xi.data(), ldi.data()), "inverse");
+    float loss = 0.0f;
+    check(flow_loss_grad(b.model, x.data(), context, n, &loss, g.data(), nullptr), "loss_grad");
+    float step_loss = 0.0f;
+    check(flow_train_step(b.model, x.data(), context, n, &step_loss), "train_step");
+    check(flow_model_get_params(b.model, p.data(), P), "get_params");
+    if (C) write_f32(base + ".context.f32", b.context);
+    write_f32(base + ".x.f32", x);
+    write_f32(base + ".log_prob.f32", lp);
+    write_f32(base + ".z.f32", z);
+    write_f32(base + ".logdet.f32", ld);
+    write_f32(base + ".inverse.f32", xi);
+    write_f32(base + ".inverse_logdet.f32", ldi);
+    write_f32(base + ".loss.f32", {loss, step_loss});
+    write_f32(base + ".grad.f32", g);
+    write_f32(base + ".params_after_step.f32", p);
+    std::printf("%s: wrote %s.* (%zu params)\n", name.c_str(), base.c_str(), P);
+}
+
+// Every model type, and the conditional form of each that has a conditioner.
 int check_outputs(const std::string &dir, int layers) {
     for (const std::string &model : check_models) {
         Config c{model, 6, 32, 128, 1, layers ? layers : default_layers(model)};
-        Bench b(c);
-        std::vector<float> train = bench_data(512, size_t(c.dim));
-        for (int step = 0; step < 30; ++step)
-            check(flow_train_step(b.model, train.data() + size_t(step % 4) * 128 * size_t(c.dim),
-                                  nullptr, 128, nullptr),
-                  "train");
-        const std::string base = dir + "/" + model;
-        check(flow_model_save(b.model, (base + ".safetensors").c_str()), "save");
-        const size_t n = size_t(c.batch), D = size_t(c.dim), P = flow_model_param_count(b.model);
-        std::vector<float> x = b.x, lp(n), z(n * D), ld(n), xi(n * D), ldi(n), g(P), p(P);
-        check(flow_log_prob(b.model, x.data(), nullptr, n, lp.data()), "log_prob");
-        check(flow_forward(b.model, x.data(), nullptr, n, z.data(), ld.data()), "forward");
-        check(flow_inverse(b.model, x.data(), nullptr, n, xi.data(), ldi.data()), "inverse");
-        float loss = 0.0f;
-        check(flow_loss_grad(b.model, x.data(), nullptr, n, &loss, g.data(), nullptr),
-              "loss_grad");
-        float step_loss = 0.0f;
-        check(flow_train_step(b.model, x.data(), nullptr, n, &step_loss), "train_step");
-        check(flow_model_get_params(b.model, p.data(), P), "get_params");
-        write_f32(base + ".x.f32", x);
-        write_f32(base + ".log_prob.f32", lp);
-        write_f32(base + ".z.f32", z);
-        write_f32(base + ".logdet.f32", ld);
-        write_f32(base + ".inverse.f32", xi);
-        write_f32(base + ".inverse_logdet.f32", ldi);
-        write_f32(base + ".loss.f32", {loss, step_loss});
-        write_f32(base + ".grad.f32", g);
-        write_f32(base + ".params_after_step.f32", p);
-        std::printf("%s: wrote %s.* (%zu params)\n", model.c_str(), base.c_str(), P);
+        check_model(dir, model, c);
+        if (conditioner_free(model)) continue;
+        c.context = kCheckContext;
+        check_model(dir, model + "_ctx", c);
     }
     return 0;
 }
@@ -438,7 +483,8 @@ void usage() {
     std::fprintf(stderr,
                  "usage: flowlib_bench [--models M,..] [--dims D,..] [--hidden H,..] "
                  "[--batch N,..] [--threads T,..] [--layers K] [--ops OP,..] [--rounds R] "
-                 "[--round-time S] [--device cpu,cuda] [--gemm] [--quick] | --serve | --check DIR\n");
+                 "[--round-time S] [--context C] [--device cpu,cuda] [--gemm] [--quick] | --serve "
+                 "| --check DIR\n");
     std::exit(2);
 }
 
@@ -468,6 +514,7 @@ int main(int argc, char **argv) {
             }
         }
         else if (a == "--layers") o.layers = std::atoi(value().c_str());
+        else if (a == "--context") o.context = std::max(0, std::atoi(value().c_str()));
         else if (a == "--rounds") o.rounds = std::max(1, std::atoi(value().c_str()));
         else if (a == "--round-time") o.round_time = std::atof(value().c_str());
         else if (a == "--gemm") o.gemm = true;

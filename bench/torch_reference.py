@@ -20,6 +20,10 @@ The architectures are flowlib's own (see README "Model specs"):
   base               standard normal, standard logistic (nice), or made_mog
                      (MADE MoG): per dimension a mixture of C Gaussians whose
                      logits, means and log-scales a MADE computes from z_<d
+  context_dim > 0    conditional flows: a coupling's MLP reads [m x, context];
+                     a MADE adds context Wc^T to its first hidden layer and
+                     context Wo^T to its outputs ("<made>.context.weight",
+                     "<made>.context_out.weight", the latter starting at zero)
 
 MLPs are Linear -> ReLU -> Linear -> ReLU -> Linear with torch.nn.Linear's
 default initialization, U(-1/sqrt(in), 1/sqrt(in)) for weights and biases, as
@@ -60,13 +64,22 @@ def _splitmix64(x):
         return x ^ (x >> np.uint64(31))
 
 
-def bench_data(rows, dim):
-    k = np.arange(rows * dim, dtype=np.uint64)
+def bench_data(rows, dim, first=0):
+    k = np.arange(first, first + rows * dim, dtype=np.uint64)
     two = np.uint64(2)
     u1 = ((_splitmix64(two * k) >> np.uint64(40)).astype(np.float64) + 0.5) / 16777216.0
     u2 = ((_splitmix64(two * k + np.uint64(1)) >> np.uint64(40)).astype(np.float64) + 0.5) / 16777216.0
     x = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
     return x.astype(np.float32).reshape(rows, dim)
+
+
+# Conditional models' context rows: the same generator further on
+# (flowlib_bench.cpp: bench_context).
+CONTEXT_FIRST = 1 << 40
+
+
+def bench_context(rows, context_dim):
+    return bench_data(rows, context_dim, CONTEXT_FIRST)
 
 
 # --- safetensors ------------------------------------------------------------
@@ -152,15 +165,21 @@ class MLP(nn.Module):
     """Linear layers widths[0] -> ... -> widths[-1] with an activation
     between them, the last starting at zero (an identity flow), named 0, 1,
     ... as flowlib's "net" / "made" parameters. With `masks` (MADE) each
-    weight is multiplied by a fixed 0/1 mask, as in nflows and zuko."""
+    weight is multiplied by a fixed 0/1 mask, as in nflows and zuko. With
+    `context_dim` (a conditional MADE) a context enters the first hidden
+    layer and the outputs through unmasked maps of their own."""
 
-    def __init__(self, widths, activation="relu", masks=None):
+    def __init__(self, widths, activation="relu", masks=None, context_dim=0):
         super().__init__()
         self.linears = [nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])]
         for k, layer in enumerate(self.linears):
             self.add_module(str(k), layer)
         nn.init.zeros_(self.linears[-1].weight)
         nn.init.zeros_(self.linears[-1].bias)
+        if context_dim:
+            self.context = nn.Linear(context_dim, widths[1], bias=False)
+            self.context_out = nn.Linear(context_dim, widths[-1], bias=False)
+            nn.init.zeros_(self.context_out.weight)
         self.act = ACTIVATIONS[activation]()
         self.masked = masks is not None
         for k, mask in enumerate(masks or []):
@@ -172,13 +191,15 @@ class MLP(nn.Module):
         return [(layer.weight * getattr(self, "mask%d" % k) if self.masked else layer.weight,
                  layer.bias) for k, layer in enumerate(self.linears)]
 
-    def forward(self, h, weights=None):
+    def forward(self, h, weights=None, ctx=None):
         weights = weights or self.weights()
         for k, (w, b) in enumerate(weights):
             h = F.linear(h, w, b)
+            if ctx is not None and k == 0:
+                h = h + self.context(ctx)
             if k + 1 < len(weights):
                 h = self.act(h)
-        return h
+        return h if ctx is None else h + self.context_out(ctx)
 
 
 def make_mask(t, dim):
@@ -195,10 +216,13 @@ def make_mask(t, dim):
 
 
 class Coupling(nn.Module):
-    def __init__(self, dim, hidden, affine, mask, activation="relu"):
+    conditional = True
+
+    def __init__(self, dim, hidden, affine, mask, activation="relu", context_dim=0):
         super().__init__()
         self.affine = affine
-        self.net = MLP([dim] + list(hidden) + [2 * dim if affine else dim], activation)
+        self.net = MLP([dim + context_dim] + list(hidden) + [2 * dim if affine else dim],
+                       activation)
         self.register_buffer("mask", mask, persistent=False)
         self.register_buffer("free", 1.0 - mask, persistent=False)
         if affine:
@@ -209,15 +233,19 @@ class Coupling(nn.Module):
         raw, t = h[:, :self.dim], h[:, self.dim:]
         return self.free * self.scale * torch.tanh(raw), t
 
-    def forward(self, x):
-        h = self.net(x * self.mask)
+    def _net(self, x, ctx):
+        h = x * self.mask
+        return self.net(h if ctx is None else torch.cat([h, ctx], 1))
+
+    def forward(self, x, ctx=None):
+        h = self._net(x, ctx)
         if not self.affine:
             return x + self.free * h, None
         s, t = self._s_t(h)
         return self.mask * x + self.free * (x * torch.exp(s) + t), s.sum(1)
 
-    def inverse(self, z):
-        h = self.net(z * self.mask)
+    def inverse(self, z, ctx=None):
+        h = self._net(z, ctx)
         if not self.affine:
             return z - self.free * h, None
         s, t = self._s_t(h)
@@ -229,22 +257,25 @@ class MadeAffine(nn.Module):
     maf: forward z = (x - mu(x)) exp(-alpha(x)) in one pass, inverse by D
     passes; iaf: forward by D passes, inverse in one pass."""
 
-    def __init__(self, dim, hidden, order, mask_seed, iaf=False, activation="relu"):
+    conditional = True
+
+    def __init__(self, dim, hidden, order, mask_seed, iaf=False, activation="relu",
+                 context_dim=0):
         super().__init__()
         self.made = MLP([dim] + list(hidden) + [2 * dim], activation,
-                        made_masks(order, hidden, mask_seed))
+                        made_masks(order, hidden, mask_seed), context_dim)
         self.dim, self.iaf = dim, iaf
 
-    def _affine(self, u, weights=None):
-        h = self.made(u, weights)
+    def _affine(self, u, weights=None, ctx=None):
+        h = self.made(u, weights, ctx)
         return h[:, :self.dim], h[:, self.dim:]
 
-    def _one_pass(self, y):
+    def _one_pass(self, y, ctx):
         """(y - mu(y)) exp(-alpha(y)), logdet -sum alpha."""
-        mu, alpha = self._affine(y)
+        mu, alpha = self._affine(y, ctx=ctx)
         return (y - mu) * torch.exp(-alpha), -alpha.sum(1)
 
-    def _d_passes(self, y):
+    def _d_passes(self, y, ctx):
         """out solving out = y exp(alpha(out)) + mu(out), logdet +sum alpha:
         as nflows / zuko, D full MADE passes, pass k making dimension k of the
         order exact (the weights masked once for all passes). Differentiable:
@@ -252,17 +283,17 @@ class MadeAffine(nn.Module):
         weights = self.made.weights()
         out = torch.zeros_like(y)
         for _ in range(self.dim):
-            mu, alpha = self._affine(out, weights)
+            mu, alpha = self._affine(out, weights, ctx)
             out = y * torch.exp(alpha) + mu
         # alpha of the last pass saw every dimension but the last of the
         # order, which no output depends on: it is alpha(out).
         return out, alpha.sum(1)
 
-    def forward(self, x):
-        return self._d_passes(x) if self.iaf else self._one_pass(x)
+    def forward(self, x, ctx=None):
+        return self._d_passes(x, ctx) if self.iaf else self._one_pass(x, ctx)
 
-    def inverse(self, z):
-        return self._one_pass(z) if self.iaf else self._d_passes(z)
+    def inverse(self, z, ctx=None):
+        return self._one_pass(z, ctx) if self.iaf else self._d_passes(z, ctx)
 
 
 class ActNorm(nn.Module):
@@ -468,22 +499,24 @@ def _hidden(t):
     return t.get("hidden", [64, 64])
 
 
-# One builder per transform type: (expanded spec entry, dim) -> layer.
+# One builder per transform type: (expanded spec entry, dim, context_dim) -> layer.
 BUILDERS = {
-    "affine_coupling": lambda t, dim: Coupling(dim, _hidden(t), True, make_mask(t, dim),
-                                               t.get("activation", "relu")),
-    "additive_coupling": lambda t, dim: Coupling(dim, _hidden(t), False, make_mask(t, dim),
-                                                 t.get("activation", "relu")),
-    "batch_norm": lambda t, dim: BatchNormFlow(dim, t.get("momentum", 0.1), t.get("eps", 1e-5)),
-    "diagonal_scale": lambda t, dim: DiagonalScale(dim),
-    "reverse": lambda t, dim: Reverse(),
-    "made_affine": lambda t, dim: MadeAffine(dim, _hidden(t), t["order"], t["mask_seed"],
-                                             t.get("direction", "maf") == "iaf",
-                                             t.get("activation", "relu")),
-    "actnorm": lambda t, dim: ActNorm(dim),
-    "invertible_linear": lambda t, dim: InvertibleLinear(dim, t.get("lu", True), t.get("perm")),
-    "planar": lambda t, dim: Planar(dim),
-    "radial": lambda t, dim: Radial(dim),
+    "affine_coupling": lambda t, dim, c: Coupling(dim, _hidden(t), True, make_mask(t, dim),
+                                                  t.get("activation", "relu"), c),
+    "additive_coupling": lambda t, dim, c: Coupling(dim, _hidden(t), False, make_mask(t, dim),
+                                                    t.get("activation", "relu"), c),
+    "batch_norm": lambda t, dim, c: BatchNormFlow(dim, t.get("momentum", 0.1),
+                                                  t.get("eps", 1e-5)),
+    "diagonal_scale": lambda t, dim, c: DiagonalScale(dim),
+    "reverse": lambda t, dim, c: Reverse(),
+    "made_affine": lambda t, dim, c: MadeAffine(dim, _hidden(t), t["order"], t["mask_seed"],
+                                                t.get("direction", "maf") == "iaf",
+                                                t.get("activation", "relu"), c),
+    "actnorm": lambda t, dim, c: ActNorm(dim),
+    "invertible_linear": lambda t, dim, c: InvertibleLinear(dim, t.get("lu", True),
+                                                            t.get("perm")),
+    "planar": lambda t, dim, c: Planar(dim),
+    "radial": lambda t, dim, c: Radial(dim),
 }
 
 
@@ -494,10 +527,11 @@ class MadeMixture(nn.Module):
     last layer starts at zero but for the means' biases, uniform in [-1, 1]
     (flowlib draws them from its seed)."""
 
-    def __init__(self, dim, components, hidden, order, mask_seed, activation="relu"):
+    def __init__(self, dim, components, hidden, order, mask_seed, activation="relu",
+                 context_dim=0):
         super().__init__()
         self.made = MLP([dim] + list(hidden) + [3 * components * dim], activation,
-                        made_masks(order, hidden, mask_seed, 3 * components))
+                        made_masks(order, hidden, mask_seed, 3 * components), context_dim)
         with torch.no_grad():
             self.made.linears[-1].bias[components * dim:2 * components * dim].uniform_(-1, 1)
         self.dim, self.components, self.order = dim, components, list(order)
@@ -507,19 +541,19 @@ class MadeMixture(nn.Module):
         h = h.view(h.shape[0], 3, self.components, self.dim)
         return torch.log_softmax(h[:, 0], dim=1), h[:, 1], h[:, 2]
 
-    def log_prob(self, z):
-        log_w, mean, log_scale = self._mixture(self.made(z))
+    def log_prob(self, z, ctx=None):
+        log_w, mean, log_scale = self._mixture(self.made(z, ctx=ctx))
         u = (z.unsqueeze(1) - mean) * torch.exp(-log_scale)
         terms = log_w - 0.5 * u * u - log_scale - 0.5 * LOG_TWO_PI
         return torch.logsumexp(terms, dim=1).sum(1)
 
-    def sample(self, n, generator=None):
+    def sample(self, n, generator=None, ctx=None):
         """D MADE passes as nflows does, pass k drawing dimension order[k]."""
         weights = self.made.weights()
         z = torch.zeros(n, self.dim)
         rows = torch.arange(n)
         for d in self.order:
-            log_w, mean, log_scale = self._mixture(self.made(z, weights))
+            log_w, mean, log_scale = self._mixture(self.made(z, weights, ctx))
             k = torch.multinomial(log_w[:, :, d].exp(), 1, generator=generator).squeeze(1)
             z[:, d] = mean[rows, k, d] + torch.exp(log_scale[rows, k, d]) * torch.randn(
                 n, generator=generator)
@@ -532,70 +566,80 @@ class Flow(nn.Module):
     def __init__(self, spec):
         super().__init__()
         dim = spec["dim"]
-        if spec.get("context_dim", 0):
-            raise ValueError("conditional models are not mirrored here")
-        self.dim = dim
+        self.dim, self.context_dim = dim, spec.get("context_dim", 0)
         base = spec.get("base", {"type": "normal"})
         self.base_type = base["type"]
         if self.base_type == "made_mog":
             if base.get("agnostic", "none") != "none" or base.get("ensemble", 1) != 1:
                 raise ValueError("agnostic MADE MoG bases are not mirrored here")
             self.base = MadeMixture(dim, base["components"], _hidden(base), base["order"],
-                                    base["mask_seed"], base.get("activation", "relu"))
+                                    base["mask_seed"], base.get("activation", "relu"),
+                                    self.context_dim)
         elif self.base_type not in ("normal", "logistic"):
             raise ValueError("base %s is not mirrored here" % self.base_type)
         self.names = []
         for k, t in enumerate(spec["transforms"]):
             if t["type"] not in BUILDERS:
                 raise ValueError("transform %s is not mirrored here" % t["type"])
-            self.add_module("t%d" % k, BUILDERS[t["type"]](t, dim))
+            self.add_module("t%d" % k, BUILDERS[t["type"]](t, dim, self.context_dim))
             self.names.append("t%d" % k)
 
     def layers(self):
         return [getattr(self, n) for n in self.names]
 
-    def forward(self, x):
+    # Conditioners (couplings, MADEs) see the context; other layers do not.
+    def forward(self, x, ctx=None):
         logdet = torch.zeros(x.shape[0], dtype=x.dtype)
         for layer in self.layers():
-            x, ld = layer(x)
+            x, ld = layer(x, ctx) if getattr(layer, "conditional", False) else layer(x)
             if ld is not None:
                 logdet = logdet + ld
         return x, logdet
 
-    def inverse(self, z):
+    def inverse(self, z, ctx=None):
         logdet = torch.zeros(z.shape[0], dtype=z.dtype)
         for layer in reversed(self.layers()):
-            z, ld = layer.inverse(z)
+            z, ld = (layer.inverse(z, ctx) if getattr(layer, "conditional", False)
+                     else layer.inverse(z))
             if ld is not None:
                 logdet = logdet + ld
         return z, logdet
 
-    def base_log_prob(self, z):
+    def base_log_prob(self, z, ctx=None):
         if self.base_type == "made_mog":
-            return self.base.log_prob(z)
+            return self.base.log_prob(z, ctx)
         if self.base_type == "normal":
             return -0.5 * (z * z + LOG_TWO_PI).sum(1)
         a = z.abs()
         return (-a - 2.0 * torch.log1p(torch.exp(-a))).sum(1)
 
-    def base_sample(self, n, generator=None):
+    def base_sample(self, n, generator=None, ctx=None):
         if self.base_type == "made_mog":
-            return self.base.sample(n, generator)
+            return self.base.sample(n, generator, ctx)
         if self.base_type == "normal":
             return torch.randn(n, self.dim, generator=generator)
         u = torch.rand(n, self.dim, generator=generator).clamp_(1e-7, 1 - 1e-7)
         return torch.log(u) - torch.log1p(-u)
 
-    def log_prob(self, x):
-        z, logdet = self(x)
-        return self.base_log_prob(z) + logdet
+    def log_prob(self, x, ctx=None):
+        z, logdet = self(x, ctx)
+        return self.base_log_prob(z, ctx) + logdet
 
-    def sample(self, n, generator=None):
-        x, _ = self.inverse(self.base_sample(n, generator))
+    def sample(self, n, generator=None, ctx=None):
+        x, _ = self.inverse(self.base_sample(n, generator, ctx), ctx)
         return x
 
 
 MODELS = ("realnvp", "nice", "realnvp_bn", "maf", "iaf", "made", "glow", "planar", "radial")
+
+# The equality check also covers each conditioner's conditional form:
+# "<model>_ctx" is <model> with CHECK_CONTEXT_DIM context columns
+# (flowlib_bench.cpp: check_outputs).
+CHECK_CONTEXT_DIM = 3
+
+
+def conditional_name(model):
+    return model + "_ctx"
 
 # Mixture components per dimension of the "made" model (MADE MoG), as
 # flowlib_bench.cpp's kMadeComponents.
@@ -617,18 +661,28 @@ def has_hidden(model):
     return model not in ("planar", "radial")
 
 
-def dense_weights(model, dim, hidden, layers):
+def dense_weights(model, dim, hidden, layers, context_dim=0):
     """Weights of the dense layers per model (flowlib_bench.cpp: dense_weights)."""
     if not has_hidden(model):
         return 0
     out = dim if model == "nice" else 3 * MADE_COMPONENTS * dim if model == "made" else 2 * dim
-    return layers * (dim * hidden + hidden * hidden + hidden * out
+    # A coupling's net reads the context with its input; a MADE adds it to
+    # its first hidden layer and to its outputs.
+    context = context_dim * (hidden + (out if model in ("maf", "iaf", "made") else 0))
+    return layers * (dim * hidden + hidden * hidden + hidden * out + context
                      + (dim * dim if model == "glow" else 0))
 
 
-def preset_spec(model, dim, hidden, layers, seed=42):
+def preset_spec(model, dim, hidden, layers, seed=42, context_dim=0):
     """The expanded spec flowlib makes of flowlib_bench's model (model/spec.cpp:
     same orders, MADE mask seeds and permutations for model seed `seed`)."""
+    spec = _preset_spec(model, dim, hidden, layers, seed)
+    if context_dim:
+        spec["context_dim"] = context_dim
+    return spec
+
+
+def _preset_spec(model, dim, hidden, layers, seed):
     h = [hidden, hidden]
     if model == "made":
         mask_seed = int(philox4x32_10(seed, 0x6D61646500000000 + MADE_BASE_INDEX, [0])[0][0])
@@ -693,6 +747,8 @@ def _load(base, name, shape=None):
 
 
 def check(directory, models=MODELS):
+    """models: names of flowlib_bench --check's files (a model, or
+    conditional_name(model) for its conditional form)."""
     ok = True
     torch.set_num_threads(1)
     for model in models:
@@ -702,6 +758,8 @@ def check(directory, models=MODELS):
         params = dict(flow.named_parameters())
         dim = flow.dim
         x = torch.from_numpy(_load(base, "x", (-1, dim)))
+        c = (torch.from_numpy(_load(base, "context", (-1, flow.context_dim)))
+             if flow.context_dim else None)
         results = []
 
         def compare(what, ours, theirs, tol):
@@ -712,11 +770,11 @@ def check(directory, models=MODELS):
 
         flow.eval()
         with torch.no_grad():
-            compare("log_prob", flow.log_prob(x).numpy(), _load(base, "log_prob"), 1e-5)
-            z, ld = flow(x)
+            compare("log_prob", flow.log_prob(x, c).numpy(), _load(base, "log_prob"), 1e-5)
+            z, ld = flow(x, c)
             compare("forward z", z.numpy(), _load(base, "z", (-1, dim)), 1e-5)
             compare("forward logdet", ld.numpy(), _load(base, "logdet"), 1e-5)
-            xi, ldi = flow.inverse(x)
+            xi, ldi = flow.inverse(x, c)
             compare("inverse x", xi.numpy(), _load(base, "inverse", (-1, dim)), 1e-5)
             compare("inverse logdet", ldi.numpy(), _load(base, "inverse_logdet"), 1e-5)
 
@@ -724,7 +782,7 @@ def check(directory, models=MODELS):
         flow.train()
         saved = {k: v.clone() for k, v in flow.state_dict().items()}
         flow.zero_grad()
-        loss = -flow.log_prob(x).mean()
+        loss = -flow.log_prob(x, c).mean()
         loss.backward()
         losses = _load(base, "loss")
         compare("loss", np.array([loss.item()]), losses[:1], 1e-5)
@@ -746,7 +804,7 @@ def check(directory, models=MODELS):
                             "exp_avg_sq": torch.from_numpy(second[offset:offset + k].reshape(p.shape).copy())}
             offset += k
         opt.zero_grad()
-        loss = -flow.log_prob(x).mean()
+        loss = -flow.log_prob(x, c).mean()
         loss.backward()
         opt.step()
         compare("train_step loss", np.array([loss.item()]), losses[1:2], 1e-5)
@@ -777,15 +835,21 @@ TRAIN_BATCHES = 16
 class TorchBench:
     """One configuration; run(op, calls) returns the seconds taken."""
 
-    def __init__(self, model, dim, hidden, batch, threads, layers):
+    def __init__(self, model, dim, hidden, batch, threads, layers, context_dim=0):
         torch.set_num_threads(threads)
         torch.manual_seed(42)
-        self.flow = Flow(preset_spec(model, dim, hidden, layers))
+        self.flow = Flow(preset_spec(model, dim, hidden, layers, context_dim=context_dim))
         self.opt = torch.optim.Adam(self.flow.parameters(), lr=1e-3)
         self.first_state = copy.deepcopy(self.flow.state_dict())
         self.train = torch.from_numpy(bench_data(TRAIN_BATCHES * batch, dim)).view(
             TRAIN_BATCHES, batch, dim)
         self.x = self.train[0]
+        # Each batch's context rows (None: an unconditional model).
+        self.contexts = [None] * TRAIN_BATCHES
+        if context_dim:
+            self.contexts = list(torch.from_numpy(
+                bench_context(TRAIN_BATCHES * batch, context_dim)).view(
+                    TRAIN_BATCHES, batch, context_dim))
         self.steps = 0
         self.batch = batch
         self.gen = torch.Generator().manual_seed(1)
@@ -796,7 +860,8 @@ class TorchBench:
     def train_step(self):
         self.flow.train()
         self.opt.zero_grad(set_to_none=True)
-        loss = -self.flow.log_prob(self.train[self.steps % TRAIN_BATCHES]).mean()
+        k = self.steps % TRAIN_BATCHES
+        loss = -self.flow.log_prob(self.train[k], self.contexts[k]).mean()
         self.steps += 1
         if not torch.isfinite(loss):
             # As flowlib_bench does when its step fails: start again from the
@@ -812,12 +877,12 @@ class TorchBench:
     def log_prob(self):
         self.flow.eval()
         with torch.inference_mode():
-            return self.flow.log_prob(self.x)
+            return self.flow.log_prob(self.x, self.contexts[0])
 
     def sample(self):
         self.flow.eval()
         with torch.inference_mode():
-            return self.flow.sample(self.batch, self.gen)
+            return self.flow.sample(self.batch, self.gen, self.contexts[0])
 
     def run(self, op, calls):
         fn = getattr(self, op)
@@ -831,7 +896,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", metavar="DIR", help="compare with flowlib_bench --check DIR")
-    ap.add_argument("--models", default=",".join(MODELS), help="models to check")
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="models to check (<model>_ctx: its conditional form)")
     args = ap.parse_args()
     if args.check:
         sys.exit(0 if check(args.check, args.models.split(",")) else 1)
