@@ -45,11 +45,12 @@ template <size_t V> constexpr size_t kRows = V == 1 ? 12 : 6;
 
 // How a call stores C, decided once per call: the layers' forward products
 // (alpha 1, beta 0, a bias, and relu or leaky relu in place of C or no
-// activation), their backward products through a relu (a gate) and the
-// plain C = op(A) op(B) take a few vector ops a vector; anything else tests
-// alpha, beta, bias, act and gate at each vector, which costs as much as
-// the arithmetic of a tile with a short k.
-enum class Finish { general, plain, bias, bias_act, gated };
+// activation), their backward products through a relu (a gate), the plain
+// C = op(A) op(B) and C += op(A) op(B) (gradients added up over parts, a
+// context's term added to a layer's output) take a few vector ops a vector;
+// anything else tests alpha, beta, bias, act and gate at each vector, which
+// costs as much as the arithmetic of a tile with a short k.
+enum class Finish { general, plain, add, bias, bias_act, gated };
 
 // What a finished accumulator becomes: c = alpha * acc + beta * c (beta = 0
 // never reads c), plus the caller's GemmStore. bias and act point at the
@@ -70,6 +71,8 @@ struct Epilogue {
 };
 
 Finish finish_of(float alpha, float beta, const GemmStore &store, const float *c) {
+    const bool extras = store.bias || store.act || store.gate;
+    if (alpha == 1.0f && beta == 1.0f && !extras) return Finish::add;
     if (alpha != 1.0f || beta != 0.0f) return Finish::general;
     if (store.gate) return store.bias || store.act ? Finish::general : Finish::gated;
     if (!store.act) return store.bias ? Finish::bias : Finish::plain;
@@ -118,6 +121,8 @@ FLOW_INLINE void finish(const Vec (&acc)[R][V], const Epilogue &e, float *c, siz
     for (size_t r = 0; r < R; ++r)
         for (size_t v = 0; v < V; ++v) {
             Vec value = acc[r][v];
+            if constexpr (F == Finish::add)
+                value += *reinterpret_cast<const Vec *>(c + r * ldc + v * kLanes);
             if constexpr (F == Finish::bias || F == Finish::bias_act)
                 value += *reinterpret_cast<const Vec *>(e.store.bias + v * kLanes);
             if constexpr (F == Finish::bias_act)
@@ -215,6 +220,7 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
     if (cols == V * kLanes) {
         switch (e.finish) {
         case Finish::plain: return finish<Finish::plain>(acc, e, c, ldc);
+        case Finish::add: return finish<Finish::add>(acc, e, c, ldc);
         case Finish::bias: return finish<Finish::bias>(acc, e, c, ldc);
         case Finish::bias_act: return finish<Finish::bias_act>(acc, e, c, ldc);
         case Finish::gated: return finish<Finish::gated>(acc, e, c, ldc);
