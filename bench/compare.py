@@ -243,9 +243,8 @@ def main():
             sys.stdout = open(os.devnull, "w")
             try:
                 # The conditional forms are checked when they are timed.
-                same = ref.check(d, [ref.conditional_name(m)
-                                     if args.context and ref.has_hidden(m) else m
-                                     for m in models])
+                same = ref.check(d, [ref.conditional_name(m) if ref.context_of(m, args.context)
+                                     else m for m in models])
             finally:
                 sys.stdout.close()
                 sys.stdout = saved
@@ -291,7 +290,7 @@ def main():
             for hidden in hiddens if ref.has_hidden(model) else hiddens[:1]:
                 for batch in batches:
                     for t in threads_list:
-                        context = args.context if ref.has_hidden(model) else 0
+                        context = ref.context_of(model, args.context)
                         params = server.setup(model, dim, hidden, batch, t, layers, context)
                         tb = ref.TorchBench(model, dim, hidden, batch, t, layers, context)
                         for op in ops:

@@ -661,6 +661,12 @@ def has_hidden(model):
     return model not in ("planar", "radial")
 
 
+def context_of(model, context_dim):
+    """The context_dim a benchmark gives `model`: planar and radial layers
+    have no conditioner to read one (flowlib_bench.cpp: grid)."""
+    return context_dim if has_hidden(model) else 0
+
+
 def dense_weights(model, dim, hidden, layers, context_dim=0):
     """Weights of the dense layers per model (flowlib_bench.cpp: dense_weights)."""
     if not has_hidden(model):
