@@ -65,11 +65,12 @@ void check_product(const char *what, size_t m, size_t n, size_t k, float alpha, 
 } // namespace
 
 // Every row remainder (tiles of 6 and 12 rows), column counts around the
-// 8- and 16-wide blocks, k = 0, and leading dimensions wider than the
-// matrices. Columns of C past n must stay untouched.
+// 8- and 16-wide blocks and, on CPUs with 16-float tiles, the 32-wide ones
+// and a 16-wide one after them (40, 48, 56), k = 0, and leading dimensions
+// wider than the matrices. Columns of C past n must stay untouched.
 Test(cpu_gemm, small_kernel_matches_reference) {
     const size_t ms[] = {1, 2, 5, 6, 7, 11, 12, 13, 19, 25, 64};
-    const size_t ns[] = {1, 3, 7, 8, 9, 15, 16, 17, 24, 33, 64};
+    const size_t ns[] = {1, 3, 7, 8, 9, 15, 16, 17, 24, 33, 40, 48, 56, 64};
     const size_t ks[] = {0, 1, 2, 5, 13, 64};
     const size_t pad = 3;
     unsigned seed = 1;

@@ -15,6 +15,9 @@
 // For kernels written on 8-float vectors, which need no AVX-512 (see
 // cpu_small_gemm.cpp).
 #define FLOW_CLONES_AVX2 __attribute__((target_clones("arch=x86-64-v3", "default")))
+// One AVX-512 (x86-64-v4) build of a kernel, which its caller runs only
+// where the CPU has it.
+#define FLOW_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
 #else
 #define FLOW_CLONES
 #define FLOW_CLONES_AVX2
