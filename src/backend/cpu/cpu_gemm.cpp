@@ -18,7 +18,9 @@
 #define EIGEN_USE_BLAS
 #endif
 #include <Eigen/Core>
+#include <dlfcn.h>
 #include <omp.h>
+#include <strings.h>
 
 #include <algorithm>
 
@@ -56,6 +58,33 @@ constexpr size_t kKernelDepth = 1024;
 bool on_small_kernel(size_t k) { return k >= 4 && k <= kKernelDepth; }
 // Elements of C below which copying the bias into it stays on one thread.
 constexpr size_t kParallelCopy = size_t(1) << 18;
+
+// Whether the system BLAS runs kernels made for this CPU. OpenBLAS picks
+// them from a table of CPU models and falls back to its SSE3 ones
+// ("Prescott") on a model newer than its table: OpenBLAS 0.3.21 on an
+// Intel Emerald Rapids core runs sgemm at 29 GFLOP/s there, against 150
+// with its AVX-512 ones (OPENBLAS_CORETYPE=SkylakeX). Where its kernels
+// predate AVX2 on a CPU that has it, the small kernel takes every product
+// it can. Other BLAS libraries are trusted.
+bool blas_is_tuned() {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static const bool tuned = [] {
+        using Corename = const char *(*)();
+        const auto corename =
+            reinterpret_cast<Corename>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+        if (!corename || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+            return true;
+        const char *name = corename();
+        for (const char *avx2 : {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids",
+                                 "excavator"})
+            if (name && strcasecmp(name, avx2) == 0) return true;
+        return false;
+    }();
+    return tuned;
+#else
+    return true;
+#endif
+}
 
 // Runs f with OpenMP (and so OpenBLAS, openmp flavour, which follows
 // omp_get_max_threads, and keeps to one thread inside a parallel region)
@@ -168,10 +197,11 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
         narrow_weight_gradient(m, n, k, alpha, pa, a_cols, pb, b_cols, beta, pc);
         return true;
     }
-    const bool small = work < kSmallGemm && !trans_b && std::min({m, n, k}) >= 64;
+    const bool small = !trans_b && std::min({m, n, k}) >= 64 &&
+                       (work < kSmallGemm || (k <= kKernelDepth && !blas_is_tuned()));
     if (blas && small) {
-        cpu_kernels::small_gemm(trans_a, trans_b, m, n, k, alpha, pa, a_cols, pb, b_cols, beta, pc,
-                                n, store);
+        small_kernel_product(m, n, k, alpha, pa, trans_a ? 1 : a_cols, trans_a ? a_cols : 1,
+                             false, pb, b_cols, beta, pc, store, nullptr);
         return true;
     }
     if (const float *bias = store.bias) { // with beta = 0 (gemm_bias)
