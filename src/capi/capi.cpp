@@ -7,6 +7,7 @@
 
 #include "backend/device.h"
 #include "core/error.h"
+#include "core/subnormals.h"
 #include "flowlib.h"
 #include "io/atomic_file.h"
 #include "model/model.h"
@@ -32,6 +33,7 @@ flow_status set_error(flow_status status, const std::string &message) {
 // unchanged when it throws, so the model stays usable after any failure.
 template <class Body> flow_status guarded(Body &&body) {
     try {
+        const flow::FlushSubnormals flush;
         body();
         return FLOW_OK;
     } catch (const flow::Error &e) {

@@ -10,6 +10,7 @@
 
 #include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
+#include "core/subnormals.h"
 #include "flows/factory.h"
 
 namespace flow {
@@ -257,6 +258,7 @@ template <class Body> void Model::on_lanes(size_t lanes, Body &&body) {
     std::exception_ptr error;
 #pragma omp parallel num_threads(int(lanes))
     {
+        const FlushSubnormals flush;
         const size_t t = size_t(omp_get_thread_num());
         try {
             body(t, lane_at(t));

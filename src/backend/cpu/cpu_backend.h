@@ -11,6 +11,7 @@
 #include "backend/backend.h"
 #include "backend/op_args.h"
 #include "core/error.h"
+#include "core/subnormals.h"
 
 namespace flow {
 
@@ -24,8 +25,12 @@ template <class Body> void cpu_parallel_for(size_t n, size_t cost, size_t min_wo
         for (size_t i = 0; i < n; ++i) body(i);
         return;
     }
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; ++i) body(i);
+#pragma omp parallel
+    {
+        const FlushSubnormals flush;
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < n; ++i) body(i);
+    }
 }
 
 // body(r0, r1) over fixed blocks of `block` rows, the blocks spread over

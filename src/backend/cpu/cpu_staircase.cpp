@@ -55,8 +55,12 @@ template <class F> void row_blocks(size_t rows, double work, F f) {
         for (size_t b = 0; b < blocks; ++b) block(b);
         return;
     }
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (size_t b = 0; b < blocks; ++b) block(b);
+#pragma omp parallel num_threads(threads)
+    {
+        const FlushSubnormals flush;
+#pragma omp for schedule(static)
+        for (size_t b = 0; b < blocks; ++b) block(b);
+    }
 }
 
 // pack_staircase's panel of w [units, inputs], or null.
@@ -245,8 +249,12 @@ void CpuBackend::staircase_backward_weight(const Tensor &dy, const Tensor &x,
         return;
     }
     // The deepest panels first, so that the threads finish together.
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (size_t i = 0; i < panels; ++i) panel(panels - 1 - i);
+#pragma omp parallel num_threads(threads)
+    {
+        const FlushSubnormals flush;
+#pragma omp for schedule(dynamic, 1)
+        for (size_t i = 0; i < panels; ++i) panel(panels - 1 - i);
+    }
 }
 
 } // namespace flow
