@@ -128,6 +128,40 @@ Test(api, thread_count_does_not_change_results) {
     flow_model_free(m);
 }
 
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+
+/* MXCSR's control bits, without the sticky exception flags that any float
+ * operation (the test's own too) may raise */
+static unsigned mode(void) { return _mm_getcsr() & ~0x3Fu; }
+
+/* flowlib flushes subnormal floats while it computes (MXCSR FTZ and DAZ),
+ * but the caller's floating-point mode must be its own again after every
+ * call, failed ones included */
+Test(api, caller_float_mode_kept) {
+    const unsigned flags = 0x8040; /* FTZ | DAZ */
+    const unsigned before = mode();
+    cr_assert_eq(before & flags, 0, "the test expects the default mode");
+    flow_model *m = tu_model("{\"preset\":\"made\",\"dim\":4,\"hidden\":[16]}", 5);
+    cr_assert_eq(mode(), before, "flow_model_create changed the caller's MXCSR");
+    enum { N = 64 };
+    static float x[N * 4], lp[N];
+    for (int i = 0; i < N * 4; ++i) x[i] = (float)((i * 37 % 101) - 50) / 25.0f;
+    CHECK_OK(flow_train_step(m, x, NULL, N, NULL));
+    CHECK_OK(flow_log_prob(m, x, NULL, N, lp));
+    cr_assert_eq(mode(), before, "a train step or log_prob changed the caller's MXCSR");
+    x[0] = NAN;
+    CHECK_FAIL(flow_log_prob(m, x, NULL, N, lp), FLOW_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(mode(), before, "a refused call changed the caller's MXCSR");
+    /* a caller that runs with FTZ and DAZ itself keeps them too */
+    _mm_setcsr(_mm_getcsr() | flags);
+    CHECK_OK(flow_log_prob(m, x + 4, NULL, N - 1, lp));
+    cr_assert_eq(mode(), before | flags, "the caller's own FTZ and DAZ were cleared");
+    _mm_setcsr(_mm_getcsr() & ~flags);
+    flow_model_free(m);
+}
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* flow_last_error per thread                                                */
 /* ------------------------------------------------------------------------ */
