@@ -3,9 +3,9 @@
 // read as 0), as TensorFlow's CPU threads run. On Intel cores every
 // operation with a subnormal input or result takes a microcode assist of
 // about a hundred cycles: a small MADE MoG train step, whose mixture
-// gradients underflow as it trains, took 0.8-1.25 ms instead of 0.37-0.39
-// ms on a Xeon (Emerald Rapids), and its times swung by 2x from round to
-// round. Values this small (below 1.2e-38) change no result that matters.
+// gradients underflow as it trains, took 0.8-1.25 ms instead of 0.36-0.57
+// ms on a Xeon (Emerald Rapids), and its rounds swung by 2x. Values this
+// small (below 1.2e-38) change no result that matters.
 //
 // The mode belongs to the thread, so a guard sets it for its scope and
 // puts the caller's back: the C API holds one for every call, and each
@@ -22,7 +22,9 @@ namespace flow {
 class FlushSubnormals {
 public:
 #if defined(__SSE2__)
-    FlushSubnormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFlushToZero | kDenormalsAreZero); }
+    FlushSubnormals() : saved_(_mm_getcsr()) {
+        _mm_setcsr(saved_ | kFlushToZero | kDenormalsAreZero);
+    }
     ~FlushSubnormals() { _mm_setcsr(saved_); }
 #else
     FlushSubnormals() {}

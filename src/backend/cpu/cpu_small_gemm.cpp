@@ -220,7 +220,8 @@ FLOW_INLINE void tile(const float *a, size_t a_row, size_t a_step, const float *
             const float *bp = b + p0 * ldb;
             for (size_t p = p0; p < p1; ++p, bp += ldb) {
                 Vec bv[V];
-                for (size_t v = 0; v < V; ++v) bv[v] = *reinterpret_cast<const Vec *>(bp + v * b_next);
+                for (size_t v = 0; v < V; ++v)
+                    bv[v] = *reinterpret_cast<const Vec *>(bp + v * b_next);
                 for (size_t r = 0; r < R; ++r) {
                     const float *q = row[r / 3];
                     const float ar = r % 3 == 0 ? q[0] : r % 3 == 1 ? q[one] : q[two];
