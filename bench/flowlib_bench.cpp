@@ -329,13 +329,15 @@ void run_config(const Options &o, const Config &c, std::map<std::string, double>
         else if (cpu_seconds.count(op))
             speedup = ", \"speedup_vs_cpu\": " + std::to_string(cpu_seconds[op] / s);
         std::printf("{\"impl\": \"flowlib\", \"device\": \"%s\", \"model\": \"%s\", \"dim\": %d, "
-                    "\"hidden\": %d, \"layers\": %d, \"context\": %d, \"batch\": %d, \"threads\": %d, "
+                    "\"hidden\": %d, \"layers\": %d, \"context\": %d, \"batch\": %d, "
+                    "\"threads\": %d, "
                     "\"op\": \"%s\", \"ms\": %.4f, \"samples_per_s\": %.1f, "
                     "\"gflops\": %.2f, \"params\": %zu, \"rounds\": %d, "
                     "\"calls_per_round\": %ld, \"spread\": %.3f, "
                     "\"peak_rss_mb\": %.1f%s}\n",
-                    device_name(c.device), c.model.c_str(), c.dim, c.hidden, c.layers, c.context, c.batch,
-                    c.threads, op.c_str(), 1e3 * s, c.batch / s, flops_per_call(c, op) / s / 1e9,
+                    device_name(c.device), c.model.c_str(), c.dim, c.hidden, c.layers, c.context,
+                    c.batch, c.threads, op.c_str(), 1e3 * s, c.batch / s,
+                    flops_per_call(c, op) / s / 1e9,
                     flow_model_param_count(b.model), o.rounds, per_round, (*hi - *lo) / s,
                     peak_rss_mb(), speedup.c_str());
         std::fflush(stdout);
@@ -436,10 +438,10 @@ constexpr int kCheckContext = 3;
 void check_model(const std::string &dir, const std::string &name, const Config &c) {
     Bench b(c);
     const size_t n = size_t(c.batch), D = size_t(c.dim), C = size_t(c.context);
-    const std::vector<float> train = bench_data(4 * n, D), train_context = bench_context(4 * n, C);
+    // Over the bench's first 4 training batches (x is the first).
     for (size_t step = 0; step < 30; ++step)
-        check(flow_train_step(b.model, train.data() + step % 4 * n * D,
-                              C ? train_context.data() + step % 4 * n * C : nullptr, n, nullptr),
+        check(flow_train_step(b.model, b.train.data() + step % 4 * n * D,
+                              C ? b.train_context.data() + step % 4 * n * C : nullptr, n, nullptr),
               "train");
     const std::string base = dir + "/" + name;
     check(flow_model_save(b.model, (base + ".safetensors").c_str()), "save");
