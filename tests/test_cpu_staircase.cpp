@@ -1,12 +1,13 @@
 // The CPU staircase products (Backend::staircase_*) against a dense masked
 // reference in double: prefixes of 0 and of whole rows, staircases across
-// and along the 16-unit panels, the output layers of MADE (two rising runs,
-// falling runs, no order), one batch row, batches of several row blocks,
-// with one thread and two, a forward whose x is narrower than w, weight
-// gradients added at permuted rows and columns, the fused activations, the
-// forward from a packed weight, and the argument checks. w holds NaN where the op must never read it and y
-// and dx start as NaN, so a read past the contract or an unwritten element
-// shows.
+// and along the panels (16 or 32 units, the kernel's widest tile on the CPU
+// at hand), the output layers of MADE (two rising runs, falling runs, no
+// order), one batch row, batches of several row blocks, with one thread and
+// two, a forward whose x is narrower than w, weight gradients added at
+// permuted rows and columns, the fused activations, the forward from a
+// packed weight, and the argument checks. w holds NaN where the op must
+// never read it and y and dx start as NaN, so a read past the contract or
+// an unwritten element shows.
 #include <criterion/criterion.h>
 #include <omp.h>
 
@@ -185,10 +186,10 @@ std::vector<Case> cases() {
     add("no units", 4, 6, {}, 6);
     add("no inputs", 4, 0, Prefix(3, 0), 0);
     add("no batch rows", 0, 10, random_prefix(17, 0, 10, gen), 10);
-    // Steps on and next to the 16-unit panel boundaries.
-    Prefix steps(48);
+    // Steps on and next to the 16- and 32-unit panel boundaries.
+    Prefix steps(72);
     for (size_t u = 0; u < steps.size(); ++u)
-        steps[u] = u < 15 ? 1 : u < 16 ? 16 : u < 33 ? 17 : 40;
+        steps[u] = u < 15 ? 1 : u < 16 ? 16 : u < 31 ? 17 : u < 32 ? 30 : u < 33 ? 31 : 40;
     add("steps at panel boundaries", 37, 40, steps, 40);
     add("MADE-like, 33 units", 29, 40, random_prefix(33, 0, 40, gen), 40);
     add("MADE-like, 64 x 64", 256, 64, random_prefix(64, 1, 63, gen), 64);
@@ -256,9 +257,10 @@ Test(cpu_staircase, activations_match_the_composition) {
 }
 
 // With pack_staircase's panel the forward (and the fused activation) writes
-// what it writes without, to the bit, for every case and 8- and 24-unit
-// layers (one 8-wide slab; a last band narrower than its slab); and it does
-// read the panel: a poisoned one shows in y.
+// what it writes without, to the bit, for every case and 8-, 24- and
+// 40-unit layers (one 8-wide slab; a last band narrower than its slab; a
+// band of two slabs, then one of 8 units); and it does read the panel: a
+// poisoned one shows in y.
 Test(cpu_staircase, packed_forward_equals_the_plain_one) {
     Backend &be = cpu_backend();
     const int threads = omp_get_max_threads();
@@ -266,6 +268,7 @@ Test(cpu_staircase, packed_forward_equals_the_plain_one) {
     std::vector<Case> all = cases();
     all.push_back({"8 units", 9, 12, random_prefix(8, 0, 12, gen), 12});
     all.push_back({"24 units", 9, 30, random_prefix(24, 0, 30, gen), 30});
+    all.push_back({"40 units", 30, 50, random_prefix(40, 0, 50, gen), 50});
     bool poisoned_shows = false;
     for (int t : {1, 2}) {
         omp_set_num_threads(t);

@@ -323,7 +323,7 @@ void CpuBackend::pack_weight(const Tensor &w, Tensor &packed) {
         return;
     }
     packed.ensure(*this, {size});
-    cpu_kernels::pack_transposed_panel(pw, k, n, k, packed.f32());
+    cpu_kernels::pack_transposed_panel(pw, k, n, k, packed.f32(), k);
 }
 
 } // namespace flow

@@ -379,12 +379,13 @@ FLOW_INLINE size_t slab_index(size_t k, size_t width, size_t p, size_t j) {
     return j / width * width * k + p * width + j % width;
 }
 
-// panel(p, j) = b[j * ldb + p] for j < n, p < k: B^T for the forward
-// products x W^T. Whole 8 x 8 blocks go through registers: each of three
-// rounds swaps the off-diagonal sub-blocks of size d (4, 2, 1) between rows
-// d apart.
+// panel(p, j) = b[j * ldb + p] for j < n, p < depth: B^T for the forward
+// products x W^T, in a panel laid out for k >= depth rows. Whole 8 x 8
+// blocks go through registers: each of three rounds swaps the off-diagonal
+// sub-blocks of size d (4, 2, 1) between rows d apart.
 FLOW_CLONES_AVX2
-void transpose_into(const float *b, size_t ldb, size_t n, size_t k, float *panel, size_t width) {
+void transpose_into(const float *b, size_t ldb, size_t n, size_t k, size_t depth, float *panel,
+                    size_t width) {
     static_assert(kLanes == 8, "the shuffles below transpose 8 x 8 blocks");
     const Index lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
     const Index lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
@@ -392,7 +393,7 @@ void transpose_into(const float *b, size_t ldb, size_t n, size_t k, float *panel
     size_t j0 = 0;
     for (; j0 + kLanes <= n; j0 += kLanes) {
         size_t p0 = 0;
-        for (; p0 + kLanes <= k; p0 += kLanes) {
+        for (; p0 + kLanes <= depth; p0 += kLanes) {
             Vec r[kLanes];
             for (size_t i = 0; i < kLanes; ++i)
                 r[i] = *reinterpret_cast<const Vec *>(b + (j0 + i) * ldb + p0);
@@ -410,10 +411,10 @@ void transpose_into(const float *b, size_t ldb, size_t n, size_t k, float *panel
             for (size_t i = 0; i < kLanes; ++i)
                 *reinterpret_cast<Vec *>(panel + slab_index(k, width, p0 + i, j0)) = r[i];
         }
-        for (size_t p = p0; p < k; ++p)
+        for (size_t p = p0; p < depth; ++p)
             for (size_t j = j0; j < j0 + kLanes; ++j) panel[slab_index(k, width, p, j)] = b[j * ldb + p];
     }
-    for (size_t p = 0; p < k; ++p)
+    for (size_t p = 0; p < depth; ++p)
         for (size_t j = j0; j < n; ++j) panel[slab_index(k, width, p, j)] = b[j * ldb + p];
 }
 
@@ -553,16 +554,16 @@ size_t panel_size(size_t n, size_t k) {
 
 // op(B) (k x n: b itself, or b^T when trans_b) copied into a panel of
 // panel_size(n, k) floats: the rows of d's steps (of d's runs only, which
-// b^T never has). The padding of the last slab feeds only accumulators
-// that are never stored; it is zeroed so that stale values cannot be slow
-// (subnormal) operands.
+// b^T never has; of its first `depth` only, for b^T). The padding of the
+// last slab feeds only accumulators that are never stored; it is zeroed so
+// that stale values cannot be slow (subnormal) operands.
 void fill_panel(bool trans_b, const float *b, size_t ldb, size_t n, const Depth &d,
-                float *panel) {
+                float *panel, size_t depth) {
     const size_t k = d.k, width = panel_width(n);
     const size_t padded = panel_size(n, k) / std::max<size_t>(k, 1);
-    for (size_t p = 0; p < k; ++p)
+    for (size_t p = 0; p < depth; ++p)
         for (size_t j = n; j < padded; ++j) panel[slab_index(k, width, p, j)] = 0.0f;
-    if (trans_b) return transpose_into(b, ldb, n, k, panel, width);
+    if (trans_b) return transpose_into(b, ldb, n, k, depth, panel, width);
     // Each slab's rows: a copy of `width` floats of a row of B.
     auto rows = [&](size_t p0, size_t p1) {
         for (size_t j0 = 0; j0 < n; j0 += width) {
@@ -579,31 +580,40 @@ void fill_panel(bool trans_b, const float *b, size_t ldb, size_t n, const Depth 
 
 size_t transposed_panel_size(size_t n, size_t k) { return n < kLanes ? 0 : panel_size(n, k); }
 
-void pack_transposed_panel(const float *b, size_t ldb, size_t n, size_t k, float *panel) {
-    fill_panel(true, b, ldb, n, Depth{k, k}, panel);
+void pack_transposed_panel(const float *b, size_t ldb, size_t n, size_t k, float *panel,
+                           size_t depth) {
+    fill_panel(true, b, ldb, n, Depth{k, k}, panel, std::min(depth, k));
 }
 
-// A product of `count` columns reads one slab of panel_width(count) columns,
-// its rows that wide apart: the panel's slab when the widths agree.
+// A product of `count` columns reads slabs of panel_width(count) columns,
+// its rows that wide apart: the panel's slabs from j0's on when the widths
+// agree.
 size_t transposed_panel_slab(size_t n, size_t k, size_t j0, size_t count) {
     const size_t width = panel_width(n);
-    if (n < kLanes || j0 % width || count == 0 || count > width || j0 + count > n ||
-        panel_width(count) != width)
+    if (n < kLanes || j0 % width || count == 0 || j0 + count > n || panel_width(count) != width)
         return kNoSlab;
     return j0 / width * width * k;
 }
 
+size_t widest_tile_columns() {
+#ifdef FLOW_TARGET_AVX512
+    if (zmm_tiles()) return 2 * kSlab;
+#endif
+    return kSlab;
+}
+
 namespace {
 
-// small_gemm_strided over the steps of d.
+// small_gemm_strided over the steps of d; b_panel, when given, packed for
+// panel_k rows.
 void product(size_t m, size_t n, const Depth &d, float alpha, const float *a, size_t a_row,
              size_t a_step, bool trans_b, const float *b, size_t ldb, float beta, float *c,
-             size_t ldc, const GemmStore &store, const float *b_panel) {
+             size_t ldc, const GemmStore &store, const float *b_panel, size_t panel_k) {
     if (m == 0 || n == 0) return;
     const Epilogue e = {alpha, beta, store, finish_of(alpha, beta, store, c)};
     const size_t k = d.k, width = panel_width(n);
     if (b_panel)
-        return multiply(m, n, d, a, a_row, a_step, b_panel, width, width * k, e, c, ldc);
+        return multiply(m, n, d, a, a_row, a_step, b_panel, width, width * panel_k, e, c, ldc);
     // Rows of op(B) read in place lie ldb floats apart: from 128 (512 bytes)
     // on they fall on 8 or fewer of L1's 64 sets, and more than 32 of them
     // (a slab's k rows) evict each other; such op(B)s are packed instead
@@ -622,7 +632,7 @@ void product(size_t m, size_t n, const Depth &d, float alpha, const float *a, si
         return multiply_narrow(m, n, k, a, a_row, rows, k, e, c, ldc);
     }
     float *panel = scratch(panel_size(n, k));
-    fill_panel(trans_b, b, ldb, n, d, panel);
+    fill_panel(trans_b, b, ldb, n, d, panel, k);
     multiply(m, n, d, a, a_row, a_step, panel, width, width * k, e, c, ldc);
 }
 
@@ -633,14 +643,14 @@ void small_gemm_strided(size_t m, size_t n, size_t k, float alpha, const float *
                         float beta, float *c, size_t ldc, const GemmStore &store,
                         const float *b_panel) {
     product(m, n, Depth{k, k}, alpha, a, a_row, a_step, trans_b, b, ldb, beta, c, ldc, store,
-            b_panel);
+            b_panel, k);
 }
 
 void small_gemm_staircase(size_t m, size_t n, size_t k_low, size_t k, const float *a,
                           size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
-                          const GemmStore &store, const float *b_panel) {
+                          const GemmStore &store, const float *b_panel, size_t panel_k) {
     product(m, n, Depth{std::min(k_low, k), k}, 1.0f, a, lda, 1, true, b, ldb, 0.0f, c, ldc,
-            store, b_panel);
+            store, b_panel, panel_k);
 }
 
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
@@ -655,7 +665,7 @@ void small_gemm_runs(bool trans_a, size_t m, size_t n, const KRun *runs, size_t 
                      size_t ldc, const GemmStore &store) {
     const size_t k = count ? runs[count - 1].end : 0;
     product(m, n, Depth{k, k, runs, count}, 1.0f, a, trans_a ? 1 : lda, trans_a ? lda : 1,
-            false, b, ldb, 0.0f, c, ldc, store, nullptr);
+            false, b, ldb, 0.0f, c, ldc, store, nullptr, k);
 }
 
 } // namespace flow::cpu_kernels

@@ -63,10 +63,16 @@ void small_gemm_strided(size_t m, size_t n, size_t k, float alpha, const float *
 // degree order), where op(B) = b^T is zero from row k_low on in its first 8
 // columns (units that reach fewer inputs than the panel's deepest one): the
 // tiles of those columns stop there instead of adding zero products. The
-// same result for finite op(A).
+// same result for finite op(A). b_panel: a band of a panel packed for
+// panel_k >= k rows (transposed_panel_slab), or null.
 void small_gemm_staircase(size_t m, size_t n, size_t k_low, size_t k, const float *a,
                           size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
-                          const GemmStore &store, const float *b_panel);
+                          const GemmStore &store, const float *b_panel, size_t panel_k);
+// Columns of the kernel's widest tile on this CPU: 32 where it runs 16-float
+// vectors, else 16. Each element of op(A) a tile broadcasts feeds one FMA
+// per vector of columns, so products that many columns wide (a staircase's
+// panels) load least per FMA.
+size_t widest_tile_columns();
 
 // small_gemm(trans_a, false, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, store)
 // for a B [k, n] whose rows are zero outside the runs [begin, end) (in
@@ -84,15 +90,17 @@ void small_gemm_runs(bool trans_a, size_t m, size_t n, const KRun *runs, size_t 
 // For products that reuse one transposed op(B) = b^T (b [n, k], rows ldb
 // apart), as a layer's weight is reused block after block: the panel
 // small_gemm would copy it into for every call, made once. Its size in
-// floats, 0 when small_gemm reads such a B in place (n < 8).
+// floats, 0 when small_gemm reads such a B in place (n < 8). Packs only its
+// first `depth` (<= k) rows: a staircase band is read no deeper.
 size_t transposed_panel_size(size_t n, size_t k);
-void pack_transposed_panel(const float *b, size_t ldb, size_t n, size_t k, float *panel);
+void pack_transposed_panel(const float *b, size_t ldb, size_t n, size_t k, float *panel,
+                           size_t depth);
 
 // Where columns [j0, j0 + count) of such a panel (of b [n, k]) start, for
-// small_gemm's b_panel in a product of those `count` columns and any depth
-// up to k (a MADE layer's staircase panels: bands of the rows of one
-// weight, each packed only as deep as it is read). kNoSlab where that
-// product's panel would be laid out otherwise (the band not one slab).
+// small_gemm_staircase's b_panel (panel_k = k) in a product of those `count`
+// columns and any depth up to k (a MADE layer's staircase panels: bands of
+// the rows of one weight, each packed only as deep as it is read). kNoSlab
+// where that product's panel would be laid out otherwise.
 constexpr size_t kNoSlab = ~size_t(0);
 size_t transposed_panel_slab(size_t n, size_t k, size_t j0, size_t count);
 

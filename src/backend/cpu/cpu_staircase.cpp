@@ -1,7 +1,7 @@
 // CPU staircase products (Backend::staircase_*, cut into panels as
 // staircase.h describes): each panel is a product of the small kernel
-// (cpu_small_gemm.cpp) on strided operands, 16 units wide: the kernel's
-// widest tile, and a shape OpenBLAS runs far below its speed. The batch goes
+// (cpu_small_gemm.cpp) on strided operands, as wide as the kernel's widest
+// tile, a shape OpenBLAS runs far below its speed. The batch goes
 // in blocks of rows that stay in L2 while every panel uses them, so the
 // kernel needs no cache blocking of its own, at any size. Threads split the
 // batch (y, dx) or the panels (dw): every element is summed in one order
@@ -19,9 +19,15 @@ namespace flow {
 
 namespace {
 
-// Units per panel: the kernel's widest tile. Narrower panels would skip more
-// zeros, but in its slower 8-wide tile.
-constexpr size_t kPanel = 16;
+// Units (or inputs) per panel: the kernel's widest tile, 16 or 32 columns.
+// Narrower panels skip more zeros, but each element of the other operand a
+// tile broadcasts then feeds fewer FMAs. On an Emerald Rapids core the
+// 16-float tiles ran x^T dy (256 x 16 x 512) at 82 GFLOP/s and 256 x 32 x
+// 512 at 134; x W^T (512 x n x 256) at 129 and 166. 32-unit panels add
+// 5-10% of zeros to a hidden width of 256, 20-25% to one of 64.
+size_t panel_units() { return cpu_kernels::widest_tile_columns(); }
+// small_gemm_staircase's k_low covers a panel's first 8 units.
+constexpr size_t kLowUnits = 8;
 // Batch rows per block: a block of x or dy 256 units wide takes 256 KiB.
 // Blocks split between threads are a multiple of the kernel's tile heights.
 constexpr size_t kRowBlock = 256, kRowGrain = 12;
@@ -77,10 +83,10 @@ size_t band_at(size_t units, size_t inputs, const RowPanel &p) {
     return cpu_kernels::transposed_panel_slab(units, inputs, p.begin, p.end - p.begin);
 }
 
-// Inputs the first half of panel p (the kernel's first vector of units)
-// reaches: the rest of its band is zero there, and its tiles stop at it.
+// Inputs the first kLowUnits units of panel p reach: the rest of its band
+// is zero there, and its tiles stop at it.
 size_t low_depth(const size_t *prefix, const RowPanel &p) {
-    const size_t end = std::min(p.end, p.begin + kPanel / 2);
+    const size_t end = std::min(p.end, p.begin + kLowUnits);
     return *std::max_element(prefix + p.begin, prefix + end);
 }
 
@@ -88,17 +94,17 @@ size_t low_depth(const size_t *prefix, const RowPanel &p) {
 // packed: pack_staircase's panel, or null (each panel transposes its band
 // of w then).
 void forward(const StaircaseArgs &a, const float *packed, float *act, float slope) {
-    const size_t panels = panel_count(a.units, kPanel);
+    const size_t span = panel_units(), panels = panel_count(a.units, span);
     row_blocks(a.rows, staircase_work(a), [&](size_t r0, size_t r1) {
         for (size_t i = 0; i < panels; ++i) {
-            const RowPanel p = row_panel(a.prefix, a.units, kPanel, i);
+            const RowPanel p = row_panel(a.prefix, a.units, span, i);
             const size_t at = r0 * a.units + p.begin, count = p.end - p.begin;
             const size_t at_band = packed ? band_at(a.units, a.inputs, p) : cpu_kernels::kNoSlab;
             const float *band = at_band == cpu_kernels::kNoSlab ? nullptr : packed + at_band;
             cpu_kernels::small_gemm_staircase(
                 r1 - r0, count, low_depth(a.prefix, p), p.depth, a.x + r0 * a.width, a.width,
                 a.w + p.begin * a.inputs, a.inputs, a.out + at, a.units,
-                {a.bias + p.begin, act ? act + at : nullptr, slope}, band);
+                {a.bias + p.begin, act ? act + at : nullptr, slope}, band, a.inputs);
         }
     });
 }
@@ -123,7 +129,7 @@ void CpuBackend::staircase_forward_activation(const Tensor &x, const Tensor &w,
     const char *op = "staircase_forward_activation";
     const StaircaseArgs a = staircase_forward_args(x, w, bias, prefix, pre, op);
     check_same_shape(pre, y, op);
-    const bool fused = applied_in_store(act) && a.units % kPanel == 0;
+    const bool fused = applied_in_store(act) && a.units % panel_units() == 0;
     forward(a, packed_panel(a, packed_w, op), fused ? op_f32(y, op) : nullptr,
             negative_slope(act));
     if (!fused) activation_forward(act, pre, y);
@@ -142,12 +148,13 @@ void CpuBackend::pack_staircase(const Tensor &w, const size_t *prefix, Tensor &p
     }
     packed.ensure(*this, {size});
     const float *pw = op_f32(w, op);
-    for (size_t i = 0; i < panel_count(units, kPanel); ++i) {
-        const RowPanel p = row_panel(prefix, units, kPanel, i);
+    const size_t span = panel_units();
+    for (size_t i = 0; i < panel_count(units, span); ++i) {
+        const RowPanel p = row_panel(prefix, units, span, i);
         const size_t at = band_at(units, inputs, p);
         if (at != cpu_kernels::kNoSlab)
             cpu_kernels::pack_transposed_panel(pw + p.begin * inputs, inputs, p.end - p.begin,
-                                               p.depth, packed.f32() + at);
+                                               inputs, packed.f32() + at, p.depth);
     }
 }
 
@@ -176,11 +183,11 @@ size_t runs_reaching(const size_t *prefix, size_t units, size_t column,
 // skipped: summing over a MADE output layer's whole span of rows took 1.7x
 // as long as the forward (256 x 1920 x 64, units unsorted).
 void backward_input(const StaircaseArgs &a, const cpu_kernels::GemmStore &store) {
-    const size_t panels = panel_count(a.inputs, kPanel);
+    const size_t span = panel_units(), panels = panel_count(a.inputs, span);
     row_blocks(a.rows, staircase_work(a), [&](size_t r0, size_t r1) {
         cpu_kernels::KRun *runs = thread_buffer<cpu_kernels::KRun>(a.units / 2 + 1);
         for (size_t i = 0; i < panels; ++i) {
-            const size_t j0 = i * kPanel, j1 = std::min(a.inputs, j0 + kPanel);
+            const size_t j0 = i * span, j1 = std::min(a.inputs, j0 + span);
             cpu_kernels::GemmStore part = store;
             if (part.gate) part.gate += r0 * a.inputs + j0;
             // No row reaches these columns: no runs, and C gets zeros.
@@ -227,9 +234,9 @@ void CpuBackend::staircase_backward_weight(const Tensor &dy, const Tensor &x,
     for (size_t j = 0; j < a.inputs; ++j)
         op_check(col_index[j] >= 0 && size_t(col_index[j]) < a.inputs, op, "index out of range");
     if (a.rows == 0) return;
-    const size_t panels = panel_count(a.units, kPanel);
+    const size_t span = panel_units(), panels = panel_count(a.units, span);
     auto panel = [&](size_t i) {
-        const RowPanel p = row_panel(a.prefix, a.units, kPanel, i);
+        const RowPanel p = row_panel(a.prefix, a.units, span, i);
         const size_t width = p.end - p.begin;
         float *t = thread_buffer<float, 3>(p.depth * width);
         for (size_t r0 = 0; r0 < a.rows; r0 += kRowBlock)
