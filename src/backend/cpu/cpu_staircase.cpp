@@ -1,11 +1,11 @@
 // CPU staircase products (Backend::staircase_*, cut into panels as
 // staircase.h describes): each panel is a product of the small kernel
 // (cpu_small_gemm.cpp) on strided operands, as wide as the kernel's widest
-// tile, a shape OpenBLAS runs far below its speed. The batch goes
-// in blocks of rows that stay in L2 while every panel uses them, so the
-// kernel needs no cache blocking of its own, at any size. Threads split the
-// batch (y, dx) or the panels (dw): every element is summed in one order
-// whatever the thread count.
+// tile, a shape OpenBLAS runs far below its speed. The batch goes in blocks
+// of rows that stay in L2 while every panel uses them, so the kernel needs
+// no cache blocking of its own, at any size. Threads split the batch (y,
+// dx) or the panels (dw): every element is summed in one order whatever
+// the thread count.
 #include <omp.h>
 
 #include <algorithm>
