@@ -67,19 +67,22 @@ void check_product(const char *what, size_t m, size_t n, size_t k, float alpha, 
 // Every row remainder (tiles of 6 and 12 rows), column counts around the
 // 8- and 16-wide blocks and, on CPUs with 16-float tiles, the 32-wide ones
 // and a 16-wide one after them (40, 48, 56), k = 0, and leading dimensions
-// wider than the matrices. Columns of C past n must stay untouched.
+// wider than the matrices; there also with the 8-float tiles alone. Columns
+// of C past n must stay untouched.
 Test(cpu_gemm, small_kernel_matches_reference) {
     const size_t ms[] = {1, 2, 5, 6, 7, 11, 12, 13, 19, 25, 64};
     const size_t ns[] = {1, 3, 7, 8, 9, 15, 16, 17, 24, 33, 40, 48, 56, 64};
     const size_t ks[] = {0, 1, 2, 5, 13, 64};
     const size_t pad = 3;
     unsigned seed = 1;
+    for (bool narrow : {false, true})
     for (int trans_a = 0; trans_a < 2; ++trans_a)
         for (int trans_b = 0; trans_b < 2; ++trans_b)
             for (size_t m : ms)
                 for (size_t n : ns)
                     for (size_t k : ks)
                         for (const Scalars &s : kScalars) {
+                            cpu_kernels::use_8_float_tiles_only(narrow);
                             // Stored shapes: A is m x k or k x m, B k x n or n x k.
                             const size_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
                             const size_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
@@ -102,6 +105,33 @@ Test(cpu_gemm, small_kernel_matches_reference) {
                                                           sizeof(float)) == 0,
                                               "small_gemm wrote past column n=%zu", n);
                         }
+    cpu_kernels::use_8_float_tiles_only(false);
+}
+
+// Both builds of the kernel (16-float tiles where the CPU has them, and
+// 8-float ones) give every element the same bits: each adds its steps in
+// the same order with the same FMAs.
+Test(cpu_gemm, tile_widths_give_the_same_bits) {
+    const size_t shapes[][3] = {{13, 40, 64}, {64, 64, 256}, {25, 56, 33}, {300, 256, 256}};
+    unsigned seed = 900;
+    for (const auto &shape : shapes)
+        for (int trans_a = 0; trans_a < 2; ++trans_a)
+            for (int trans_b = 0; trans_b < 2; ++trans_b) {
+                const size_t m = shape[0], n = shape[1], k = shape[2];
+                const Vec a = random_vec(m * k, ++seed), b = random_vec(k * n, ++seed);
+                Vec c[2];
+                for (int narrow = 0; narrow < 2; ++narrow) {
+                    cpu_kernels::use_8_float_tiles_only(narrow);
+                    c[narrow].assign(m * n, kNaN);
+                    cpu_kernels::small_gemm(trans_a, trans_b, m, n, k, 1.0f, a.data(),
+                                            trans_a ? m : k, b.data(), trans_b ? k : n, 0.0f,
+                                            c[narrow].data(), n);
+                }
+                cpu_kernels::use_8_float_tiles_only(false);
+                cr_assert(std::memcmp(c[0].data(), c[1].data(), m * n * sizeof(float)) == 0,
+                          "m=%zu n=%zu k=%zu trans %d%d: the tile widths differ", m, n, k,
+                          trans_a, trans_b);
+            }
 }
 
 // small_gemm_runs against small_gemm over the runs' whole span, with B zero

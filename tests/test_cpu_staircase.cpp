@@ -1,13 +1,13 @@
 // The CPU staircase products (Backend::staircase_*) against a dense masked
 // reference in double: prefixes of 0 and of whole rows, staircases across
-// and along the panels (16 or 32 units, the kernel's widest tile on the CPU
-// at hand), the output layers of MADE (two rising runs, falling runs, no
-// order), one batch row, batches of several row blocks, with one thread and
-// two, a forward whose x is narrower than w, weight gradients added at
-// permuted rows and columns, the fused activations, the forward from a
-// packed weight, and the argument checks. w holds NaN where the op must
-// never read it and y and dx start as NaN, so a read past the contract or
-// an unwritten element shows.
+// and along the panels (16 units, and 32 where the kernel has 16-float
+// tiles: both are run there), the output layers of MADE (two rising runs,
+// falling runs, no order), one batch row, batches of several row blocks,
+// with one thread and two, a forward whose x is narrower than w, weight
+// gradients added at permuted rows and columns, the fused activations, the
+// forward from a packed weight, and the argument checks. w holds NaN where
+// the op must never read it and y and dx start as NaN, so a read past the
+// contract or an unwritten element shows.
 #include <criterion/criterion.h>
 #include <omp.h>
 
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_small_gemm.h"
 #include "core/error.h"
 
 using namespace flow;
@@ -209,11 +210,14 @@ std::vector<Case> cases() {
 Test(cpu_staircase, products_match_dense_masked_reference) {
     const int threads = omp_get_max_threads();
     unsigned seed = 1;
-    for (int t : {1, 2}) {
-        omp_set_num_threads(t);
-        for (const Case &c : cases())
-            for (bool in_order : {false, true}) check_case(c, ++seed, in_order);
-    }
+    for (bool narrow : {false, true})
+        for (int t : {1, 2}) {
+            cpu_kernels::use_8_float_tiles_only(narrow);
+            omp_set_num_threads(t);
+            for (const Case &c : cases())
+                for (bool in_order : {false, true}) check_case(c, ++seed, in_order);
+        }
+    cpu_kernels::use_8_float_tiles_only(false);
     omp_set_num_threads(threads);
 }
 
@@ -271,6 +275,9 @@ Test(cpu_staircase, packed_forward_equals_the_plain_one) {
     all.push_back({"40 units", 30, 50, random_prefix(40, 0, 50, gen), 50});
     bool poisoned_shows = false;
     for (int t : {1, 2}) {
+        // Two threads with the 8-float tiles (16-unit panels where the
+        // kernel has wider ones).
+        cpu_kernels::use_8_float_tiles_only(t == 2);
         omp_set_num_threads(t);
         for (const Case &c : all) {
             const size_t n = c.rows, units = c.prefix.size();
@@ -297,6 +304,7 @@ Test(cpu_staircase, packed_forward_equals_the_plain_one) {
                                           [](float v) { return std::isnan(v); });
         }
     }
+    cpu_kernels::use_8_float_tiles_only(false);
     omp_set_num_threads(threads);
     cr_assert(poisoned_shows, "no forward read its packed panel");
     // A panel of another weight is refused.

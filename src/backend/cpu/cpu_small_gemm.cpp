@@ -14,6 +14,7 @@
 #include "backend/cpu/cpu_thread_buffer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <type_traits>
 
@@ -352,14 +353,17 @@ void multiply_zmm(size_t m, size_t n, const Depth &d, const float *a, size_t a_r
     multiply_rows<Zmm>(m, n, d, a, a_row, a_step, b, ldb, slab, e, c, ldc);
 }
 
+// use_8_float_tiles_only's switch.
+std::atomic<bool> ymm_only{false};
+
 // Zen 4 splits each 512-bit FMA in two: no more flops a cycle than Ymm, and
 // its Ymm tiles were tuned there.
 bool zmm_tiles() {
-    static const bool yes = __builtin_cpu_supports("avx512f") &&
+    static const bool cpu = __builtin_cpu_supports("avx512f") &&
                             __builtin_cpu_supports("avx512vl") &&
                             __builtin_cpu_supports("avx512bw") &&
                             __builtin_cpu_supports("avx512dq") && !__builtin_cpu_is("amd");
-    return yes;
+    return cpu && !ymm_only.load(std::memory_order_relaxed);
 }
 #endif
 
@@ -593,6 +597,14 @@ size_t transposed_panel_slab(size_t n, size_t k, size_t j0, size_t count) {
     if (n < kLanes || j0 % width || count == 0 || j0 + count > n || panel_width(count) != width)
         return kNoSlab;
     return j0 / width * width * k;
+}
+
+void use_8_float_tiles_only(bool on) {
+#ifdef FLOW_TARGET_AVX512
+    ymm_only.store(on, std::memory_order_relaxed);
+#else
+    (void)on;
+#endif
 }
 
 size_t widest_tile_columns() {
