@@ -75,36 +75,37 @@ Test(cpu_gemm, small_kernel_matches_reference) {
     const size_t ks[] = {0, 1, 2, 5, 13, 64};
     const size_t pad = 3;
     unsigned seed = 1;
-    for (bool narrow : {false, true})
-    for (int trans_a = 0; trans_a < 2; ++trans_a)
-        for (int trans_b = 0; trans_b < 2; ++trans_b)
-            for (size_t m : ms)
-                for (size_t n : ns)
-                    for (size_t k : ks)
-                        for (const Scalars &s : kScalars) {
-                            cpu_kernels::use_8_float_tiles_only(narrow);
-                            // Stored shapes: A is m x k or k x m, B k x n or n x k.
-                            const size_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
-                            const size_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
-                            const size_t lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
-                            const Vec a = random_vec(a_rows * lda, ++seed);
-                            const Vec b = random_vec(b_rows * ldb, ++seed);
-                            const Vec c0 = s.beta == 0.0f ? Vec(m * ldc, kNaN)
-                                                          : random_vec(m * ldc, ++seed);
-                            Vec c = c0;
-                            cpu_kernels::small_gemm(trans_a, trans_b, m, n, k, s.alpha,
-                                                    a.data(), lda, b.data(), ldb, s.beta,
-                                                    c.data(), ldc);
-                            check_product("small_gemm", m, n, k, s.alpha, a.data(),
-                                          trans_a ? 1 : lda, trans_a ? lda : 1, b.data(),
-                                          trans_b ? 1 : ldb, trans_b ? ldb : 1, s.beta,
-                                          c0.data(), c.data(), ldc);
-                            for (size_t i = 0; i < m; ++i)
-                                for (size_t j = n; j < ldc; ++j)
-                                    cr_assert(std::memcmp(&c[i * ldc + j], &c0[i * ldc + j],
-                                                          sizeof(float)) == 0,
-                                              "small_gemm wrote past column n=%zu", n);
-                        }
+    for (bool narrow : {false, true}) {
+        cpu_kernels::use_8_float_tiles_only(narrow);
+        for (int trans_a = 0; trans_a < 2; ++trans_a)
+            for (int trans_b = 0; trans_b < 2; ++trans_b)
+                for (size_t m : ms)
+                    for (size_t n : ns)
+                        for (size_t k : ks)
+                            for (const Scalars &s : kScalars) {
+                                // Stored shapes: A is m x k or k x m, B k x n or n x k.
+                                const size_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
+                                const size_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
+                                const size_t lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
+                                const Vec a = random_vec(a_rows * lda, ++seed);
+                                const Vec b = random_vec(b_rows * ldb, ++seed);
+                                const Vec c0 = s.beta == 0.0f ? Vec(m * ldc, kNaN)
+                                                              : random_vec(m * ldc, ++seed);
+                                Vec c = c0;
+                                cpu_kernels::small_gemm(trans_a, trans_b, m, n, k, s.alpha,
+                                                        a.data(), lda, b.data(), ldb, s.beta,
+                                                        c.data(), ldc);
+                                check_product("small_gemm", m, n, k, s.alpha, a.data(),
+                                              trans_a ? 1 : lda, trans_a ? lda : 1, b.data(),
+                                              trans_b ? 1 : ldb, trans_b ? ldb : 1, s.beta,
+                                              c0.data(), c.data(), ldc);
+                                for (size_t i = 0; i < m; ++i)
+                                    for (size_t j = n; j < ldc; ++j)
+                                        cr_assert(std::memcmp(&c[i * ldc + j], &c0[i * ldc + j],
+                                                              sizeof(float)) == 0,
+                                                  "small_gemm wrote past column n=%zu", n);
+                            }
+    }
     cpu_kernels::use_8_float_tiles_only(false);
 }
 
