@@ -15,6 +15,8 @@
 // For kernels written on 8-float vectors, which need no AVX-512 (see
 // cpu_small_gemm.cpp).
 #define FLOW_CLONES_AVX2 __attribute__((target_clones("arch=x86-64-v3", "default")))
+// The loader picks the clones: on an AVX2 CPU the 8-float kernels use FMA.
+#define FLOW_HAS_CLONES 1
 #else
 #define FLOW_CLONES
 #define FLOW_CLONES_AVX2
