@@ -10,22 +10,22 @@
 #include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(FLOWLIB_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
+    !defined(FLOWLIB_NO_CLONES)
+// One AVX-512 (x86-64-v4) build of a kernel, which its caller runs only
+// where the CPU has it: no ifunc, so sanitizer builds keep it too.
+#define FLOW_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
+#ifndef __SANITIZE_ADDRESS__
 #define FLOW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 // For kernels written on 8-float vectors, which need no AVX-512 (see
 // cpu_small_gemm.cpp).
 #define FLOW_CLONES_AVX2 __attribute__((target_clones("arch=x86-64-v3", "default")))
 // The loader picks the clones: on an AVX2 CPU the 8-float kernels use FMA.
 #define FLOW_HAS_CLONES 1
-#else
+#endif
+#endif
+#ifndef FLOW_HAS_CLONES
 #define FLOW_CLONES
 #define FLOW_CLONES_AVX2
-#endif
-// One AVX-512 (x86-64-v4) build of a kernel, which its caller runs only
-// where the CPU has it: no ifunc, so sanitizer builds keep it too.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(FLOWLIB_NO_CLONES)
-#define FLOW_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
 #endif
 // Inlined into its (cloned) caller, so compiled for the caller's instruction set.
 #define FLOW_INLINE inline __attribute__((always_inline))
