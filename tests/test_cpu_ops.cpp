@@ -300,7 +300,9 @@ Test(cpu_algebra, gemm_bias_activation_matches_the_composition) {
 // gemm + activation_backward, bit for bit: relu and leaky relu gated in the
 // small kernel's store (tiles, ragged edges, narrow outputs, two threads)
 // and the paths that do not gate there (an inner dimension past the small
-// kernel's or under 4, tanh, elu).
+// kernel's or under 4, tanh, elu); and the same with the weight packed by
+// pack_weight_rows where it packs anything (wide rows, ragged widths, few
+// rows of dy that would read w in place).
 Test(cpu_algebra, gemm_activation_backward_matches_the_composition) {
     const size_t shapes[][3] = {{256, 64, 64}, {37, 40, 23}, {13, 300, 160}, {512, 256, 256},
                                 {50, 64, 5},   {9, 2000, 24}, {31, 3, 17}, {4096, 4, 256}};
@@ -321,8 +323,14 @@ Test(cpu_algebra, gemm_activation_backward_matches_the_composition) {
                 cpu().gemm_activation_backward(dy, w, act, pre, y, got);
                 cpu().gemm(false, false, 1.0f, dy, w, 0.0f, want);
                 cpu().activation_backward(act, pre, y, want, want);
+                Tensor packed, got_packed = filled({m, n}, NAN);
+                cpu().pack_weight_rows(w, packed);
+                if (packed.defined())
+                    cpu().gemm_activation_backward(dy, w, act, pre, y, got_packed, &packed);
                 omp_set_num_threads(threads);
                 expect_equal(values(got), values(want), "gemm_activation_backward");
+                if (packed.defined())
+                    expect_equal(values(got_packed), values(want), "with packed_w");
             }
     const Tensor dy = filled({4, 2}, 1.0f), w = filled({2, 3}, 1.0f);
     Tensor pre = filled({4, 2}, 1.0f), dx(cpu(), {4, 3});
@@ -378,6 +386,31 @@ Test(cpu_algebra, packed_weight_products_equal_the_plain_ones) {
     const Tensor wt = filled({32, 24}, 1.0f);
     cr_assert(throws_internal([&] { cpu().gemm_bias(false, false, x, wt, v, c, &packed); }),
               "a panel without trans_b must fail");
+}
+
+// pack_weight_rows packs the weights the backward products would copy on
+// every call (rows 128 floats or more apart and more than 32 of them, or a
+// ragged width) and nothing else; a panel that is not w's is refused.
+Test(cpu_algebra, pack_weight_rows_packs_what_the_products_would_copy) {
+    const size_t packs[][2] = {{256, 256}, {64, 160}, {40, 23}, {1024, 128}}; // k x n of w
+    for (const auto &s : packs) {
+        Tensor packed;
+        cpu().pack_weight_rows(filled({s[0], s[1]}, 1.0f), packed);
+        cr_assert(packed.defined(), "no packed form for %zu x %zu", s[0], s[1]);
+    }
+    const size_t plain[][2] = {{64, 64}, {256, 120}, {32, 256}, {2000, 256}, {3, 17}, {300, 7}};
+    for (const auto &s : plain) {
+        Tensor packed = filled({1}, 0.0f);
+        cpu().pack_weight_rows(filled({s[0], s[1]}, 1.0f), packed);
+        cr_assert(!packed.defined(), "%zu x %zu is read in place: nothing to pack", s[0], s[1]);
+    }
+    const Tensor dy = filled({8, 64}, 1.0f), w = filled({64, 160}, 1.0f);
+    Tensor pre = filled({8, 160}, 1.0f), dx(cpu(), {8, 160}), other;
+    cpu().pack_weight_rows(filled({64, 200}, 1.0f), other);
+    cr_assert(throws_internal([&] {
+                  cpu().gemm_activation_backward(dy, w, Activation::relu, pre, pre, dx, &other);
+              }),
+              "another weight's panel must fail");
 }
 
 Test(cpu_algebra, gemm_empty_inner_dimension_scales_c) {

@@ -88,9 +88,11 @@ public:
     // layer through the activation that made its input y (dx may not alias
     // pre or y). A backend may fuse the two (the CPU does for relu and
     // leaky relu, in the small products' store); this is the plain
-    // composition.
+    // composition. packed_w, when given, is what pack_weight_rows made of w.
     virtual void gemm_activation_backward(const Tensor &dy, const Tensor &w, Activation act,
-                                          const Tensor &pre, const Tensor &y, Tensor &dx) {
+                                          const Tensor &pre, const Tensor &y, Tensor &dx,
+                                          const Tensor *packed_w = nullptr) {
+        (void)packed_w;
         gemm(false, false, 1.0f, dy, w, 0.0f, dx);
         activation_backward(act, pre, y, dx, dx);
     }
@@ -101,6 +103,13 @@ public:
     // make), for gemm_bias(_activation)'s packed_b; undefined where the
     // backend reads w as it is (this default).
     virtual void pack_weight(const Tensor &w, Tensor &packed) {
+        (void)w;
+        packed = Tensor();
+    }
+    // The same for the backward products dy w of a train step's parts
+    // (gemm_activation_backward's packed_w; the CPU: w as it is, in the
+    // panel layout).
+    virtual void pack_weight_rows(const Tensor &w, Tensor &packed) {
         (void)w;
         packed = Tensor();
     }

@@ -101,9 +101,14 @@ void Linear::backward(const ParamArena &params, const Tensor &x, const Tensor &d
 
 void Linear::backward_through(const ParamArena &params, const Tensor &x, const Tensor &dy,
                               Activation act, const Tensor &pre, Tensor &dx) {
+    Backend &be = x.backend();
     const Tensor weight = parameter_grads(params, x, dy);
-    dx.ensure(x.backend(), {x.rows(), in()});
-    x.backend().gemm_activation_backward(dy, weight, act, pre, x, dx);
+    if (!prepared_rows_.current(params)) {
+        be.pack_weight_rows(weight, packed_rows_);
+        prepared_rows_.made(params);
+    }
+    dx.ensure(be, {x.rows(), in()});
+    be.gemm_activation_backward(dy, weight, act, pre, x, dx, if_defined(packed_rows_));
 }
 
 } // namespace flow

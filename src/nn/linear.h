@@ -30,11 +30,11 @@ public:
     // they meet only zeros.
     void select_inputs(const Tensor &inputs) {
         in_index_ = inputs;
-        prepared_ = {};
+        prepared_ = prepared_rows_ = {};
     }
     void select_outputs(const Tensor &outputs) {
         out_index_ = outputs;
-        prepared_ = {};
+        prepared_ = prepared_rows_ = {};
     }
 
     size_t in() const { return in_index_.defined() ? in_index_.size() : in_; }
@@ -83,6 +83,10 @@ private:
     // none); when it and the selected parameters were made.
     Tensor packed_;
     Derived prepared_;
+    // Backend::pack_weight_rows's form of it for backward_through, made at
+    // a train step's first part and read by the others; when it was made.
+    Tensor packed_rows_;
+    Derived prepared_rows_;
 };
 
 } // namespace flow

@@ -80,8 +80,10 @@ public:
                                    const Tensor &b, const Tensor &v, Activation act, Tensor &pre,
                                    Tensor &y, const Tensor *packed_b = nullptr) override;
     void gemm_activation_backward(const Tensor &dy, const Tensor &w, Activation act,
-                                  const Tensor &pre, const Tensor &y, Tensor &dx) override;
+                                  const Tensor &pre, const Tensor &y, Tensor &dx,
+                                  const Tensor *packed_w = nullptr) override;
     void pack_weight(const Tensor &w, Tensor &packed) override;
+    void pack_weight_rows(const Tensor &w, Tensor &packed) override;
     void add_row_vector(Tensor &y, const Tensor &v) override;
     void sum_rows(const Tensor &x, Tensor &out, bool accumulate) override;
     void mul_row_vector(const Tensor &x, const Tensor &v, Tensor &y,

@@ -144,12 +144,15 @@ void narrow_weight_gradient(size_t m, size_t n, size_t k, float alpha, const flo
             c[i * n + j] = beta == 0.0f ? t[j * m + i] : t[j * m + i] + beta * c[i * n + j];
 }
 
-// pack_weight's panel of an [n, k] weight, checked; null for none.
+// The panel of op(B) (k x n) that pack_weight (trans_b: b is a weight
+// [n, k]) or pack_weight_rows (not: b is one [k, n]) made, checked by its
+// size; null for none.
 const float *packed_panel(const Tensor *packed_b, bool trans_b, size_t n, size_t k,
                           const char *op) {
     if (!packed_b) return nullptr;
-    op_check(trans_b && packed_b->size() == cpu_kernels::transposed_panel_size(n, k), op,
-             "packed_b is not pack_weight's form of b");
+    const size_t size = trans_b ? cpu_kernels::transposed_panel_size(n, k)
+                                : cpu_kernels::plain_panel_size(n, k);
+    op_check(size != 0 && packed_b->size() == size, op, "packed_b is not the packed form of b");
     return op_f32(*packed_b, op);
 }
 
@@ -303,13 +306,15 @@ void CpuBackend::gemm_bias_activation_cols(const Tensor &a, const Tensor &a_cols
 }
 
 void CpuBackend::gemm_activation_backward(const Tensor &dy, const Tensor &w, Activation act,
-                                          const Tensor &pre, const Tensor &y, Tensor &dx) {
+                                          const Tensor &pre, const Tensor &y, Tensor &dx,
+                                          const Tensor *packed_w) {
     const char *op = "gemm_activation_backward";
-    if (!applied_in_store(act)) return Backend::gemm_activation_backward(dy, w, act, pre, y, dx);
-    check_same_shape(pre, dx, op);
-    const auto store = cpu_kernels::GemmStore::gated(op_f32(pre, op), negative_slope(act));
+    const bool gated = applied_in_store(act);
+    if (gated) check_same_shape(pre, dx, op);
+    const auto store = gated ? cpu_kernels::GemmStore::gated(op_f32(pre, op), negative_slope(act))
+                             : cpu_kernels::GemmStore();
     // The small kernel gates as it stores; the other paths leave it to the pass.
-    if (!product(op, false, false, 1.0f, dy, w, 0.0f, dx, store))
+    if (!product(op, false, false, 1.0f, dy, w, 0.0f, dx, store, packed_w) || !gated)
         activation_backward(act, pre, y, dx, dx);
 }
 
@@ -324,6 +329,19 @@ void CpuBackend::pack_weight(const Tensor &w, Tensor &packed) {
     }
     packed.ensure(*this, {size});
     cpu_kernels::pack_transposed_panel(pw, k, n, k, packed.f32(), k);
+}
+
+void CpuBackend::pack_weight_rows(const Tensor &w, Tensor &packed) {
+    const char *op = "pack_weight_rows";
+    const float *pw = op_f32(w, op);
+    const size_t k = w.rows(), n = w.cols();
+    const size_t size = on_small_kernel(k) ? cpu_kernels::plain_panel_size(n, k) : 0;
+    if (size == 0) {
+        packed = Tensor();
+        return;
+    }
+    packed.ensure(*this, {size});
+    cpu_kernels::pack_plain_panel(pw, n, k, packed.f32());
 }
 
 } // namespace flow

@@ -544,6 +544,17 @@ void multiply_narrow(size_t m, size_t n, size_t k, const float *a, size_t lda, c
     }
 }
 
+// Rows of an untransposed op(B) read in place lie ldb floats apart: from
+// 128 (512 bytes) on they fall on 8 or fewer of L1's 64 sets, and more than
+// 32 of them (a slab's k rows) evict each other; such op(B)s are packed
+// instead (4096 x 256 x 256: 77 -> 106 GFLOP/s), unless few tiles read them
+// (the staircase weight gradients, m <= kFewTileRows: 5-8% faster in place
+// than packed for the call).
+constexpr size_t kFarRows = 128, kFewSteps = 32, kFewTileRows = 64;
+bool reads_in_place(size_t n, size_t k, size_t ldb) {
+    return n % kLanes == 0 && (ldb < kFarRows || k <= kFewSteps);
+}
+
 // This thread's copy of op(B) in another layout: at least `count` floats.
 float *scratch(size_t count) { return thread_buffer<float, 2>(count); }
 
@@ -589,6 +600,14 @@ void pack_transposed_panel(const float *b, size_t ldb, size_t n, size_t k, float
     fill_panel(true, b, ldb, n, Depth{k, k}, panel, std::min(depth, k));
 }
 
+size_t plain_panel_size(size_t n, size_t k) {
+    return n < kNarrow || reads_in_place(n, k, n) ? 0 : panel_size(n, k);
+}
+
+void pack_plain_panel(const float *b, size_t n, size_t k, float *panel) {
+    fill_panel(false, b, n, n, Depth{k, k}, panel, k);
+}
+
 // A product of `count` columns reads slabs of panel_width(count) columns,
 // its rows that wide apart: the panel's slabs from j0's on when the widths
 // agree.
@@ -626,12 +645,7 @@ void product(size_t m, size_t n, const Depth &d, float alpha, const float *a, si
     const size_t k = d.k, width = panel_width(n);
     if (b_panel)
         return multiply(m, n, d, a, a_row, a_step, b_panel, width, width * panel_k, e, c, ldc);
-    // Rows of op(B) read in place lie ldb floats apart: from 128 (512 bytes)
-    // on they fall on 8 or fewer of L1's 64 sets, and more than 32 of them
-    // (a slab's k rows) evict each other; such op(B)s are packed instead
-    // (4096 x 256 x 256: 77 -> 106 GFLOP/s), unless few tiles read them
-    // (the staircase weight gradients, m <= 64: 5-8% faster in place).
-    if (!trans_b && n % kLanes == 0 && (ldb < 128 || k <= 32 || m <= 64))
+    if (!trans_b && (reads_in_place(n, k, ldb) || (n % kLanes == 0 && m <= kFewTileRows)))
         return multiply(m, n, d, a, a_row, a_step, b, ldb, kSlab, e, c, ldc);
     // The narrow kernel reads rows of op(A) as vectors, all k of them (a
     // product over runs adds the zero rows of op(B) between them).

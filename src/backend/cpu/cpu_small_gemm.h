@@ -38,9 +38,10 @@ struct GemmStore {
 // the caller splits big ones by rows). Rows go in blocks that keep their
 // part of op(A) in L2; op(B) is read whole for each block, so it should fit
 // in L2 too (k up to ~1024 for the layers' widths).
-// b_panel, when non-null, is op(B) = b^T already packed by
-// pack_transposed_panel (trans_b, n >= 8): the product reads it instead of
-// copying b into a panel of its own, with the same result.
+// b_panel, when non-null, is op(B) already packed: b^T by
+// pack_transposed_panel (trans_b, n >= 8) or b by pack_plain_panel (not
+// trans_b): the product reads it instead of copying b into a panel of its
+// own, with the same result.
 void small_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                 size_t ldc, const GemmStore &store = {}, const float *b_panel = nullptr);
@@ -99,6 +100,14 @@ void small_gemm_runs(bool trans_a, size_t m, size_t n, const KRun *runs, size_t 
 size_t transposed_panel_size(size_t n, size_t k);
 void pack_transposed_panel(const float *b, size_t ldb, size_t n, size_t k, float *panel,
                            size_t depth);
+
+// The same for an untransposed op(B) = b (b [k, n], rows n apart), as a
+// layer's backward products dy W reuse its weight part after part. Its
+// size is 0 where small_gemm reads such a B in place whatever m (fewer than
+// kNarrow columns, or rows near enough or few); a product of few rows
+// given the panel reads it where it would have read b, with the same result.
+size_t plain_panel_size(size_t n, size_t k);
+void pack_plain_panel(const float *b, size_t n, size_t k, float *panel);
 
 // Where columns [j0, j0 + count) of such a panel (of b [n, k]) start, for
 // small_gemm_staircase's b_panel (panel_k = k) in a product of those `count`
