@@ -318,30 +318,35 @@ void CpuBackend::gemm_activation_backward(const Tensor &dy, const Tensor &w, Act
         activation_backward(act, pre, y, dx, dx);
 }
 
-void CpuBackend::pack_weight(const Tensor &w, Tensor &packed) {
-    const char *op = "pack_weight";
-    const float *pw = op_f32(w, op);
-    const size_t n = w.rows(), k = w.cols();
-    const size_t size = on_small_kernel(k) ? cpu_kernels::transposed_panel_size(n, k) : 0;
-    if (size == 0) {
+namespace {
+
+// packed = a weight's panel for the small kernel's products of inner
+// dimension k: `size` floats that pack() fills; undefined where size is 0
+// or the kernel does not take that depth.
+template <class Pack>
+void make_panel(Backend &be, size_t k, size_t size, Tensor &packed, Pack &&pack) {
+    if (!on_small_kernel(k) || size == 0) {
         packed = Tensor();
         return;
     }
-    packed.ensure(*this, {size});
-    cpu_kernels::pack_transposed_panel(pw, k, n, k, packed.f32(), k);
+    packed.ensure(be, {size});
+    pack(packed.f32());
+}
+
+} // namespace
+
+void CpuBackend::pack_weight(const Tensor &w, Tensor &packed) {
+    const float *pw = op_f32(w, "pack_weight");
+    const size_t n = w.rows(), k = w.cols();
+    make_panel(*this, k, cpu_kernels::transposed_panel_size(n, k), packed,
+               [&](float *panel) { cpu_kernels::pack_transposed_panel(pw, k, n, k, panel, k); });
 }
 
 void CpuBackend::pack_weight_rows(const Tensor &w, Tensor &packed) {
-    const char *op = "pack_weight_rows";
-    const float *pw = op_f32(w, op);
+    const float *pw = op_f32(w, "pack_weight_rows");
     const size_t k = w.rows(), n = w.cols();
-    const size_t size = on_small_kernel(k) ? cpu_kernels::plain_panel_size(n, k) : 0;
-    if (size == 0) {
-        packed = Tensor();
-        return;
-    }
-    packed.ensure(*this, {size});
-    cpu_kernels::pack_plain_panel(pw, n, k, packed.f32());
+    make_panel(*this, k, cpu_kernels::plain_panel_size(n, k), packed,
+               [&](float *panel) { cpu_kernels::pack_plain_panel(pw, n, k, panel); });
 }
 
 } // namespace flow
