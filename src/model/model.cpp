@@ -93,9 +93,6 @@ size_t widest_layer(const ModelSpec &spec) {
     return widest;
 }
 
-// Whether the CPU GEMM runs its 16-float tiles here.
-bool wide_tiles() { return cpu_kernels::widest_tile_columns() > 16; }
-
 bool has_made_layers(const ModelSpec &spec) {
     if (spec.base == "made_mog") return true;
     for (const TransformSpec &t : spec.transforms)
@@ -111,7 +108,7 @@ size_t cpu_block_rows(const ModelSpec &spec, size_t widest) {
     if (!has_made_layers(spec)) {
         const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
         const size_t bytes = l2 > 0 ? size_t(l2) : cpu_default_l2_bytes;
-        const double share = wide_tiles() && widest <= cpu_max_part_width
+        const double share = cpu_kernels::runs_16_float_tiles() && widest <= cpu_max_part_width
                                  ? cpu_wide_tile_block_share
                                  : cpu_block_share;
         floats = size_t(share * double(bytes)) / sizeof(float);
@@ -163,9 +160,10 @@ Model::Model(Backend &be, ModelSpec spec, uint64_t seed)
     : backend_(be), spec_(std::move(spec)), spec_json_(model_spec_json(spec_)), seed_(seed) {
     const size_t widest = widest_layer(spec_);
     block_rows_ = cpu_block_rows(spec_, widest);
-    part_rows_ = widest > cpu_max_part_width                   ? whole_parts
-                 : widest >= cpu_wide_part_width && !wide_tiles() ? cpu_wide_part_rows
-                                                                  : cpu_part_rows;
+    const bool wide_parts = widest >= cpu_wide_part_width && !cpu_kernels::runs_16_float_tiles();
+    part_rows_ = widest > cpu_max_part_width ? whole_parts
+                 : wide_parts               ? cpu_wide_part_rows
+                                            : cpu_part_rows;
     build_lane(main_, params_, buffers_);
 }
 

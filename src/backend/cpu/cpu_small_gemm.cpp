@@ -626,12 +626,15 @@ void use_8_float_tiles_only(bool on) {
 #endif
 }
 
-size_t widest_tile_columns() {
+bool runs_16_float_tiles() {
 #ifdef FLOW_TARGET_AVX512
-    if (zmm_tiles()) return 2 * kSlab;
+    return zmm_tiles();
+#else
+    return false;
 #endif
-    return kSlab;
 }
+
+size_t widest_tile_columns() { return runs_16_float_tiles() ? 2 * kSlab : kSlab; }
 
 namespace {
 

@@ -74,9 +74,14 @@ void small_gemm_staircase(size_t m, size_t n, size_t k_low, size_t k, const floa
 // per vector of columns, so products that many columns wide (a staircase's
 // panels) load least per FMA.
 size_t widest_tile_columns();
+// Whether the kernel runs its 16-float tiles here (Intel's AVX-512 cores),
+// twice the flops a cycle of the 8-float ones: callers that size cache
+// blocks by arithmetic against memory traffic (model.cpp) ask.
+bool runs_16_float_tiles();
 // For the tests: while on, the kernel runs its 8-float tiles only (and
-// widest_tile_columns() is 16), as on a CPU without AVX-512, so that one
-// machine checks both builds. Off at start; not for use while products run.
+// widest_tile_columns() is 16, runs_16_float_tiles() false), as on a CPU
+// without AVX-512, so that one machine checks both builds. Off at start;
+// not for use while products run.
 void use_8_float_tiles_only(bool on);
 
 // small_gemm(trans_a, false, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, store)
