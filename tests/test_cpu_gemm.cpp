@@ -200,7 +200,10 @@ Test(cpu_gemm, backend_gemm_matches_reference) {
                              {2048, 256, 256}, {1000, 5, 300}, {40, 64, 1100},
                              // a D = 8 coupling's first layer's weight gradient
                              // (narrow_weight_gradient), and ragged ones
-                             {256, 4, 512}, {70, 3, 900}, {9, 7, 700}};
+                             {256, 4, 512}, {70, 3, 900}, {9, 7, 700},
+                             // weight gradients with a narrow side (16-64) over a
+                             // train step's part (small_kernel_beats_blas)
+                             {32, 256, 256}, {256, 16, 512}};
     Backend &be = cpu_backend();
     const size_t skip = 3; // rows before each block
     unsigned seed = 100;

@@ -12,8 +12,10 @@
 // Tiny products stay in Eigen's inline coefficient-based product, which
 // beats a BLAS call there, and the small products of small flows' backward
 // passes go to the small kernel, as do the weight gradients of layers with
-// fewer than 8 inputs (narrow_weight_gradient). Only this file includes
-// Eigen.
+// fewer than 8 inputs (narrow_weight_gradient), those of layers with a
+// narrow side where the kernel runs 16-float tiles, and every product it
+// takes where the BLAS's kernels are not made for the CPU
+// (small_kernel_beats_blas). Only this file includes Eigen.
 #ifndef EIGEN_USE_BLAS
 #define EIGEN_USE_BLAS
 #endif
@@ -41,7 +43,7 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 constexpr double kTinyGemm = 32768.0;
 // Where small_gemm beats a one-thread OpenBLAS 0.3.21 sgemm (AMD Zen 4) on the
 // backward products dy^T x: m * n * k below kSmallGemm and every side at
-// least 64 (below that OpenBLAS's kernels win). Both run near the
+// least 64 (below that OpenBLAS's kernels won there). Both run near the
 // FMA units' peak there; the gain is OpenBLAS's set-up.
 constexpr double kSmallGemm = 2.0 * 1024 * 1024;
 // m * n * k below which the product runs on one thread: splitting ~1 ms of
@@ -84,6 +86,30 @@ bool blas_is_tuned() {
 #else
     return true;
 #endif
+}
+
+// Whether a product op(A) op(B), k deep, that BLAS could take runs faster on
+// the small kernel:
+// - where BLAS's kernels are not made for the CPU, any product of a depth it
+//   takes (OpenBLAS's SSE3 kernels on an Emerald Rapids core: weight
+//   gradients dy^T x of 8-256 x 256 x 256 at 20-30 GFLOP/s, against
+//   110-160 on the small kernel; Glow's 64 x 64 LU products A^T B^T at 29
+//   against 87);
+// - else, with B untransposed, small products with every side at least 64
+//   (its set-up is OpenBLAS's loss);
+// - and, where the kernel runs 16-float tiles, the weight gradients of a
+//   layer with 16-64 inputs or outputs and at most 256 of the other, over
+//   the rows of a train step's part (a D = 64 coupling net's first and last
+//   layers). OpenBLAS's SkylakeX kernels ran those at 85-120 GFLOP/s on one
+//   Emerald Rapids thread (16 and 32 x 256 x 256 and 512), the small kernel
+//   at 115-160; from 128 x 256 x 256 on and at 64 x 512 OpenBLAS is faster.
+bool small_kernel_beats_blas(bool trans_b, size_t m, size_t n, size_t k, double work) {
+    if (!blas_is_tuned()) return k <= kKernelDepth;
+    if (trans_b) return false;
+    if (std::min({m, n, k}) >= 64 && work < kSmallGemm) return true;
+    const size_t narrow = std::min(m, n), wide = std::max(m, n);
+    return cpu_kernels::runs_16_float_tiles() && narrow >= 16 && narrow <= 64 && wide <= 256 &&
+           k <= 512;
 }
 
 // Runs f with OpenMP (and so OpenBLAS, openmp flavour, which follows
@@ -200,11 +226,9 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
         narrow_weight_gradient(m, n, k, alpha, pa, a_cols, pb, b_cols, beta, pc);
         return true;
     }
-    const bool small = !trans_b && std::min({m, n, k}) >= 64 &&
-                       (work < kSmallGemm || (k <= kKernelDepth && !blas_is_tuned()));
-    if (blas && small) {
+    if (blas && small_kernel_beats_blas(trans_b, m, n, k, work)) {
         small_kernel_product(m, n, k, alpha, pa, trans_a ? 1 : a_cols, trans_a ? a_cols : 1,
-                             false, pb, b_cols, beta, pc, store, nullptr);
+                             trans_b, pb, b_cols, beta, pc, store, nullptr);
         return true;
     }
     if (const float *bias = store.bias) { // with beta = 0 (gemm_bias)
