@@ -13,6 +13,12 @@ the one the program was linked against. The table gives, per configuration
 and op, each build's best and median ms and best(first) / best(other): > 1
 means the other build is faster.
 
+Every run is pinned to the last T CPUs this process may use, T the largest
+thread count in the flowlib_bench arguments (--threads; 2 when not given),
+so that one-thread runs of every build sit on the same CPU: on a shared
+host one vCPU can be 30-40% slower than the other for minutes (see
+compare.py).
+
 Why not two runs of compare.py: on a shared machine the speed drifts by
 10-30% within minutes, more than most changes are worth; alternating short
 runs put both builds under the same drift. The runs get
@@ -58,13 +64,23 @@ def parse_args():
     return args
 
 
-def run_once(bench, lib, bench_args):
+def run_cpus(bench_args):
+    """The CPUs every run gets: the last T allowed, T = the most threads asked."""
+    threads = "1,2"
+    for i, a in enumerate(bench_args[:-1]):
+        if a == "--threads":
+            threads = bench_args[i + 1]
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed[-max(int(t) for t in threads.split(",") if t):]
+
+
+def run_once(bench, lib, bench_args, cpus):
     """ms of each (config, op) line of one flowlib_bench run against lib."""
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = os.path.abspath(lib)
     env.setdefault("OMP_WAIT_POLICY", "passive")
     out = subprocess.run([bench] + bench_args, capture_output=True, text=True, env=env,
-                         check=True).stdout
+                         check=True, preexec_fn=lambda: os.sched_setaffinity(0, cpus)).stdout
     times = {}
     for line in out.splitlines():
         if line.startswith("{") and '"op"' in line:
@@ -77,10 +93,12 @@ def run_once(bench, lib, bench_args):
 def main():
     args = parse_args()
     ms = collections.defaultdict(list)  # (key, lib) -> ms of each run
+    cpus = run_cpus(args.bench_args)
+    print("# every run on CPU(s) %s" % ",".join(map(str, cpus)))
     for run in range(args.runs):
         order = args.libs if run % 2 == 0 else args.libs[::-1]
         for lib in order:
-            for key, t in run_once(args.bench, lib, args.bench_args).items():
+            for key, t in run_once(args.bench, lib, args.bench_args, cpus).items():
                 ms[key, lib].append(t)
         print("# run %d of %d done" % (run + 1, args.runs), file=sys.stderr)
     keys = sorted({key for key, _ in ms}, key=str)

@@ -6,7 +6,7 @@
         [--dims 8,64] [--hidden 64,256] [--batch 256,4096] [--threads 1,2]
         [--layers K] [--ops train_step,log_prob,sample] [--rounds 5]
         [--round-time 0.2] [--context C] [--json results.jsonl] [--no-check]
-        [--quick]
+        [--no-pin] [--quick]
 
 Models: realnvp, nice, realnvp_bn, maf, iaf, made (MADE MoG, 10 components
 per dimension), glow, planar, radial (K = 8 layers, 5 MADE layers for maf /
@@ -28,6 +28,15 @@ and the last column gives a train step's dense-layer GFLOP/s (6 x weights x
 batch) as a share of the sgemm rate measured in the same alternating rounds
 (same thread count), since the load of a shared machine drifts. A summary
 of the issue's targets follows the table.
+
+Both programs run on the same CPUs: the last T of those this process may
+use, for T threads (--no-pin leaves them to the scheduler). On a shared
+host one vCPU can lose 30-40% of its speed for minutes while the other
+keeps it (sgemm loops pinned to each of the two, side by side: 85-96
+against 121-142 GFLOP/s); left to the scheduler, the two programs'
+one-thread runs could sit on different vCPUs for a whole run, and one of
+them took all the loss (NICE D = 8's large log_prob read 2.06x and 1.13x
+in two runs a minute apart, 1.39-1.59x in six runs with both on one CPU).
 
 --coretype sets OPENBLAS_CORETYPE for both programs ("unset" removes it, so
 OpenBLAS picks its kernels for the CPU; "inherit", the default, keeps the
@@ -66,6 +75,8 @@ def parse_args():
     ap.add_argument("--json", help="also write one JSON line per measurement here")
     ap.add_argument("--no-check", action="store_true", help="skip the equality check")
     ap.add_argument("--no-gemm", action="store_true", help="skip the sgemm rate")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="leave both programs' threads to the scheduler")
     ap.add_argument("--quick", action="store_true",
                     help="small configurations only: --hidden 64 --batch 256 --threads 1")
     args = ap.parse_args()
@@ -109,6 +120,17 @@ class FlowlibServer:
         self.proc.stdin.write("quit\n")
         self.proc.stdin.close()
         self.proc.wait()
+
+
+def pin(pids, cpus):
+    """Every thread of the processes pids onto cpus (threads they start
+    later inherit it from the starting thread)."""
+    for pid in pids:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except (ProcessLookupError, FileNotFoundError):
+                pass  # a thread that ended meanwhile
 
 
 def calibrate(run, op, round_time):
@@ -254,12 +276,25 @@ def main():
             sys.exit("the two implementations disagree: run torch_reference.py --check")
 
     server = FlowlibServer(bench)
+    allowed = sorted(os.sched_getaffinity(0))
+
+    def use_threads(t):
+        """Both programs onto the same t CPUs, PyTorch onto t threads."""
+        if not args.no_pin:
+            pin([os.getpid(), server.proc.pid], allowed[-t:])
+        torch.set_num_threads(t)
+
+    if args.no_pin:
+        print("# threads left to the scheduler (--no-pin)")
+    else:
+        print("# both programs pinned to the last T of CPUs %s for T threads"
+              % ",".join(map(str, allowed)))
     gemm = {}
     if not args.no_gemm:
         n = 1024
         a, b = torch.rand(n, n), torch.rand(n, n)
         for t in threads_list:
-            torch.set_num_threads(t)
+            use_threads(t)
 
             def torch_mm(_, calls):
                 start = time.perf_counter()
@@ -291,6 +326,7 @@ def main():
                 for batch in batches:
                     for t in threads_list:
                         context = ref.context_of(model, args.context)
+                        use_threads(t)
                         params = server.setup(model, dim, hidden, batch, t, layers, context)
                         tb = ref.TorchBench(model, dim, hidden, batch, t, layers, context)
                         for op in ops:
