@@ -14,10 +14,10 @@ and op, each build's best and median ms and best(first) / best(other): > 1
 means the other build is faster.
 
 Every run is pinned to the last T CPUs this process may use, T the largest
-thread count in the flowlib_bench arguments (--threads; 2 when not given),
-so that one-thread runs of every build sit on the same CPU: on a shared
-host one vCPU can be 30-40% slower than the other for minutes (see
-compare.py).
+thread count in the flowlib_bench arguments (--threads; when not given, 2,
+or 1 with --quick), so that one-thread runs of every build sit on the same
+CPU: on a shared host one vCPU can be 30-40% slower than the other for
+minutes (see compare.py).
 
 Why not two runs of compare.py: on a shared machine the speed drifts by
 10-30% within minutes, more than most changes are worth; alternating short
@@ -65,8 +65,9 @@ def parse_args():
 
 
 def run_cpus(bench_args):
-    """The CPUs every run gets: the last T allowed, T = the most threads asked."""
-    threads = "1,2"
+    """The CPUs every run gets: the last T allowed, T = the most threads asked
+    (flowlib_bench's default grid: 1,2; --quick: 1)."""
+    threads = "1" if "--quick" in bench_args else "1,2"
     for i, a in enumerate(bench_args[:-1]):
         if a == "--threads":
             threads = bench_args[i + 1]
