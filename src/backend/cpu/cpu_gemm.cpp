@@ -103,10 +103,10 @@ bool blas_is_tuned() {
 //   layers). OpenBLAS's SkylakeX kernels ran those at 85-120 GFLOP/s on one
 //   Emerald Rapids thread (16 and 32 x 256 x 256 and 512), the small kernel
 //   at 115-160; from 128 x 256 x 256 on and at 64 x 512 OpenBLAS is faster.
-bool small_kernel_beats_blas(bool trans_b, size_t m, size_t n, size_t k, double work) {
-    if (!blas_is_tuned()) return k <= kKernelDepth;
+bool small_kernel_beats_blas(bool trans_b, size_t m, size_t n, size_t k) {
+    if (!blas_is_tuned()) return on_small_kernel(k);
     if (trans_b) return false;
-    if (std::min({m, n, k}) >= 64 && work < kSmallGemm) return true;
+    if (std::min({m, n, k}) >= 64 && double(m) * double(n) * double(k) < kSmallGemm) return true;
     const size_t narrow = std::min(m, n), wide = std::max(m, n);
     return cpu_kernels::runs_16_float_tiles() && narrow >= 16 && narrow <= 64 && wide <= 256 &&
            k <= 512;
@@ -226,7 +226,7 @@ bool product(const char *op, bool trans_a, bool trans_b, float alpha, const Tens
         narrow_weight_gradient(m, n, k, alpha, pa, a_cols, pb, b_cols, beta, pc);
         return true;
     }
-    if (blas && small_kernel_beats_blas(trans_b, m, n, k, work)) {
+    if (blas && small_kernel_beats_blas(trans_b, m, n, k)) {
         small_kernel_product(m, n, k, alpha, pa, trans_a ? 1 : a_cols, trans_a ? a_cols : 1,
                              trans_b, pb, b_cols, beta, pc, store, nullptr);
         return true;
